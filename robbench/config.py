@@ -1,0 +1,147 @@
+"""model.yaml and train.yaml, validated: unknown keys and wrong types are errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from .errors import RobbenchError
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"  # no path separators; no leading dot, so no "." or ".."
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Normalization(Strict):
+    mean: list[float] = Field(min_length=1)
+    std: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _same_length_positive_std(self) -> "Normalization":
+        if len(self.mean) != len(self.std):
+            raise ValueError("mean and std must have the same length")
+        if any(s <= 0 for s in self.std):
+            raise ValueError("std must be positive")
+        return self
+
+
+class Metadata(Strict):
+    training: str = "unknown"  # standard, pgd-at, trades, fgsm-rs, ...
+    paper: str | None = None  # URL shown on the leaderboard
+    authors: str | None = None
+    venue: str | None = None
+    extra_data: bool = False
+
+
+class ModelSpec(Strict):
+    """A submission: which architecture, which weights, on which dataset."""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=100)
+    dataset: str
+    dataset_kwargs: dict[str, Any] = Field(default_factory=dict)
+    architecture: str
+    architecture_kwargs: dict[str, Any] = Field(default_factory=dict)
+    checkpoint: str
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    normalization: Normalization | None = None
+    threat_models: list[str] | None = None
+    metadata: Metadata = Field(default_factory=Metadata)
+
+    #: the folder of the YAML file; relative checkpoints resolve against it
+    _base_dir: Path = PrivateAttr(default=Path("."))
+
+    def checkpoint_path(self) -> Path:
+        path = Path(self.checkpoint).expanduser()
+        return path if path.is_absolute() else self._base_dir / path
+
+
+class TrainSpec(Strict):
+    """A reference training run: ``robbench train CONFIG``."""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=100)
+    dataset: str
+    dataset_kwargs: dict[str, Any] = Field(default_factory=dict)
+    architecture: str
+    architecture_kwargs: dict[str, Any] = Field(default_factory=dict)
+    normalization: Normalization | None = None
+    method: Literal["standard", "pgd-at"] = "standard"
+    threat_model: str = "linf"  # the dataset's standard threat model trained against (pgd-at)
+    eps: float | None = Field(default=None, gt=0)  # default: the threat model's standard radius
+    attack_steps: int = Field(default=10, ge=1)
+    attack_step_size: float | None = Field(default=None, gt=0)  # default: 2.5 * eps / steps
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    lr: float = Field(default=0.01, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    schedule: Literal["constant", "piecewise", "cosine"] = "piecewise"
+    n_train: int | None = Field(default=None, ge=1)  # the first n training examples; None: all
+    eval_examples: int = Field(default=1000, ge=1)  # test examples for the per-epoch clean/PGD check
+    eval_attack_steps: int = Field(default=20, ge=1)
+    seed: int = 0
+    metadata: Metadata = Field(default_factory=Metadata)
+
+    @field_validator("eps")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and value != value:
+            raise ValueError("eps must be a number")
+        return value
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise RobbenchError(f"{path}: no such file; pass the path of an existing YAML file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid syntax"
+        raise RobbenchError(f"{path}: malformed YAML{where} ({problem}); fix the syntax") from exc
+    except UnicodeDecodeError as exc:
+        raise RobbenchError(f"{path}: not UTF-8 text; save it as UTF-8 YAML") from exc
+    if not isinstance(data, dict):
+        raise RobbenchError(f"{path}: expected a mapping of keys to values at the top level")
+    return data
+
+
+def describe_validation_error(path: Path | str, exc: ValidationError) -> str:
+    """One line: the first problem, naming its key, plus a count of the others."""
+    errors = exc.errors()
+    first = errors[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        message = f"unknown key {key!r}; remove it or check its spelling"
+    elif kind == "missing":
+        message = f"missing required key {key!r}"
+    else:
+        message = f"key {key!r}: {first['msg']} (got {first.get('input')!r})"
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return f"{path}: {message}{more}"
+
+
+def load_model_spec(path: str | Path) -> ModelSpec:
+    path = Path(path)
+    data = _read_yaml(path)
+    try:
+        spec = ModelSpec(**data)
+    except ValidationError as exc:
+        raise RobbenchError(describe_validation_error(path, exc)) from exc
+    spec._base_dir = path.resolve().parent
+    return spec
+
+
+def load_train_spec(path: str | Path) -> TrainSpec:
+    path = Path(path)
+    data = _read_yaml(path)
+    try:
+        return TrainSpec(**data)
+    except ValidationError as exc:
+        raise RobbenchError(describe_validation_error(path, exc)) from exc

@@ -1,0 +1,73 @@
+"""Datasets: what a model is evaluated on, and the facts attacks need about it.
+
+A dataset is registered as a builder ``f(**params) -> Dataset``. The ``Dataset`` declares its
+input shape, number of classes and value range, so attacks project onto the real domain of the
+inputs ([0, 1] for images, unbounded for ``tsipras``) instead of assuming pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..errors import RobbenchError
+from ..registry import Registry
+
+Split = str  # "train" or "test"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    value_range: tuple[float, float] | None  # None: unbounded reals
+    test_size: int  # size of the full standard test split, for "subset" markers
+    params: dict[str, Any] = field(default_factory=dict)  # builder parameters, recorded in results
+    loader: Callable[[Split], tuple[torch.Tensor, torch.Tensor]] = field(repr=False, default=None)
+
+    def load(self, split: Split = "test", n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` examples of ``split`` as (x float32, y int64)."""
+        if split not in ("train", "test"):
+            raise RobbenchError(f"unknown split {split!r}; use 'train' or 'test'")
+        x, y = self.loader(split)
+        if n is not None:
+            if n <= 0:
+                raise RobbenchError(f"the number of examples must be positive, got {n}")
+            x, y = x[:n], y[:n]
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+            raise RobbenchError(
+                f"{self.name} {split} labels fall outside 0..{self.num_classes - 1}; the data files are corrupt"
+            )
+        return x, y
+
+
+DATASETS: Registry[Callable[..., Dataset]] = Registry(
+    "dataset",
+    builtin_modules=("robbench.data.idx", "robbench.data.synthetic"),
+    entry_point_group="robbench.datasets",
+)
+
+
+def get_dataset(name: str, **params: Any) -> Dataset:
+    return DATASETS.get(name).factory(**params)
+
+
+def load_dataset(name: str, split: Split = "test", n: int | None = None, **params: Any):
+    """``(x, y)``: x float32 (NCHW in [0, 1] for images), y int64."""
+    return get_dataset(name, **params).load(split, n)
+
+
+def user_data_root(data_dir: str | os.PathLike | None) -> Path | None:
+    """``--data-dir`` or ``ROBBENCH_DATA``: ``<root>/<dataset-name>/`` holds that dataset's files."""
+    root = data_dir or os.environ.get("ROBBENCH_DATA")
+    return Path(root).expanduser() if root else None
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "robbench"

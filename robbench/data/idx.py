@@ -1,0 +1,179 @@
+"""MNIST-format datasets (gzipped idx files): fashion-mnist and mnist.
+
+Fashion-MNIST's 10,000 test images ship inside the package, so evaluation needs no download.
+Training files are looked for, in order, in ``--data-dir``/``ROBBENCH_DATA``, Debian's
+``dataset-fashion-mnist`` folder, the user cache, and finally downloaded from the canonical
+mirror with SHA-256 verification.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import RobbenchError
+from ..threat_models import THREAT_MODELS, ThreatModel
+from . import DATASETS, Dataset, cache_root, user_data_root
+
+BUNDLED = Path(__file__).parent / "files"
+
+
+@dataclass(frozen=True)
+class IdxSource:
+    name: str
+    files: dict[str, dict[str, str]]  # split -> {"images"|"labels": filename}
+    sha256: dict[str, str]  # filename -> digest
+    urls: tuple[str, ...]  # mirrors, tried in order
+    system_dirs: tuple[str, ...]  # distribution packages
+    install_hint: str
+
+
+FASHION_MNIST = IdxSource(
+    name="fashion-mnist",
+    files={
+        "train": {"images": "train-images-idx3-ubyte.gz", "labels": "train-labels-idx1-ubyte.gz"},
+        "test": {"images": "t10k-images-idx3-ubyte.gz", "labels": "t10k-labels-idx1-ubyte.gz"},
+    },
+    sha256={
+        "train-images-idx3-ubyte.gz": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+        "train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+        "t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+        "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+    },
+    urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+    system_dirs=("/usr/share/datasets/fashion-mnist",),
+    install_hint="apt-get install dataset-fashion-mnist, or pass --data-dir DIR with DIR/fashion-mnist/*.gz",
+)
+
+SOURCES = {source.name: source for source in (FASHION_MNIST,)}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _candidate_dirs(source: IdxSource, data_dir: str | None, split: str) -> list[Path]:
+    dirs = []
+    root = user_data_root(data_dir)
+    if root is not None:
+        dirs.append(root / source.name)
+    if split == "test" and (BUNDLED / source.name).is_dir():
+        dirs.append(BUNDLED / source.name)
+    dirs += [Path(d) for d in source.system_dirs]
+    dirs.append(cache_root() / source.name)
+    return dirs
+
+
+def _verified(path: Path, source: IdxSource) -> Path:
+    expected = source.sha256[path.name]
+    if sha256_of(path) != expected:
+        raise RobbenchError(
+            f"{path} is corrupt or truncated (SHA-256 differs from the published file); delete it and fetch it again"
+        )
+    return path
+
+
+def _download(source: IdxSource, filename: str) -> Path | None:
+    """Fetch into the user cache; None when no mirror answers (e.g. no internet)."""
+    target = cache_root() / source.name / filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for base in source.urls:
+        try:
+            with urllib.request.urlopen(base + filename, timeout=30) as response, tempfile.NamedTemporaryFile(
+                dir=target.parent, delete=False
+            ) as tmp:
+                shutil.copyfileobj(response, tmp)
+        except OSError:
+            continue
+        tmp_path = Path(tmp.name)
+        if sha256_of(tmp_path) != source.sha256[filename]:
+            tmp_path.unlink()
+            raise RobbenchError(f"download of {filename} from {base} failed its SHA-256 check; try again later")
+        tmp_path.replace(target)
+        return target
+    return None
+
+
+def locate(source: IdxSource, filename: str, split: str, data_dir: str | None) -> Path:
+    dirs = _candidate_dirs(source, data_dir, split)
+    for folder in dirs:
+        if (folder / filename).is_file():
+            return _verified(folder / filename, source)
+    downloaded = _download(source, filename)
+    if downloaded is not None:
+        return downloaded
+    looked = ", ".join(str(d) for d in dirs)
+    raise RobbenchError(f"{source.name} file {filename} not found (looked in {looked}; download failed); {source.install_hint}")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse an idx file (big-endian header: magic with dtype/ndim, then the dimensions)."""
+    try:
+        with gzip.open(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError) as exc:
+        raise RobbenchError(f"{path} is not a readable gzip file ({exc}); delete it and fetch it again") from exc
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise RobbenchError(f"{path} is not an unsigned-byte idx file; check the file you passed")
+    ndim = raw[3]
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise RobbenchError(f"{path} is truncated: header promises {dims}, body has {body.size} bytes")
+    return body.reshape(dims)
+
+
+@lru_cache(maxsize=8)
+def _load_idx_split(source_name: str, split: str, data_dir: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    source = SOURCES[source_name]
+    names = source.files[split]
+    images = read_idx(locate(source, names["images"], split, data_dir))
+    labels = read_idx(locate(source, names["labels"], split, data_dir))
+    if len(images) != len(labels):
+        raise RobbenchError(f"{source.name} {split}: {len(images)} images but {len(labels)} labels; files are mismatched")
+    x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
+    y = torch.from_numpy(labels.astype(np.int64))
+    return x, y
+
+
+def _idx_dataset(source: IdxSource, data_dir: str | None) -> Dataset:
+    return Dataset(
+        name=source.name,
+        input_shape=(1, 28, 28),
+        num_classes=10,
+        value_range=(0.0, 1.0),
+        test_size=10_000,
+        params={},
+        loader=lambda split: _load_idx_split(source.name, split, str(data_dir) if data_dir else None),
+    )
+
+
+@DATASETS.register("fashion-mnist")
+def fashion_mnist(data_dir: str | None = None) -> Dataset:
+    """Fashion-MNIST (Xiao et al., 2017): 28x28 grey clothing images, 10 classes; test set bundled."""
+    return _idx_dataset(FASHION_MNIST, data_dir)
+
+
+@THREAT_MODELS.register("fashion-mnist/linf")
+def _fashion_mnist_linf(dataset: Dataset) -> ThreatModel:
+    """Fashion-MNIST L-inf, eps = 0.1"""
+    return ThreatModel("linf", "Linf", 0.1)
+
+
+@THREAT_MODELS.register("fashion-mnist/l2")
+def _fashion_mnist_l2(dataset: Dataset) -> ThreatModel:
+    """Fashion-MNIST L2, eps = 1.5"""
+    return ThreatModel("l2", "L2", 1.5)

@@ -1,0 +1,65 @@
+"""From a validated ModelSpec to a ready model and its dataset: the one loader.
+
+Architectures come only from the registry (built-ins and installed plugins); weights only
+through ``robbench.checkpoints``. There are no per-model special cases here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from .checkpoints import count_parameters, load_weights
+from .config import ModelSpec, Normalization
+from .data import Dataset, get_dataset
+from .errors import RobbenchError
+from .models import create_model
+from .models.normalize import Normalized
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    spec: ModelSpec
+    model: nn.Module
+    dataset: Dataset
+    checkpoint_path: Path
+    sha256: str
+    parameter_count: int
+
+
+def build_model(
+    architecture: str, architecture_kwargs: dict, normalization: Normalization | None, dataset: Dataset
+) -> nn.Module:
+    """A fresh model for ``dataset``; normalisation, when given, lives inside the model."""
+    kwargs = {"input_shape": dataset.input_shape, "num_classes": dataset.num_classes, **architecture_kwargs}
+    model = create_model(architecture, **kwargs)
+    if normalization is not None:
+        channels = dataset.input_shape[0]
+        if len(normalization.mean) not in (1, channels):
+            raise RobbenchError(
+                f"normalization has {len(normalization.mean)} values but {dataset.name} has {channels} channels"
+            )
+        model = Normalized(model, normalization.mean, normalization.std)
+    return model
+
+
+def inner_model(model: nn.Module) -> nn.Module:
+    """The network whose state_dict a checkpoint holds (inside any normalisation wrapper)."""
+    return model.model if isinstance(model, Normalized) else model
+
+
+def load_submission(spec: ModelSpec, data_dir: str | None = None) -> LoadedModel:
+    dataset = get_dataset(spec.dataset, **_with_data_dir(spec.dataset_kwargs, data_dir))
+    model = build_model(spec.architecture, spec.architecture_kwargs, spec.normalization, dataset)
+    path = spec.checkpoint_path()
+    sha256 = load_weights(inner_model(model), path)
+    if spec.sha256 is not None and sha256 != spec.sha256:
+        raise RobbenchError(f"{path}: SHA-256 is {sha256}, model.yaml pins {spec.sha256}; the file was changed")
+    model.eval()
+    return LoadedModel(spec, model, dataset, path, sha256, count_parameters(model))
+
+
+def _with_data_dir(kwargs: dict, data_dir: str | None) -> dict:
+    return {**kwargs, "data_dir": data_dir} if data_dir else dict(kwargs)

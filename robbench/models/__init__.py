@@ -1,0 +1,29 @@
+"""Architectures, in the style of timm: ``create_model(name, **kwargs) -> nn.Module``.
+
+Every factory accepts ``input_shape`` and ``num_classes`` (filled from the dataset when a model
+is built from a model.yaml) plus its own keyword arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import nn
+
+from ..registry import Registry
+
+ARCHITECTURES: Registry[Callable[..., nn.Module]] = Registry(
+    "architecture",
+    builtin_modules=("robbench.models.linear", "robbench.models.small_cnn"),
+    entry_point_group="robbench.architectures",
+)
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered architecture (random weights)."""
+    from ..errors import RobbenchError
+
+    try:
+        return ARCHITECTURES.get(name).factory(**kwargs)
+    except TypeError as exc:
+        raise RobbenchError(f"architecture {name!r} rejected its arguments ({exc}); fix architecture_kwargs") from exc

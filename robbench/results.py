@@ -1,0 +1,169 @@
+"""Result records: the single source of truth for leaderboards.
+
+One JSON file per (model, dataset, threat model): ``results/<dataset>/<threat-model>/<name>.json``.
+Accuracies are fractions in [0, 1], stored as numbers. Files are written atomically
+(temporary file in the same folder, then rename), so a reader never sees half a record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .config import NAME_PATTERN, Metadata
+from .errors import RobbenchError
+
+SCHEMA_VERSION = 1
+
+Fraction = float
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ThreatModelRecord(Frozen):
+    name: str = Field(pattern=NAME_PATTERN)
+    norm: Literal["Linf", "L2"]
+    eps: float = Field(gt=0)
+    standard: bool
+
+
+class Examples(Frozen):
+    """Which examples were evaluated: ``split[start:stop]`` of a test set of ``test_size``."""
+
+    split: Literal["test"] = "test"
+    start: int = Field(ge=0)
+    stop: int = Field(gt=0)
+    test_size: int = Field(gt=0)
+
+    @property
+    def count(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def is_full(self) -> bool:
+        return self.start == 0 and self.stop == self.test_size
+
+
+class StageRecord(Frozen):
+    name: str
+    n_attacked: int = Field(ge=0)
+    n_broken: int = Field(ge=0)
+    accuracy: Fraction = Field(ge=0, le=1)
+
+
+class AttackRecord(Frozen):
+    name: str
+    accuracy: Fraction = Field(ge=0, le=1)  # under this attack and every earlier one
+    config: dict[str, Any]
+    stages: list[StageRecord]
+
+
+class Versions(Frozen):
+    robbench: str
+    torch: str
+    pyautoattack: str
+    python: str
+
+
+class Checkpoint(Frozen):
+    path: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class EvalRecord(Frozen):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str = Field(pattern=NAME_PATTERN)
+    dataset: str = Field(pattern=NAME_PATTERN)
+    dataset_params: dict[str, Any] = Field(default_factory=dict)
+    threat_model: ThreatModelRecord
+    examples: Examples
+    n_examples: int = Field(gt=0)
+    clean_accuracy: Fraction = Field(ge=0, le=1)
+    robust_accuracy: Fraction = Field(ge=0, le=1)
+    attacks: list[AttackRecord]
+    architecture: str
+    architecture_kwargs: dict[str, Any] = Field(default_factory=dict)
+    parameter_count: int = Field(ge=0)
+    metadata: Metadata
+    checkpoint: Checkpoint
+    seed: int
+    batch_size: int = Field(gt=0)
+    device: str
+    versions: Versions
+    notes: list[str] = Field(default_factory=list)
+    wall_time_s: float = Field(ge=0)
+    timestamp: str
+
+    def attack_accuracy(self, name: str) -> float | None:
+        return next((a.accuracy for a in self.attacks if a.name == name), None)
+
+    def relative_path(self) -> Path:
+        return Path(self.dataset) / threat_slug(self.threat_model) / f"{self.name}.json"
+
+
+def threat_slug(threat: ThreatModelRecord) -> str:
+    """Same naming as ``ThreatModel.slug``: ``linf``, or ``linf-eps0.2`` off the standard radius."""
+    return threat.name if threat.standard else f"{threat.name}-eps{threat.eps:g}"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder and rename: all or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def record_json(record: EvalRecord) -> str:
+    return json.dumps(record.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
+
+
+def write_record(record: EvalRecord, results_dir: Path) -> Path:
+    root = results_dir.resolve()
+    path = (root / record.relative_path()).resolve()
+    if root not in path.parents:  # the name pattern forbids this; belt and braces
+        raise RobbenchError(f"refusing to write {path} outside the results folder {root}")
+    atomic_write_text(path, record_json(record))
+    return path
+
+
+def read_record(path: Path) -> EvalRecord:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RobbenchError(f"{path}: not a readable JSON record ({exc})") from exc
+    try:
+        return EvalRecord.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise RobbenchError(f"{path}: invalid record: {key}: {first['msg']}") from exc
+
+
+def read_store(results_dir: Path) -> tuple[list[EvalRecord], list[str]]:
+    """Every valid record under ``results_dir`` (sorted by path) and one problem line per invalid file."""
+    records, problems = [], []
+    for path in sorted(results_dir.rglob("*.json")):
+        try:
+            records.append(read_record(path))
+        except RobbenchError as exc:
+            problems.append(str(exc))
+    return records, problems
