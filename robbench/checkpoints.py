@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -46,7 +47,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             raise RobbenchError(f"{path} is not a valid safetensors file ({_first_line(exc)}); re-export the weights") from exc
     elif suffix in PICKLE_SUFFIXES:
         try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns about pickle protocols; the error below says it all
+                warnings.simplefilter("ignore", UserWarning)
+                loaded = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             raise RobbenchError(
                 f"{path} holds objects other than tensors, which robbench never unpickles; "

@@ -1,0 +1,1 @@
+"""Reports: studies built on robbench's datasets, attacks and evaluation (``robbench tradeoff``)."""

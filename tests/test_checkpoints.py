@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from robbench.checkpoints import load_weights, read_state_dict
+from robbench.errors import RobbenchError
+from robbench.models import create_model
+
+
+class _RunsCode:
+    """Unpickling this calls os.system: the classic malicious checkpoint."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as handle:
+        pickle.dump({"weight": _RunsCode(marker)}, handle)
+    with pytest.raises(RobbenchError, match="never unpickles"):
+        read_state_dict(path)
+    assert not marker.exists()
+
+
+def test_torch_save_checkpoint_with_wrapper_prefix_loads(tmp_path):
+    model = create_model("linear", input_shape=(4,), num_classes=3)
+    path = tmp_path / "w.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}, "epoch": 3}, path)
+    fresh = create_model("linear", input_shape=(4,), num_classes=3)
+    digest = load_weights(fresh, path)
+    assert len(digest) == 64
+    assert torch.equal(fresh[1].weight, model[1].weight)
+
+
+def test_shape_mismatch_names_the_key(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_file(create_model("linear", input_shape=(5,), num_classes=3).state_dict(), str(path))
+    with pytest.raises(RobbenchError, match=r"1\.weight has shape \(3, 5\), the architecture expects \(3, 4\)"):
+        load_weights(create_model("linear", input_shape=(4,), num_classes=3), path)
+
+
+def test_missing_and_unexpected_keys_are_named(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_file({"fc.weight": torch.zeros(3, 4)}, str(path))
+    with pytest.raises(RobbenchError, match=r"missing keys 1\.bias, 1\.weight; unexpected keys fc\.weight"):
+        load_weights(create_model("linear", input_shape=(4,), num_classes=3), path)
+
+
+def test_fake_safetensors_and_nan_weights_are_refused(tmp_path):
+    fake = tmp_path / "fake.safetensors"
+    fake.write_bytes(b"this is not a safetensors file at all")
+    with pytest.raises(RobbenchError, match="not a valid safetensors file"):
+        read_state_dict(fake)
+    model = create_model("linear", input_shape=(4,), num_classes=3)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["1.weight"][0, 0] = float("nan")
+    path = tmp_path / "nan.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(RobbenchError, match="NaN or Inf"):
+        load_weights(model, path)

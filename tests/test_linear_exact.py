@@ -1,0 +1,49 @@
+"""For a linear classifier the L-inf robust accuracy is computable exactly; AutoAttack must hit it."""
+
+from __future__ import annotations
+
+import torch
+
+from robbench import evaluate
+from robbench.checkpoints import read_state_dict
+
+
+def exact_linf_robust(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+    """Per example: correct under every x' in the eps-box around x intersected with [0, 1].
+
+    For each wrong class j the margin (w_y - w_j)·x' + (b_y - b_j) is linear in x', so its minimum
+    over the box is at the corner x'_i = clamp(x_i - eps·sign(v_i), 0, 1), v = w_y - w_j.
+    The example is robust iff every class pair keeps a positive margin at its own worst corner.
+    """
+    flat = x.flatten(1).double()
+    w, b = weight.double(), bias.double()
+    robust = torch.ones(len(x), dtype=torch.bool)
+    for j in range(w.shape[0]):
+        v = w[y] - w[j]  # (n, features)
+        corner = (flat - eps * v.sign()).clamp(0, 1)
+        margin = (v * corner).sum(1) + b[y] - b[j]
+        robust &= (margin > 0) | (y == j)
+    return robust
+
+
+def test_autoattack_equals_exact_linear_robust_accuracy(linear_submission):
+    n = 200
+    (record,) = evaluate(linear_submission, threat_models="linf", attacks=["autoattack"], n_examples=n, device="cpu")
+    state = read_state_dict(linear_submission.parent / "model.safetensors")
+    from robbench import load_dataset
+
+    x, y = load_dataset("fashion-mnist", n=n)
+    exact = exact_linf_robust(state["1.weight"], state["1.bias"], x, y, eps=0.1)
+    assert 0 < exact.sum() < record.clean_accuracy * n  # a real test: some, not all, correct points survive
+    assert record.robust_accuracy == int(exact.sum()) / n
+
+
+def test_pgd_never_reports_below_the_exact_value(linear_submission):
+    """An attack can only find real adversarial examples: PGD's accuracy is an upper bound of the exact one."""
+    n = 200
+    (record,) = evaluate(linear_submission, threat_models="linf", attacks=["pgd"], n_examples=n, device="cpu")
+    state = read_state_dict(linear_submission.parent / "model.safetensors")
+    from robbench import load_dataset
+
+    x, y = load_dataset("fashion-mnist", n=n)
+    assert record.robust_accuracy >= int(exact_linf_robust(state["1.weight"], state["1.bias"], x, y, 0.1).sum()) / n

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+from importlib.metadata import EntryPoint
+
+import pytest
+import torch
+
+import robbench
+from robbench import registry as registry_module
+from robbench.errors import RobbenchError
+from robbench.models import ARCHITECTURES
+
+
+def test_import_robbench_loads_no_architecture_or_torch():
+    code = (
+        "import sys, robbench; "
+        "print(sorted(m for m in sys.modules if m.startswith('robbench')), 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['robbench'] False"
+
+
+def test_create_model_builds_registered_architectures():
+    model = robbench.create_model("small-cnn", num_classes=10)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    linear = robbench.create_model("linear", input_shape=(3, 4), num_classes=5)
+    assert linear(torch.zeros(2, 3, 4)).shape == (2, 5)
+
+
+def test_unknown_name_lists_known_ones():
+    with pytest.raises(RobbenchError) as info:
+        robbench.create_model("small_cnn")
+    message = str(info.value)
+    assert "unknown architecture 'small_cnn'" in message
+    assert "did you mean 'small-cnn'" in message
+    assert "linear" in message and "\n" not in message
+
+
+def test_entry_point_plugin_is_loaded_only_when_asked(monkeypatch):
+    plugin = types.ModuleType("robbench_test_plugin")
+    calls = []
+
+    def tiny(input_shape=(1, 28, 28), num_classes=10):
+        """A plugin architecture."""
+        calls.append(num_classes)
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, num_classes))
+
+    plugin.tiny = tiny
+    monkeypatch.setitem(sys.modules, "robbench_test_plugin", plugin)
+    point = EntryPoint(name="tiny-plugin", value="robbench_test_plugin:tiny", group="robbench.architectures")
+    monkeypatch.setattr(
+        registry_module, "entry_points", lambda group: [point] if group == "robbench.architectures" else []
+    )
+    monkeypatch.delitem(ARCHITECTURES._entries, "tiny-plugin", raising=False)
+    assert "tiny-plugin" in ARCHITECTURES.names()
+    assert "tiny-plugin" not in ARCHITECTURES._entries  # listed, not imported
+    model = robbench.create_model("tiny-plugin", num_classes=3)
+    assert calls == [3] and model(torch.zeros(1, 1, 28, 28)).shape == (1, 3)
+    ARCHITECTURES._entries.pop("tiny-plugin")
+
+
+def test_broken_plugin_is_a_one_line_error(monkeypatch):
+    point = EntryPoint(name="broken", value="no_such_module_xyz:thing", group="robbench.datasets")
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: [point] if group == "robbench.datasets" else [])
+    with pytest.raises(RobbenchError, match="failed to import"):
+        robbench.load_dataset("broken")
+
+
+def test_list_shows_every_kind():
+    from robbench.cli import main
+
+    assert main(["list"]) == 0
