@@ -36,7 +36,7 @@ MODELS_DIR = "models"
 SUBSET_MARK = "†"
 FLAG_MARK = "⚠"
 
-FIGSIZE = (7.0, 5.0)  # inches
+FIGSIZE = (8.0, 5.0)  # inches
 DPI = 100
 
 
@@ -158,7 +158,7 @@ def _gap(clean: float, robust: float) -> str:
 def _count(n: int) -> str:
     """Parameter counts, 3 significant digits: 11.2M, 431K, 850."""
     for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= scale:
+        if n >= scale * 0.9995:  # so 999,999 reads 1M, not 1e+03K
             return f"{n / scale:.3g}{suffix}"
     return str(n)
 
@@ -311,6 +311,15 @@ GROUP_STYLE = {
 }
 
 
+def _limits(values: Sequence[float]) -> tuple[float, float]:
+    """Axis range around the data (percent), padded, never far outside [0, 100]."""
+    if not values:
+        return 0.0, 100.0
+    lo, hi = min(values), max(values)
+    pad = max(3.0, 0.1 * (hi - lo))
+    return max(-1.0, lo - pad), min(101.0, hi + pad)
+
+
 def render_plot(title: str, names: Sequence[str], clean: Sequence[float], robust: Sequence[float],
                 trainings: Sequence[str]) -> bytes:
     """PNG bytes: clean (x) against robust (y) accuracy in percent, one labelled point per model.
@@ -341,15 +350,17 @@ def render_plot(title: str, names: Sequence[str], clean: Sequence[float], robust
                     zorder=2, label="Pareto frontier")
         for i, name in enumerate(names):
             ax.annotate(name, (xs[i], ys[i]), xytext=(4, 4), textcoords="offset points", fontsize=7, zorder=4)
-        if xs:
-            lo = max(0.0, min(min(xs), min(ys)) - 5)
-            hi = min(100.0, max(max(xs), max(ys)) + 5)
-            ax.plot([lo, hi], [lo, hi], linestyle=":", color="0.7", linewidth=1, zorder=1, label="robust = clean")
+        (x_lo, x_hi), (y_lo, y_hi) = _limits(xs), _limits(ys)
+        lo, hi = max(x_lo, y_lo), min(x_hi, y_hi)
+        if lo < hi:  # robust <= clean: points sit on or below this line
+            ax.plot([lo, hi], [lo, hi], linestyle=":", color="0.6", linewidth=1, zorder=1, label="robust = clean")
+        ax.set_xlim(x_lo, x_hi)
+        ax.set_ylim(y_lo, y_hi)
         ax.set_xlabel("clean accuracy (%)")
         ax.set_ylabel("robust accuracy (%)")
         ax.set_title(title)
         ax.grid(True, linewidth=0.5, color="0.9")
-        ax.legend(loc="upper left", fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None, "Comment": PNG_MARKER})
@@ -357,10 +368,13 @@ def render_plot(title: str, names: Sequence[str], clean: Sequence[float], robust
 
 
 def board_plot(key: BoardKey, records: list[EvalRecord]) -> bytes:
+    """The board's plot; subset results are labelled with the same marker as on the page."""
     frame = board_frame(records)
-    return render_plot(
-        board_title(key), list(frame["model"]), list(frame["clean"]), list(frame["robust"]), list(frame["training"])
-    )
+    names = [
+        name + (f" {SUBSET_MARK}" if subset else "") + (" (flagged)" if flags else "")
+        for name, subset, flags in zip(frame["model"], frame["subset"], frame["flags"])
+    ]
+    return render_plot(board_title(key), names, list(frame["clean"]), list(frame["robust"]), list(frame["training"]))
 
 
 # --------------------------------------------------------------------------------------------

@@ -280,3 +280,15 @@ def test_colliding_stems_stay_distinct() -> None:
 def test_render_all_keys_are_sorted(store: Path) -> None:
     files, problems = render_all(store)
     assert list(files) == sorted(files) and problems == []
+
+
+def test_duplicate_record_reported_once_shown(store: Path, tmp_path: Path) -> None:
+    source = store / "fashion-mnist" / "linf" / "beta.json"
+    copy = store / "fashion-mnist" / "linf" / "zz-copy" / "beta.json"
+    copy.parent.mkdir()
+    copy.write_bytes(source.read_bytes())
+    out = tmp_path / "boards"
+    _, problems = write_leaderboards(store, out)
+    assert len(problems) == 1 and "'beta'" in problems[0]
+    rows = board_rows(read(out / "fashion-mnist-linf-0p1.md"))
+    assert sum("beta" in row for row in rows) == 1
