@@ -127,6 +127,73 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _floats(text: str, option: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise RobbenchError(f"{option} takes comma-separated numbers, got {text!r}") from exc
+    if not values:
+        raise RobbenchError(f"{option} is empty")
+    return values
+
+
+def cmd_tradeoff(args: argparse.Namespace) -> int:
+    from .reports.tradeoff import run_tradeoff, write_json, write_report
+
+    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    if not attacks:
+        raise RobbenchError("--attacks is empty; pass e.g. pgd or pgd,autoattack")
+    result = run_tradeoff(
+        d=args.d, p=args.p, eta=args.eta, n_train=args.n_train, n_test=args.n_test,
+        train_eps=_floats(args.train_eps, "--train-eps"), steps=args.steps, lr=args.lr, attacks=attacks,
+        bound_ps=_floats(args.bound_p, "--bound-p"), bound_standards=_floats(args.bound_standard, "--bound-standard"),
+        seed=args.seed, device=args.device,
+    )
+    bounds = Table(title="Theorem 2.1: standard accuracy >= 1 - delta implies robust accuracy <= p/(1-p)·delta")
+    for column in ("p", "standard %", "robust at most %"):
+        bounds.add_column(column, justify="right")
+    for row in result["bound"]["table"]:
+        vacuous = " (vacuous)" if row["vacuous"] else ""
+        bounds.add_row(f"{row['p']:g}", _percent(row["standard_accuracy"]), _percent(row["robust_accuracy_bound"]) + vacuous)
+    console.print(bounds)
+
+    data, threat, config = result["dataset"], result["threat_model"], result["config"]
+    table = Table(
+        title=f"tsipras d={data['d']} p={data['p']:g} eta={data['eta']:.4g}, Linf eps=2·eta={threat['eps']:.4g} "
+        f"({config['n_test']} test samples)"
+    )
+    table.add_column("classifier", no_wrap=True)
+    for column in ("eps_train/eta", "clean %", "robust %", "exact %", "formula clean %", "formula robust %", "bound %", "under bound"):
+        table.add_column(column, justify="right")
+    for c in result["classifiers"]:
+        form, bound = c["closed_form"], c["bound"]
+        under = "VIOLATED" if bound["violates"] else "within noise" if bound["exceeds_point_estimate"] else "yes"
+        table.add_row(
+            c["name"], "—" if c["train_eps_over_eta"] is None else f"{c['train_eps_over_eta']:g}",
+            _percent(c["standard_accuracy"]), _percent(c["robust_accuracy"]), _percent(c["robust_accuracy_exact"]),
+            _percent(form["standard_accuracy"]["expected"] if form else None),
+            _percent(form["robust_accuracy"]["expected"] if form else None),
+            _percent(bound["value_clipped"]), under,
+        )
+    console.print(table)
+
+    markdown, png = write_report(result, Path(args.out))
+    paths = [markdown, png] + ([write_json(result, Path(args.json))] if args.json else [])
+    for path in paths:
+        console.print(f"wrote {path}", highlight=False)
+    checks = result["checks"]
+    problems = []
+    if checks["bound_violations"]:
+        problems.append(f"the bound is violated beyond sampling error by {', '.join(checks['bound_violations'])}")
+    if not checks["closed_forms_match"]:
+        problems.append("a closed-form classifier does not match its formula within sampling error")
+    if checks["attack_short_of_exact"]:
+        problems.append(f"the attack fell short of the exact worst case for {', '.join(checks['attack_short_of_exact'])}")
+    for problem in problems:
+        err_console.print(f"robbench: error: {problem}", highlight=False, markup=False, soft_wrap=True)
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robbench", description="Adversarial-robustness benchmark.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +227,25 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--out", default="leaderboards")
     board.add_argument("--check", action="store_true", help="exit 1 if the rendered files differ from --out")
     board.set_defaults(func=cmd_leaderboard)
+    tradeoff = sub.add_parser(
+        "tradeoff", help="Tsipras et al. (2019) Theorem 2.1: the robustness/accuracy bound, closed forms and trained models"
+    )
+    tradeoff.add_argument("--d", type=int, default=100, help="number of weak features (default: 100)")
+    tradeoff.add_argument("--p", type=float, default=0.9, help="P(x1 = y) (default: 0.9)")
+    tradeoff.add_argument("--eta", type=float, default=None, help="weak-feature mean (default: 3/sqrt(d))")
+    tradeoff.add_argument("--n-train", type=int, default=2000)
+    tradeoff.add_argument("--n-test", type=int, default=10000)
+    tradeoff.add_argument("--train-eps", default="0,0.5,1,1.5,2", help="training radii in multiples of eta; 0 is standard training")
+    tradeoff.add_argument("--steps", type=int, default=200, help="full-batch Adam steps per trained model (default: 200)")
+    tradeoff.add_argument("--lr", type=float, default=0.05)
+    tradeoff.add_argument("--attacks", default="pgd", help="comma-separated, run in order at eps = 2·eta (default: pgd)")
+    tradeoff.add_argument("--bound-p", default="0.9,0.95", help="p values for the bound table")
+    tradeoff.add_argument("--bound-standard", default="0.9,0.95,0.99", help="standard accuracies for the bound table")
+    tradeoff.add_argument("--seed", type=int, default=0)
+    tradeoff.add_argument("--device", default="cpu", help="cpu (default), auto or cuda")
+    tradeoff.add_argument("--out", default="leaderboards/reports/tradeoff.md", help="markdown report; the PNG goes next to it")
+    tradeoff.add_argument("--json", default=None, metavar="PATH", help="also write every number as JSON")
+    tradeoff.set_defaults(func=cmd_tradeoff)
     return parser
 
 
