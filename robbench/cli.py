@@ -29,6 +29,11 @@ def _progress_bars() -> Iterator:
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("eta"), TimeRemainingColumn(),
     )
+    from .distributed import is_main_process
+
+    if not is_main_process():  # under torchrun, rank 0 alone shows progress
+        yield lambda description, total: (lambda n: None)
+        return
     with Progress(*columns, console=err_console, transient=False) as bars:
 
         def factory(description: str, total: int):
@@ -56,7 +61,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
-    from .results import write_record
+    from .results import record_path
 
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
     if not attacks:
@@ -65,14 +70,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         records = evaluate(
             args.model_yaml, threat_models=args.threat_model, attacks=attacks, n_examples=args.n_examples,
             batch_size=args.batch_size, device=args.device, seed=args.seed, eps=args.eps, data_dir=args.data_dir,
-            progress=progress,
+            progress=progress, results_dir=args.results_dir,
         )
+    from .distributed import is_main_process
+
+    if not is_main_process():  # under torchrun, rank 0 wrote the records and prints them
+        return 0
     table = Table(title=f"{records[0].name} on {records[0].dataset} ({records[0].n_examples} test examples)")
     for column in ("threat model", "eps", "clean %", *[f"{a} %" for a in attacks], "robust %", "seconds"):
         table.add_column(column, justify="right")
     paths = []
     for record in records:
-        path = write_record(record, Path(args.results_dir))
+        path = record_path(Path(args.results_dir), record)
         attack_cells = [_percent(record.attack_accuracy(a)) for a in attacks]
         eps = f"{record.threat_model.eps:g}" + ("" if record.threat_model.standard else " (non-standard)")
         table.add_row(
@@ -82,6 +91,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         paths.append(path)
         for note in record.notes:
             err_console.print(f"note: {note}")
+        for flag in record.flags:
+            err_console.print(f"flag {flag.code}: {flag.message}", highlight=False, markup=False, soft_wrap=True)
     console.print(table)
     for path in paths:
         console.print(f"wrote {path}", highlight=False)
@@ -98,11 +109,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     def log(entry: dict) -> None:
         console.print(
             f"epoch {entry['epoch']}: loss {entry['loss']:.4f}  clean {_percent(entry['clean_accuracy'])}%  "
-            f"pgd {_percent(entry['pgd_accuracy'])}%  lr {entry['lr']:.4g}  {entry['seconds']:.0f}s"
+            f"pgd {_percent(entry['pgd_accuracy'])}%  "
+            + (
+                f"held-out clean {_percent(entry['holdout_clean_accuracy'])}% pgd {_percent(entry['holdout_pgd_accuracy'])}%  "
+                if "holdout_pgd_accuracy" in entry else ""
+            )
+            + f"lr {entry['lr']:.4g}  {entry['seconds']:.0f}s",
+            highlight=False,
         )
 
     with _progress_bars() as progress:
-        train(spec, out_dir, device=args.device, data_dir=args.data_dir, progress=progress, log=log)
+        train_log = train(
+            spec, out_dir, device=args.device, data_dir=args.data_dir, resume=args.resume, progress=progress, log=log
+        )
+    if train_log["stopped_early"]:
+        console.print(f"stopped early: {train_log['stopped_early']}", highlight=False)
+    console.print(f"kept epoch {train_log['selected_epoch']}; {train_log['cost']['total_seconds']:.0f}s in all", highlight=False)
     console.print(f"wrote {out_dir / 'model.safetensors'}, {out_dir / 'model.yaml'}, {out_dir / 'train_log.json'}")
     return 0
 
@@ -194,6 +216,138 @@ def cmd_tradeoff(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from .config import load_model_spec
+    from .hub import submit
+
+    pinned = submit(load_model_spec(args.model_yaml), args.repo, Path(args.results_dir), private=args.private)
+    err_console.print(f"uploaded to hub repo {pinned.repo}, commit {pinned.revision}; the pinned checkpoint:", soft_wrap=True)
+    console.print(str(pinned), highlight=False, soft_wrap=True)
+    return 0
+
+
+def cmd_queue_add(args: argparse.Namespace) -> int:
+    from .evaluation_queue import add
+
+    threat_models = [args.threat_model] if args.threat_model else None
+    for request in add(args.checkpoint, Path(args.queue_dir), threat_models, args.eps):
+        console.print(f"queued {request.id}", highlight=False)
+    return 0
+
+
+def cmd_queue_run(args: argparse.Namespace) -> int:
+    from .evaluation_queue import run
+
+    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    if not attacks:
+        raise RobbenchError("--attacks is empty; pass e.g. pgd,autoattack")
+    failed = 0
+    with _progress_bars() as progress:
+        for request in run(
+            Path(args.queue_dir), Path(args.results_dir), attacks=attacks, n_examples=args.n_examples,
+            batch_size=args.batch_size, device=args.device, seed=args.seed, data_dir=args.data_dir, progress=progress,
+        ):
+            failed += request.status == "FAILED"
+            detail = request.reason if request.status == "FAILED" else ", ".join(request.results)
+            console.print(f"{request.status} {request.id}: {detail}", highlight=False, markup=False, soft_wrap=True)
+    if failed:
+        err_console.print(f"robbench: error: {failed} request(s) failed; see `robbench queue status`", highlight=False)
+    return 1 if failed else 0
+
+
+def cmd_queue_status(args: argparse.Namespace) -> int:
+    from .evaluation_queue import read_queue
+    from .hub import parse_checkpoint_ref
+
+    queue_dir = Path(args.queue_dir)
+    table = Table(title=f"evaluation queue {queue_dir}")
+    for column in ("request", "checkpoint", "eps", "status", "reason / results", "updated (UTC)"):
+        table.add_column(column, overflow="fold")
+    for request in read_queue(queue_dir) if queue_dir.is_dir() else []:
+        detail = request.reason if request.status == "FAILED" else ", ".join(request.results)
+        ref = parse_checkpoint_ref(request.checkpoint)
+        table.add_row(
+            request.id, f"{ref.repo}/{ref.path}@{ref.revision[:12]}", f"{request.eps:g}", request.status, detail or "",
+            request.updated[:19].replace("T", " "),
+        )
+    console.print(table)
+    return 0
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise RobbenchError(f"{option} takes comma-separated integers, got {text!r}") from exc
+    if not values:
+        raise RobbenchError(f"{option} is empty")
+    return values
+
+
+def cmd_sample_size(args: argparse.Namespace) -> int:
+    from .reports.sample_size import run_sample_size, write_report
+
+    def log(entry: dict) -> None:
+        err_console.print(
+            f"n={entry['size']} eps={entry['eps']:g}: standard {_percent(entry['standard_accuracy'])}%  "
+            f"robust {_percent(entry['robust_accuracy'])}%  train {_percent(entry['train_accuracy'])}%  "
+            f"{entry['seconds']:.0f}s", highlight=False,
+        )
+
+    result = run_sample_size(
+        preset=args.preset, sizes=_ints(args.sizes, "--sizes") if args.sizes else None,
+        eps=_floats(args.eps, "--eps") if args.eps else None, steps=args.steps, batch_size=args.batch_size,
+        attack_steps=args.attack_steps, robust_examples=args.robust_examples, repeats=args.repeats, device=args.device,
+        architecture=args.architecture, lr=args.lr, seed=args.seed, data_dir=args.data_dir, log=log,
+    )
+    config = result["config"]
+    table = Table(title=f"{result['dataset']['name']}: standard accuracy % by training-set size ({config['steps']} steps per model)")
+    table.add_column("size", justify="right")
+    for radius in config["eps"]:
+        table.add_column("standard training" if radius == 0 else f"PGD-AT eps={radius:g}", justify="right")
+    for row in result["table"]:
+        table.add_row(str(row["size"]), *[_percent(row["by_eps"][f"{e:g}"]["standard_accuracy"]) for e in config["eps"]])
+    console.print(table)
+    for verdict in result["verdict"]:
+        console.print(
+            f"eps={verdict['eps']:g}: helps at {verdict['helps_at_sizes'] or 'no size'}, costs at "
+            f"{verdict['costs_at_sizes'] or 'no size'}; crossing "
+            + ("measured" if verdict["crossing_measured"] else "not measured"), highlight=False,
+        )
+    json_path = Path(args.json) if args.json else Path(args.out).with_suffix(".json")
+    for path in write_report(result, Path(args.out), json_path=json_path):
+        console.print(f"wrote {path}", highlight=False)
+    console.print(f"{result['wall_time_s'] / 60:.1f} minutes on {config['device']}", highlight=False)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .reports.explain import METRICS, run_explain, write_report
+
+    result = run_explain(
+        args.model_yaml, classes=_ints(args.classes, "--classes") if args.classes else None,
+        n_per_class=args.n_per_class, eps=args.eps, norm=args.norm, steps=args.steps, judge=args.judge,
+        judge_steps=args.judge_steps, holdout=args.holdout, seed=args.seed, device=args.device, data_dir=args.data_dir,
+        log=lambda message: err_console.print(message, highlight=False, markup=False),
+    )
+    table = Table(title=f"explain: {result['config']['n_images']} images, {result['config']['n_pairs']} image/target pairs")
+    table.add_column("metric")
+    for model in result["models"]:
+        table.add_column(f"{model['name']} ({model['training']})", justify="right")
+    for key, (label, picture, _) in METRICS.items():
+        values = [m["metrics"][key]["mean"] for m in result["models"]]
+        table.add_row(f"({picture}) {label}", *["—" if v is None else f"{v:.3f}" for v in values])
+    console.print(table)
+    for comparison in result["comparisons"]:
+        console.print(
+            f"({comparison['picture']}) {comparison['label']}: {comparison['robust']} vs {comparison['standard']}: "
+            f"{comparison['outcome']}", highlight=False, markup=False,
+        )
+    for path in write_report(result, Path(args.out), json_path=Path(args.json) if args.json else None):
+        console.print(f"wrote {path}", highlight=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robbench", description="Adversarial-robustness benchmark.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -220,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default=None, help="output folder (default: runs/<name>)")
     train.add_argument("--device", default="auto")
     train.add_argument("--data-dir", default=None)
+    train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out where it stopped")
     train.set_defaults(func=cmd_train)
 
     board = sub.add_parser("leaderboard", help="render markdown leaderboards from the results")
@@ -246,6 +401,77 @@ def build_parser() -> argparse.ArgumentParser:
     tradeoff.add_argument("--out", default="leaderboards/reports/tradeoff.md", help="markdown report; the PNG goes next to it")
     tradeoff.add_argument("--json", default=None, metavar="PATH", help="also write every number as JSON")
     tradeoff.set_defaults(func=cmd_tradeoff)
+
+    submit = sub.add_parser("submit", help="upload an evaluated model to the Hugging Face Hub; prints its pinned hf:// line")
+    submit.add_argument("model_yaml")
+    submit.add_argument("--repo", required=True, help="hub model repo ORG/NAME (created if need be)")
+    submit.add_argument("--private", action="store_true", help="create the repo private")
+    submit.add_argument("--results-dir", default="results", help="where `robbench evaluate` wrote the model's results")
+    submit.set_defaults(func=cmd_submit)
+
+    queue = sub.add_parser("queue", help="the evaluation queue for hub submissions (leaderboard maintainers)")
+    queue_sub = queue.add_subparsers(dest="queue_command", required=True)
+    queue_add = queue_sub.add_parser("add", help="queue hf://ORG/REPO/PATH.safetensors@REVISION for evaluation")
+    queue_add.add_argument("checkpoint")
+    queue_add.add_argument("--threat-model", default=None, help="one threat model (default: the model's, else the dataset's)")
+    queue_add.add_argument("--eps", type=float, default=None, help="another radius (non-standard); needs --threat-model")
+    queue_add.set_defaults(func=cmd_queue_add)
+    queue_run = queue_sub.add_parser("run", help="evaluate pending requests one by one, writing results")
+    queue_run.add_argument("--attacks", default="pgd,autoattack", help="comma-separated, run in order (default: pgd,autoattack)")
+    queue_run.add_argument("--n-examples", type=int, default=1000, help="first N test examples (default: 1000)")
+    queue_run.add_argument("--batch-size", type=int, default=500)
+    queue_run.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    queue_run.add_argument("--seed", type=int, default=0)
+    queue_run.add_argument("--results-dir", default="results")
+    queue_run.add_argument("--data-dir", default=None, help="DIR/<dataset>/ holds the dataset files")
+    queue_run.set_defaults(func=cmd_queue_run)
+    queue_status = queue_sub.add_parser("status", help="show every request and its status")
+    queue_status.set_defaults(func=cmd_queue_status)
+    for command in (queue_add, queue_run, queue_status):
+        command.add_argument("--queue-dir", default="queue", help="folder of request files (default: queue)")
+
+    sample = sub.add_parser(
+        "sample-size",
+        help="Tsipras et al. (2019) Figure 1: standard accuracy of standard vs adversarial training by training-set size",
+    )
+    sample.add_argument("--preset", default="cpu", choices=("cpu", "gpu"),
+                        help="cpu (default): sizes 100..10000, eps 0,0.1, 800 steps, ~20 min on 2 cores; "
+                             "gpu: sizes 100..60000, eps 0,0.1,0.2, 3000 steps; the options below override it")
+    sample.add_argument("--sizes", default=None, help="comma-separated training-set sizes")
+    sample.add_argument("--eps", default=None, help="comma-separated L-inf training radii; 0 (standard training) is required")
+    sample.add_argument("--steps", type=int, default=None, help="SGD steps per model, whatever its training-set size")
+    sample.add_argument("--batch-size", type=int, default=None)
+    sample.add_argument("--attack-steps", type=int, default=None, help="PGD steps of adversarial training")
+    sample.add_argument("--robust-examples", type=int, default=None, help="test images for the PGD-20 robust accuracy")
+    sample.add_argument("--repeats", type=int, default=None, help="models per cell, with different seeds (averaged)")
+    sample.add_argument("--architecture", default="small-cnn")
+    sample.add_argument("--lr", type=float, default=0.05)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--device", default=None, help="cpu, auto or cuda (default: the preset's)")
+    sample.add_argument("--data-dir", default=None, help="DIR/fashion-mnist/ holds the dataset files")
+    sample.add_argument("--out", default="leaderboards/reports/sample-size.md", help="markdown report; PNG and JSON go next to it")
+    sample.add_argument("--json", default=None, metavar="PATH", help="the JSON (default: next to --out)")
+    sample.set_defaults(func=cmd_sample_size)
+
+    explain = sub.add_parser(
+        "explain", help="Tsipras et al. (2019) Sec. 4: input gradients, large-eps targeted adversarial examples, interpolations"
+    )
+    explain.add_argument("model_yaml", nargs="+")
+    explain.add_argument("--classes", default=None, help="comma-separated classes (default: all)")
+    explain.add_argument("--n-per-class", type=int, default=10, help="test images per class for the numbers (default: 10)")
+    explain.add_argument("--eps", type=float, default=4.0, help="radius of the large-eps examples (default: 4)")
+    explain.add_argument("--norm", default="L2", choices=("L2", "Linf"))
+    explain.add_argument("--steps", type=int, default=100, help="PGD steps of the large-eps examples (default: 100)")
+    explain.add_argument("--judge", default=None, metavar="MODEL_YAML",
+                         help="judge model (default: a standard small-cnn trained on test images --holdout..end)")
+    explain.add_argument("--judge-steps", type=int, default=1500)
+    explain.add_argument("--holdout", type=int, default=2000, help="explained images come from test[:H], the judge trains on test[H:]")
+    explain.add_argument("--seed", type=int, default=0)
+    explain.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    explain.add_argument("--data-dir", default=None)
+    explain.add_argument("--out", default="leaderboards/reports/explain.md", help="markdown page; the PNGs go next to it")
+    explain.add_argument("--json", default=None, metavar="PATH", help="also write every number as JSON")
+    explain.set_defaults(func=cmd_explain)
     return parser
 
 

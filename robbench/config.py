@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,12 +31,23 @@ class Normalization(Strict):
         return self
 
 
+class TrainingCost(Strict):
+    """What training took, as ``robbench train`` measured it: boards show it next to accuracy."""
+
+    device: str
+    epochs: int = Field(ge=0)
+    train_examples: int = Field(ge=0)
+    seconds_per_epoch: float = Field(ge=0)
+    total_seconds: float = Field(ge=0)
+
+
 class Metadata(Strict):
     training: str = "unknown"  # standard, pgd-at, trades, fgsm-rs, ...
     paper: str | None = None  # URL shown on the leaderboard
     authors: str | None = None
     venue: str | None = None
     extra_data: bool = False
+    training_cost: TrainingCost | None = None  # filled in by robbench train
 
 
 class ModelSpec(Strict):
@@ -55,6 +67,19 @@ class ModelSpec(Strict):
     #: the folder of the YAML file; relative checkpoints resolve against it
     _base_dir: Path = PrivateAttr(default=Path("."))
 
+    @field_validator("checkpoint")
+    @classmethod
+    def _valid_hub_ref(cls, value: str) -> str:
+        """A malformed ``hf://`` reference fails here, before anything is downloaded."""
+        from .hub import is_hub_ref, parse_checkpoint_ref
+
+        if is_hub_ref(value):
+            try:
+                parse_checkpoint_ref(value)
+            except RobbenchError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
+
     def checkpoint_path(self) -> Path:
         path = Path(self.checkpoint).expanduser()
         return path if path.is_absolute() else self._base_dir / path
@@ -69,19 +94,26 @@ class TrainSpec(Strict):
     architecture: str
     architecture_kwargs: dict[str, Any] = Field(default_factory=dict)
     normalization: Normalization | None = None
-    method: Literal["standard", "pgd-at"] = "standard"
-    threat_model: str = "linf"  # the dataset's standard threat model trained against (pgd-at)
+    method: Literal["standard", "pgd-at", "trades", "fgsm-rs"] = "standard"
+    threat_model: str = "linf"  # the dataset's standard threat model trained against
     eps: float | None = Field(default=None, gt=0)  # default: the threat model's standard radius
-    attack_steps: int = Field(default=10, ge=1)
-    attack_step_size: float | None = Field(default=None, gt=0)  # default: 2.5 * eps / steps
+    attack_steps: int = Field(default=10, ge=1)  # pgd-at and trades; fgsm-rs takes one step
+    attack_step_size: float | None = Field(default=None, gt=0)  # default: 1.25 * eps for fgsm-rs, else 2.5 * eps / steps
+    trades_beta: float = Field(default=6.0, gt=0)  # TRADES: weight of the KL robustness term
     epochs: int = Field(default=10, ge=1)
     batch_size: int = Field(default=128, ge=1)
-    lr: float = Field(default=0.01, gt=0)
+    lr: float = Field(default=0.01, gt=0)  # the peak learning rate for one-cycle
     momentum: float = Field(default=0.9, ge=0, lt=1)
     weight_decay: float = Field(default=0.0, ge=0)
-    schedule: Literal["constant", "piecewise", "cosine"] = "piecewise"
-    n_train: int | None = Field(default=None, ge=1)  # the first n training examples; None: all
-    eval_examples: int = Field(default=1000, ge=1)  # test examples for the per-epoch clean/PGD check
+    schedule: Literal["constant", "piecewise", "cosine", "one-cycle"] = "piecewise"
+    lr_milestones: list[float] = Field(default_factory=lambda: [0.5, 0.75])  # piecewise: lr / 10 at these fractions
+    crop_padding: int = Field(default=0, ge=0)  # random crop after zero-padding by this many pixels (CIFAR: 4)
+    horizontal_flip: bool = False  # random left-right flip
+    n_train: int | None = Field(default=None, ge=1)  # the first n training examples; None: all but the holdout
+    holdout: int = Field(default=0, ge=0)  # the last training examples, kept out of training for selection
+    early_stopping: bool = False  # keep the epoch with the best held-out PGD accuracy; stop on a collapse
+    catastrophic_drop: float = Field(default=0.2, gt=0, le=1)  # a fall of held-out PGD accuracy that counts as collapse
+    eval_examples: int = Field(default=1000, ge=1)  # test examples for the per-epoch clean/PGD check (monitor only)
     eval_attack_steps: int = Field(default=20, ge=1)
     seed: int = 0
     metadata: Metadata = Field(default_factory=Metadata)
@@ -92,6 +124,19 @@ class TrainSpec(Strict):
         if value is not None and value != value:
             raise ValueError("eps must be a number")
         return value
+
+    @field_validator("lr_milestones")
+    @classmethod
+    def _increasing_fractions(cls, value: list[float]) -> list[float]:
+        if any(not 0 < m < 1 for m in value) or any(b <= a for a, b in zip(value, value[1:])):
+            raise ValueError("lr_milestones must be increasing fractions of training between 0 and 1")
+        return value
+
+    @model_validator(mode="after")
+    def _selection_needs_holdout(self) -> "TrainSpec":
+        if self.early_stopping and self.holdout == 0:
+            raise ValueError("early_stopping selects on held-out training examples; set holdout (e.g. 1000)")
+        return self
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -122,7 +167,7 @@ def describe_validation_error(path: Path | str, exc: ValidationError) -> str:
     elif kind == "missing":
         message = f"missing required key {key!r}"
     else:
-        message = f"key {key!r}: {first['msg']} (got {first.get('input')!r})"
+        message = f"key {key!r}: {first['msg']} (got {reprlib.repr(first.get('input'))})"  # bounded: YAML aliases can blow up
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     return f"{path}: {message}{more}"
 

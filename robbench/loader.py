@@ -1,7 +1,8 @@
 """From a validated ModelSpec to a ready model and its dataset: the one loader.
 
 Architectures come only from the registry (built-ins and installed plugins); weights only
-through ``robbench.checkpoints``. There are no per-model special cases here.
+through ``robbench.checkpoints``, after ``robbench.hub`` has verified any ``hf://`` download.
+There are no per-model special cases here.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from .checkpoints import count_parameters, load_weights
 from .config import ModelSpec, Normalization
 from .data import Dataset, get_dataset
 from .errors import RobbenchError
+from .hub import fetch, is_hub_ref, parse_checkpoint_ref
 from .models import create_model
 from .models.normalize import Normalized
+from .results import Checkpoint
 
 
 @dataclass(frozen=True)
@@ -24,8 +27,8 @@ class LoadedModel:
     spec: ModelSpec
     model: nn.Module
     dataset: Dataset
-    checkpoint_path: Path
-    sha256: str
+    checkpoint_path: Path  # local: for hub weights, the verified copy in the hub cache
+    checkpoint: Checkpoint  # what the result records
     parameter_count: int
 
 
@@ -34,7 +37,10 @@ def build_model(
 ) -> nn.Module:
     """A fresh model for ``dataset``; normalisation, when given, lives inside the model."""
     kwargs = {"input_shape": dataset.input_shape, "num_classes": dataset.num_classes, **architecture_kwargs}
-    model = create_model(architecture, **kwargs)
+    try:
+        model = create_model(architecture, **kwargs)
+    except ValueError as exc:  # e.g. a dropout rate of 2: the factory's own check, reported as the user's
+        raise RobbenchError(f"architecture {architecture!r} rejected its arguments ({exc}); fix architecture_kwargs") from exc
     if normalization is not None:
         channels = dataset.input_shape[0]
         if len(normalization.mean) not in (1, channels):
@@ -51,14 +57,21 @@ def inner_model(model: nn.Module) -> nn.Module:
 
 
 def load_submission(spec: ModelSpec, data_dir: str | None = None) -> LoadedModel:
-    dataset = get_dataset(spec.dataset, **_with_data_dir(spec.dataset_kwargs, data_dir))
+    try:
+        dataset = get_dataset(spec.dataset, **_with_data_dir(spec.dataset_kwargs, data_dir))
+    except TypeError as exc:
+        raise RobbenchError(f"dataset {spec.dataset!r} rejected dataset_kwargs ({exc}); fix dataset_kwargs") from exc
     model = build_model(spec.architecture, spec.architecture_kwargs, spec.normalization, dataset)
-    path = spec.checkpoint_path()
+    if is_hub_ref(spec.checkpoint):  # verified against the hub and the pin before any weight is read
+        fetched = fetch(parse_checkpoint_ref(spec.checkpoint), spec.sha256)
+        path, source = fetched.local_path, {"path": str(fetched.ref), "repo": fetched.ref.repo, "revision": fetched.ref.revision}
+    else:
+        path, source = spec.checkpoint_path(), {"path": spec.checkpoint}
     sha256 = load_weights(inner_model(model), path)
     if spec.sha256 is not None and sha256 != spec.sha256:
         raise RobbenchError(f"{path}: SHA-256 is {sha256}, model.yaml pins {spec.sha256}; the file was changed")
     model.eval()
-    return LoadedModel(spec, model, dataset, path, sha256, count_parameters(model))
+    return LoadedModel(spec, model, dataset, path, Checkpoint(sha256=sha256, **source), count_parameters(model))
 
 
 def _with_data_dir(kwargs: dict, data_dir: str | None) -> dict:

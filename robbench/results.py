@@ -2,7 +2,9 @@
 
 One JSON file per (model, dataset, threat model): ``results/<dataset>/<threat-model>/<name>.json``.
 Accuracies are fractions in [0, 1], stored as numbers. Files are written atomically
-(temporary file in the same folder, then rename), so a reader never sees half a record.
+(temporary file in the same folder, then rename), so a reader never sees half a record; writers
+and readers of a results folder also hold its lock file (``.robbench.lock``), so a leaderboard
+render never sees half of an evaluation's records.
 """
 
 from __future__ import annotations
@@ -10,15 +12,20 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
+from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import NAME_PATTERN, Metadata
 from .errors import RobbenchError
 
 SCHEMA_VERSION = 1
+LOCK_NAME = ".robbench.lock"
+LOCK_TIMEOUT_S = 300  # writers hold the lock for milliseconds, readers for one read of the store
 
 Fraction = float
 
@@ -72,9 +79,21 @@ class Versions(Frozen):
     python: str
 
 
+class Flag(Frozen):
+    """A reason to distrust a result (see ``robbench.flags``); shown next to it, never hiding it."""
+
+    code: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")  # stable: leaderboards and scripts key on it
+    message: str  # one line for people
+
+    def __str__(self) -> str:
+        return self.code
+
+
 class Checkpoint(Frozen):
-    path: str
+    path: str  # as model.yaml names it; for hub weights, hf://ORG/REPO/PATH@<commit sha>
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    repo: str | None = None  # hub weights only: ORG/REPO and the commit the revision resolved to
+    revision: str | None = Field(default=None, pattern=r"^[0-9a-f]{40}$")
 
 
 class EvalRecord(Frozen):
@@ -98,6 +117,7 @@ class EvalRecord(Frozen):
     device: str
     versions: Versions
     notes: list[str] = Field(default_factory=list)
+    flags: list[Flag] = Field(default_factory=list)
     wall_time_s: float = Field(ge=0)
     timestamp: str
 
@@ -113,6 +133,10 @@ def threat_slug(threat: ThreatModelRecord) -> str:
     return threat.name if threat.standard else f"{threat.name}-eps{threat.eps:g}"
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -122,6 +146,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -136,13 +161,43 @@ def record_json(record: EvalRecord) -> str:
     return json.dumps(record.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
 
 
-def write_record(record: EvalRecord, results_dir: Path) -> Path:
+@lru_cache(maxsize=None)
+def _lock(path: Path) -> FileLock:
+    """One FileLock object per lock file in this process, so nested use in one thread is re-entrant."""
+    return FileLock(str(path), timeout=LOCK_TIMEOUT_S)
+
+
+@contextmanager
+def store_lock(results_dir: Path) -> Iterator[None]:
+    """Hold the results folder's lock (created if need be). The OS drops it when a process dies."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir.resolve() / LOCK_NAME
+    try:
+        with _lock(path):
+            yield
+    except Timeout as exc:
+        raise RobbenchError(f"{results_dir} stayed locked by another robbench process for {LOCK_TIMEOUT_S}s; try again") from exc
+
+
+def record_path(results_dir: Path, record: EvalRecord) -> Path:
     root = results_dir.resolve()
     path = (root / record.relative_path()).resolve()
     if root not in path.parents:  # the name pattern forbids this; belt and braces
         raise RobbenchError(f"refusing to write {path} outside the results folder {root}")
-    atomic_write_text(path, record_json(record))
     return path
+
+
+def write_records(records: list[EvalRecord], results_dir: Path) -> list[Path]:
+    """Write an evaluation's records together, under the folder's lock: readers see all or none."""
+    paths = [record_path(results_dir, record) for record in records]
+    with store_lock(results_dir):
+        for record, path in zip(records, paths):
+            atomic_write_text(path, record_json(record))
+    return paths
+
+
+def write_record(record: EvalRecord, results_dir: Path) -> Path:
+    return write_records([record], results_dir)[0]
 
 
 def read_record(path: Path) -> EvalRecord:
@@ -159,7 +214,17 @@ def read_record(path: Path) -> EvalRecord:
 
 
 def read_store(results_dir: Path) -> tuple[list[EvalRecord], list[str]]:
-    """Every valid record under ``results_dir`` (sorted by path) and one problem line per invalid file."""
+    """Every valid record under ``results_dir`` (sorted by path) and one problem line per invalid file.
+
+    Read under the folder's lock when it can be taken; a folder nobody may write to needs none.
+    """
+    if results_dir.is_dir() and os.access(results_dir, os.W_OK):
+        with store_lock(results_dir):
+            return _read_all(results_dir)
+    return _read_all(results_dir)
+
+
+def _read_all(results_dir: Path) -> tuple[list[EvalRecord], list[str]]:
     records, problems = [], []
     for path in sorted(results_dir.rglob("*.json")):
         try:

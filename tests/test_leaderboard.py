@@ -22,6 +22,7 @@ from robbench.results import (
     AttackRecord,
     Checkpoint,
     EvalRecord,
+    Flag,
     Examples,
     StageRecord,
     ThreatModelRecord,
@@ -187,20 +188,15 @@ def test_subset_record_is_marked(store: Path, tmp_path: Path) -> None:
     assert "1,000 of 10,000 †" in read(out / "models" / "partial.md")
 
 
-class FlaggedRecord(EvalRecord):
-    """EvalRecord with the ``flags`` field a later issue adds to the schema."""
-
-    flags: list[str] = []
-
-
 def test_flagged_record_is_marked_not_hidden() -> None:
-    flagged = FlaggedRecord(**make_record("odd", robust=0.6).model_dump(), flags=["gradient masking suspected"])
+    flag = Flag(code="masked-gradients", message="zero input gradients on 40% of correct examples")
+    flagged = make_record("odd", robust=0.6).model_copy(update={"flags": [flag]})
     key = board_key(flagged)
     text = render_board(key, "x", [flagged, make_record("plain")])
     rows = board_rows(text)
     assert len(rows) == 2  # shown, not hidden
     (row,) = [r for r in rows if "odd" in r]
-    assert "⚠ odd" in row and "gradient masking suspected" in row
+    assert "⚠ odd" in row and "masked-gradients" in row
     assert "\n⚠ " in text  # the footnote explaining the marker
 
 

@@ -43,12 +43,14 @@ class Dataset:
             raise RobbenchError(
                 f"{self.name} {split} labels fall outside 0..{self.num_classes - 1}; the data files are corrupt"
             )
-        return x, y
+        # Copies: loaders cache their tensors, and a model that writes into its input must not
+        # change the data every later evaluation in this process sees.
+        return x.clone(), y.clone()
 
 
 DATASETS: Registry[Callable[..., Dataset]] = Registry(
     "dataset",
-    builtin_modules=("robbench.data.idx", "robbench.data.synthetic"),
+    builtin_modules=("robbench.data.idx", "robbench.data.synthetic", "robbench.data.cifar", "robbench.data.npz"),
     entry_point_group="robbench.datasets",
 )
 

@@ -1,0 +1,213 @@
+"""Reliability flags: reasons a robustness number may overstate the truth, raised in every evaluation.
+
+These are robbench's own checks, not pyautoattack's ``checks`` module (whose dynamic-defence check
+keeps a process-wide counter that is never reset, so one model would flag every later one): each
+check here is a function of one evaluation only. Codes are stable; leaderboards show flagged
+results marked, never hidden.
+
+=========================  =====================================================================
+code                       raised when
+=========================  =====================================================================
+randomized                 two identical forward passes on the sample give different outputs
+softmax-output             the outputs are probabilities, not logits
+masked-gradients           over 10% of the correctly classified sample has a zero cross-entropy
+                           input gradient (AutoAttack's criterion, per example)
+eps-not-monotone           PGD robust accuracy on the sample rises with ε, or does not fall
+                           from ε to 4ε
+no-collapse-at-large-eps   PGD robust accuracy on the sample is above 10% at 4ε
+square-beats-white-box     Square (black-box) lowers robust accuracy by more than 0.2 points
+                           after the gradient attacks (AutoAttack's own alarm)
+pgd-above-autoattack       AutoAttack, run after PGD, lowers robust accuracy by more than
+                           5 points
+non-standard-subset        not the full test set          } the board's standard, BOARD:
+non-standard-seed          seed other than 0              } full test set, seed 0, attacks
+non-standard-attacks       attacks other than pgd,        } pgd then autoattack, this
+                           autoattack                     } release's robbench and the
+version-mismatch           another robbench/pyautoattack  } pyautoattack it pins
+=========================  =====================================================================
+
+Model checks use the first ``SAMPLE_SIZE`` evaluated examples, so they cost a few PGD runs on
+a hundred examples at most.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import __version__
+from .attacks import derive_seed
+from .attacks.pgd import pgd_perturb
+from .results import EvalRecord, Flag
+from .threat_models import ThreatModel
+
+SAMPLE_SIZE = 100
+EPS_MULTIPLES = (1, 2, 4)
+PGD_STEPS = 20
+RANDOMNESS_TOLERANCE = 1e-4  # relative output difference between identical passes
+PROBABILITY_TOLERANCE = 1e-4
+MASKED_FRACTION = 0.1
+MONOTONE_SLACK = 0.01  # PGD is not exact: one example in a hundred may survive a larger ε
+COLLAPSE_ACCURACY = 0.1  # "near zero" at 4ε
+SQUARE_ALARM = 0.002  # AutoAttack's check_square_sr: 0.2 points
+PGD_GAP = 0.05
+
+
+@dataclass(frozen=True)
+class BoardStandard:
+    """What an entry on a leaderboard is expected to be; anything else is flagged, not refused."""
+
+    seed: int = 0
+    attacks: tuple[str, ...] = ("pgd", "autoattack")
+    robbench: str = __version__
+    pyautoattack: str = "0.2.0"  # the version pyproject.toml pins
+
+
+BOARD = BoardStandard()
+
+
+class StageLike(Protocol):
+    name: str
+    n_broken: int
+
+
+class AttackLike(Protocol):
+    name: str
+    accuracy: float
+    stages: Sequence[StageLike]
+
+
+def model_flags(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    threat: ThreatModel,
+    value_range: tuple[float, float] | None,
+    seed: int,
+    device: torch.device,
+) -> list[Flag]:
+    """Flags about the model's behaviour, from the first ``SAMPLE_SIZE`` examples."""
+    x, y = x[:SAMPLE_SIZE].to(device), y[:SAMPLE_SIZE].to(device)
+    with torch.no_grad():
+        first, second = model(x), model(x)
+    flags = []
+    if _differ(first, second):
+        flags.append(Flag(code="randomized", message="two identical forward passes gave different outputs; "
+                          "a randomized defence needs an attack that averages over its randomness (EOT)"))
+    if _are_probabilities(first):
+        flags.append(Flag(code="softmax-output", message="the model outputs probabilities, not logits; "
+                          "attacks on softmax outputs can fail from saturation"))
+    correct = first.argmax(1) == y
+    x, y = x[correct], y[correct]
+    if x.shape[0] == 0:
+        return flags
+    zero = _zero_gradients(model, x, y)
+    if zero is None:
+        return flags + [Flag(code="masked-gradients", message="the outputs do not depend on the input through "
+                             "autograd; gradient attacks cannot work on this model")]
+    if zero > MASKED_FRACTION * x.shape[0]:
+        flags.append(Flag(code="masked-gradients", message=f"{zero} of {x.shape[0]} correctly classified sample "
+                          "examples have a zero (or non-finite) input gradient; gradient attacks cannot move them"))
+    sample = correct.numel()
+    accuracies = {m: _pgd_robust(model, x, y, replace(threat, eps=m * threat.eps), value_range, seed) / sample
+                  for m in EPS_MULTIPLES}
+    return flags + eps_flags(accuracies, threat.eps, sample)
+
+
+def eps_flags(accuracies: dict[int, float], eps: float, sample: int) -> list[Flag]:
+    """From PGD robust accuracy at multiples of ε: it must fall as ε grows, to near zero at the largest."""
+    multiples = sorted(accuracies)
+    described = ", ".join(f"{100 * accuracies[m]:.0f}% at {m if m != 1 else ''}ε" for m in multiples)
+    smallest, largest = accuracies[multiples[0]], accuracies[multiples[-1]]
+    rises = any(accuracies[b] > accuracies[a] + MONOTONE_SLACK for a, b in zip(multiples, multiples[1:]))
+    flags = []
+    if rises or MONOTONE_SLACK < smallest <= largest:
+        flags.append(Flag(code="eps-not-monotone", message=f"PGD robust accuracy on {sample} examples: {described}; "
+                          "it should fall as ε grows"))
+    if largest > COLLAPSE_ACCURACY:
+        flags.append(Flag(code="no-collapse-at-large-eps", message=f"PGD robust accuracy is still "
+                          f"{100 * largest:.0f}% at ε = {multiples[-1] * eps:g} ({multiples[-1]}ε, {sample} "
+                          "examples); an honest model is near 0% there"))
+    return flags
+
+
+def attack_flags(attacks: Sequence[AttackLike], n_examples: int) -> list[Flag]:
+    """Flags from what each attack achieved after the ones before it."""
+    flags = []
+    white_box_ran = False
+    for attack in attacks:
+        for stage in attack.stages:
+            if stage.name == "square" and white_box_ran and stage.n_broken > SQUARE_ALARM * n_examples:
+                flags.append(Flag(code="square-beats-white-box", message=f"Square, a black-box attack, broke "
+                                  f"{stage.n_broken} of {n_examples} examples the gradient attacks left "
+                                  f"(-{100 * stage.n_broken / n_examples:.2f} points); gradients may be masked"))
+            white_box_ran = white_box_ran or stage.name != "square"
+    names = [a.name for a in attacks]
+    if "pgd" in names and "autoattack" in names[names.index("pgd") :]:
+        pgd, autoattack = attacks[names.index("pgd")], attacks[names.index("autoattack")]
+        if pgd.accuracy - autoattack.accuracy > PGD_GAP:
+            flags.append(Flag(code="pgd-above-autoattack", message=f"PGD robust accuracy {100 * pgd.accuracy:.2f}% "
+                              f"is far above AutoAttack's {100 * autoattack.accuracy:.2f}%; PGD alone would "
+                              "overstate robustness"))
+    return flags
+
+
+def board_flags(record: EvalRecord, board: BoardStandard = BOARD) -> list[Flag]:
+    """Where the evaluation departs from the board's standard."""
+    flags = []
+    if not record.examples.is_full:
+        flags.append(Flag(code="non-standard-subset", message=f"evaluated on test examples "
+                          f"{record.examples.start}..{record.examples.stop} of {record.examples.test_size}; "
+                          "the board's standard is the full test set"))
+    if record.seed != board.seed:
+        flags.append(Flag(code="non-standard-seed", message=f"seed {record.seed}; the board's standard is {board.seed}"))
+    attacks = tuple(a.name for a in record.attacks)
+    if attacks != board.attacks:
+        flags.append(Flag(code="non-standard-attacks", message=f"attacks {', '.join(attacks)}; "
+                          f"the board's standard is {', '.join(board.attacks)}"))
+    versions = record.versions
+    if (versions.robbench, versions.pyautoattack) != (board.robbench, board.pyautoattack):
+        flags.append(Flag(code="version-mismatch", message=f"robbench {versions.robbench}, pyautoattack "
+                          f"{versions.pyautoattack}; the board's standard is robbench {board.robbench}, "
+                          f"pyautoattack {board.pyautoattack}"))
+    return flags
+
+
+def _differ(first: torch.Tensor, second: torch.Tensor) -> bool:
+    scale = first.abs().amax().clamp_min(1e-12)
+    return bool(((first - second).abs().amax() / scale > RANDOMNESS_TOLERANCE) | (first.argmax(1) != second.argmax(1)).any())
+
+
+def _are_probabilities(outputs: torch.Tensor) -> bool:
+    in_unit = bool((outputs >= -PROBABILITY_TOLERANCE).all() and (outputs <= 1 + PROBABILITY_TOLERANCE).all())
+    return in_unit and bool(((outputs.sum(1) - 1).abs() <= PROBABILITY_TOLERANCE * outputs.shape[1]).all())
+
+
+def _zero_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int | None:
+    """How many examples have a zero or non-finite loss gradient; None when there is no gradient at all."""
+    x = x.detach().clone().requires_grad_(True)
+    loss = F.cross_entropy(model(x), y, reduction="sum")
+    grad = torch.autograd.grad(loss, x, allow_unused=True)[0] if loss.requires_grad else None
+    if grad is None:
+        return None
+    per_example = grad.flatten(1).abs().sum(1)
+    return int(((per_example == 0) | ~torch.isfinite(per_example)).sum())
+
+
+def _pgd_robust(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+    value_range: tuple[float, float] | None, seed: int,
+) -> int:
+    """How many of (x, y) survive a PGD-20 at ``threat``; seeded from the recorded seed."""
+    generator = torch.Generator(device=x.device).manual_seed(derive_seed(seed, "flags", f"pgd-{threat.eps!r}"))
+    x_adv = pgd_perturb(
+        model, x, y, norm=threat.norm, eps=threat.eps, steps=PGD_STEPS, step_size=2.5 * threat.eps / PGD_STEPS,
+        value_range=value_range, generator=generator,
+    )
+    with torch.no_grad():
+        return int((model(x_adv).argmax(1) == y).sum())

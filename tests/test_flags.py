@@ -1,0 +1,142 @@
+"""Reliability flags: a model built to trip each one trips it; a plain trained model trips none."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+import torch
+from torch import nn
+
+from robbench.attacks import create_attack
+from robbench.data import get_dataset
+from robbench.evaluation import run_attacks
+from robbench.flags import BoardStandard, attack_flags, board_flags, eps_flags, model_flags
+from robbench.results import Flag, read_record, write_record
+from robbench.threat_models import ThreatModel
+from tests.conftest import fit_linear_fashion_mnist
+
+MODEL_BEHAVIOUR = {"randomized", "softmax-output", "masked-gradients", "eps-not-monotone", "no-collapse-at-large-eps"}
+LINF = ThreatModel("linf", "Linf", 0.1)
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Two shared cores: one torch thread per process is many times faster than oversubscribed ones."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def linear() -> nn.Module:
+    return fit_linear_fashion_mnist()
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[torch.Tensor, torch.Tensor]:
+    return get_dataset("fashion-mnist").load("test", 20)
+
+
+class Around(nn.Module):
+    """``f(linear, x)``: the plain linear model with one dishonest twist."""
+
+    def __init__(self, linear: nn.Module, twist: Callable[[nn.Module, torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.linear, self.twist = linear, twist
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.twist(self.linear, x)
+
+
+class RecognisesTestInputs(nn.Module):
+    """Honest near the test inputs it memorised; far from them (a large ε), it answers from memory."""
+
+    def __init__(self, linear: nn.Module, x: torch.Tensor, y: torch.Tensor, radius: float):
+        super().__init__()
+        self.linear, self.known_x, self.known_y, self.radius = linear, x.flatten(1), y, radius
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        distance, nearest = (x.detach().flatten(1)[:, None] - self.known_x[None]).abs().amax(2).min(1)
+        remembered = nn.functional.one_hot(self.known_y[nearest], 10).float() * 10
+        return torch.where((distance > self.radius)[:, None], remembered, self.linear(x))
+
+
+TWISTS = {
+    "randomized": lambda f, x: f(x) + 0.5 * torch.randn(x.shape[0], 10),  # noise at inference
+    "softmax-output": lambda f, x: f(x).softmax(1),
+    "masked-gradients": lambda f, x: f(torch.round(x * 4) / 4),  # input quantisation: zero gradients
+}
+
+
+def _flags(model: nn.Module, data, threat: ThreatModel = LINF) -> set[str]:
+    x, y = data
+    return {f.code for f in model_flags(model.eval(), x, y, threat=threat, value_range=(0.0, 1.0), seed=0, device=CPU)}
+
+
+def _attacked(model: nn.Module, data) -> set[str]:
+    x, y = data
+    outcome = run_attacks(
+        model.eval(), x, y, threat=LINF, value_range=(0.0, 1.0), num_classes=10,
+        attacks=[create_attack("pgd"), create_attack("autoattack")], batch_size=20, device=CPU, seed=0,
+    )
+    return {f.code for f in attack_flags(outcome.attacks, outcome.n_examples)}
+
+
+@pytest.mark.parametrize("code", sorted(TWISTS))
+def test_model_built_to_trip_a_flag_trips_it(linear, data, code):
+    assert code in _flags(Around(linear, TWISTS[code]), data)
+
+
+def test_robustness_that_grows_with_eps_is_flagged(linear, data):
+    codes = _flags(RecognisesTestInputs(linear, *data, radius=0.15), data)
+    assert {"eps-not-monotone", "no-collapse-at-large-eps"} <= codes
+
+
+def test_plain_trained_model_raises_no_model_or_attack_flag(linear, data):
+    assert _flags(linear, data) & MODEL_BEHAVIOUR == set()
+    assert _attacked(linear, data) == set()
+
+
+def test_square_beating_masked_gradients_is_flagged(linear, data):
+    assert "square-beats-white-box" in _attacked(Around(linear, TWISTS["masked-gradients"]), data)
+
+
+def test_pgd_far_above_autoattack_is_flagged(linear, data):
+    """Logits scaled by 1e4 saturate cross-entropy (PGD's loss); AutoAttack's DLR loss is scale-free."""
+    assert "pgd-above-autoattack" in _attacked(Around(linear, lambda f, x: f(x) * 1e4), data)
+
+
+def test_flags_do_not_leak_from_one_model_to_the_next(linear, data):
+    """pyautoattack's dynamic-defence check counts calls process-wide; robbench's checks keep no state."""
+    assert "randomized" in _flags(Around(linear, TWISTS["randomized"]), data)
+    assert _flags(linear, data) & MODEL_BEHAVIOUR == set()
+
+
+@pytest.mark.parametrize(
+    "accuracies,expected",
+    [
+        ({1: 0.30, 2: 0.05, 4: 0.0}, set()),
+        ({1: 0.30, 2: 0.40, 4: 0.0}, {"eps-not-monotone"}),
+        ({1: 0.30, 2: 0.30, 4: 0.30}, {"eps-not-monotone", "no-collapse-at-large-eps"}),
+        ({1: 0.50, 2: 0.30, 4: 0.20}, {"no-collapse-at-large-eps"}),
+        ({1: 0.01, 2: 0.01, 4: 0.01}, set()),  # one example in a hundred: within PGD's slack
+    ],
+)
+def test_eps_rule(accuracies, expected):
+    assert {f.code for f in eps_flags(accuracies, 0.1, 100)} == expected
+
+
+def test_board_flags_and_the_record_keep_them(linear_submission, tmp_path):
+    from robbench import evaluate
+
+    record = evaluate(linear_submission, threat_models="linf", attacks=["pgd"], n_examples=20, device="cpu", seed=3)[0]
+    codes = [f.code for f in record.flags]
+    assert {"non-standard-subset", "non-standard-seed", "non-standard-attacks"} <= set(codes)
+    assert "version-mismatch" not in codes
+    assert {f.code for f in board_flags(record, BoardStandard(pyautoattack="9.9.9"))} >= {"version-mismatch"}
+    again = read_record(write_record(record, tmp_path))
+    assert again.flags == record.flags and all(isinstance(f, Flag) and f.message for f in again.flags)
+    assert [str(f) for f in again.flags] == codes  # what a leaderboard cell shows

@@ -1,0 +1,261 @@
+"""Hub submissions end to end, against the local hub-protocol server in ``tests/hub_server.py``.
+
+huggingface_hub reads HF_ENDPOINT, HF_HUB_CACHE and HF_HUB_OFFLINE once, at import, so hub
+commands run in a subprocess with their own environment, as a user's would (several commands share
+one interpreter, to import torch once). No test leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.hub_server import HubServer
+from tests.test_checkpoints import _RunsCode
+
+TOKEN = "hf_robbench_test_token"
+REPO = "robbench-test/fmnist-linear"
+FAST = ["--attacks", "pgd", "--n-examples", "50", "--device", "cpu", "--threat-model", "linf"]
+PINNED = re.compile(r"^hf://robbench-test/fmnist-linear/model\.safetensors@([0-9a-f]{40})$")
+
+
+@pytest.fixture(scope="module")
+def hub():
+    with HubServer(TOKEN, limit_s=900) as server:
+        yield server
+
+
+def hub_env(server: HubServer, cache: Path, offline: bool = False) -> dict[str, str]:
+    return {
+        **os.environ,
+        "HF_ENDPOINT": server.url, "HF_HUB_CACHE": str(cache), "HF_HOME": str(cache.parent / "hf-home"),
+        "HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1" if offline else "0",
+        "HF_HUB_DISABLE_XET": "1",  # the test hub speaks the LFS protocol, not Xet
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+        "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1",
+        "COLUMNS": "250",  # rich tables unwrapped
+    }
+
+
+@dataclass
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+DRIVER = """
+import contextlib, io, json, sys
+from robbench.cli import main
+done = []
+for argv in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    done.append([code, out.getvalue(), err.getvalue()])
+print(json.dumps(done))
+"""
+
+
+def robbench(env: dict[str, str], cwd: Path, *commands: list[str]) -> list[Done]:
+    """Run ``robbench ARGS...`` for each command, in order, in one fresh interpreter with ``env``."""
+    ran = subprocess.run(
+        [sys.executable, "-c", DRIVER, json.dumps(commands)], capture_output=True, text=True, env=env, cwd=cwd, timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr
+    return [Done(*item) for item in json.loads(ran.stdout.splitlines()[-1])]
+
+
+def one_line_error(done: Done) -> str:
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("robbench: error: "), done.stderr
+    return lines[0]
+
+
+def hub_yaml(folder: Path, local_yaml: Path, checkpoint: str, **changes) -> Path:
+    """A model.yaml like ``local_yaml`` whose weights come from the hub."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.yaml"
+    path.write_text(yaml.safe_dump({**yaml.safe_load(local_yaml.read_text()), "checkpoint": checkpoint, **changes}))
+    return path
+
+
+def record(results: Path) -> dict:
+    return json.loads((results / "fashion-mnist" / "linf" / "fmnist-linear.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def published(hub, linear_submission, tmp_path_factory):
+    """The linear model evaluated locally, then submitted to a private repo: (pinned hf:// line, local record)."""
+    work = tmp_path_factory.mktemp("submit")
+    evaluated, done = robbench(  # a fresh interpreter like the hub evaluations below: no state left by other tests
+        hub_env(hub, work / "cache"), work,
+        ["evaluate", str(linear_submission), *FAST, "--results-dir", str(work / "results")],
+        ["submit", str(linear_submission), "--repo", REPO, "--private", "--results-dir", str(work / "results")],
+    )
+    assert evaluated.returncode == 0 and done.returncode == 0, evaluated.stderr + done.stderr
+    return done.stdout.strip().splitlines()[-1], record(work / "results")
+
+
+def test_submit_uploads_weights_spec_and_model_card(hub, published):
+    pinned, local = published
+    commit = PINNED.match(pinned).group(1)
+    assert hub.hub.repos[REPO].private  # downloads below authenticate with HF_TOKEN
+    files = hub.hub.repos[REPO].commits[commit]
+    spec = yaml.safe_load(files["model.yaml"])
+    assert spec["checkpoint"] == "model.safetensors" and spec["sha256"] == local["checkpoint"]["sha256"]
+    card = yaml.safe_load(files["README.md"].decode().split("---\n")[1])
+    [entry] = card["model-index"]
+    [result] = entry["results"]
+    assert entry["name"] == "fmnist-linear" and result["task"] == {"type": "image-classification"}
+    assert result["dataset"]["type"] == "fashion-mnist"
+    clean, robust = result["metrics"]
+    assert clean == {"type": "accuracy", "name": "clean accuracy", "value": round(100 * local["clean_accuracy"], 2), "verified": False}
+    assert robust["name"] == "robust accuracy (Linf, eps=0.1)" and robust["value"] == round(100 * local["robust_accuracy"], 2)
+
+
+def test_evaluation_from_the_hub_at_the_printed_sha_reproduces_the_local_result(hub, published, linear_submission, tmp_path):
+    pinned, local = published
+    spec = hub_yaml(tmp_path / "from-hub", linear_submission, pinned)
+    [done] = robbench(hub_env(hub, tmp_path / "cache"), tmp_path, ["evaluate", str(spec), *FAST, "--results-dir", str(tmp_path / "results")])
+    assert done.returncode == 0, done.stderr
+    remote = record(tmp_path / "results")
+    for key in ("clean_accuracy", "robust_accuracy", "attacks", "n_examples", "parameter_count", "device"):
+        assert remote[key] == local[key], key
+    assert remote["checkpoint"] == {
+        "path": pinned, "sha256": local["checkpoint"]["sha256"], "repo": REPO, "revision": PINNED.match(pinned).group(1),
+    }
+
+
+def test_a_branch_resolves_to_a_commit_and_a_cached_model_evaluates_offline(hub, published, linear_submission, tmp_path):
+    pinned, local = published
+    spec = hub_yaml(tmp_path / "main", linear_submission, f"hf://{REPO}/model.safetensors@main")
+    cache = tmp_path / "cache"
+    [online] = robbench(hub_env(hub, cache), tmp_path, ["evaluate", str(spec), *FAST, "--results-dir", str(tmp_path / "online")])
+    assert online.returncode == 0, online.stderr
+    assert record(tmp_path / "online")["checkpoint"]["path"] == pinned  # @main is recorded as the commit sha
+    requests_before = len(hub.hub.requests)
+    offline, missing = robbench(
+        hub_env(hub, cache, offline=True), tmp_path,
+        ["evaluate", str(spec), *FAST, "--results-dir", str(tmp_path / "offline")],
+        ["evaluate", str(hub_yaml(tmp_path / "other", linear_submission, f"hf://{REPO}/model.safetensors@v2")), *FAST],
+    )
+    assert offline.returncode == 0, offline.stderr
+    assert len(hub.hub.requests) == requests_before  # not one request: everything came from the cache
+    remote = record(tmp_path / "offline")
+    assert (remote["clean_accuracy"], remote["robust_accuracy"], remote["checkpoint"]) == (
+        local["clean_accuracy"], local["robust_accuracy"], record(tmp_path / "online")["checkpoint"],
+    )
+    assert "not in the local hub cache" in one_line_error(missing)
+
+
+def seed_repo(hub: HubServer, repo: str, folder: Path, **files: bytes) -> str:
+    """A repo holding the linear weights and their model.yaml (plus ``files``), committed on main."""
+    spec = yaml.safe_load((folder / "model.yaml").read_text())
+    weights = (folder / "model.safetensors").read_bytes()
+    return hub.hub.commit(repo, {"model.safetensors": weights, "model.yaml": yaml.safe_dump(spec).encode(), **files})
+
+
+def test_a_tampered_download_is_refused_and_nothing_is_evaluated(hub, linear_submission, tmp_path):
+    seed_repo(hub, "robbench-test/tampered", linear_submission.parent)
+    hub.hub.tampered.add(("robbench-test/tampered", "model.safetensors"))
+    spec = hub_yaml(tmp_path / "spec", linear_submission, "hf://robbench-test/tampered/model.safetensors@main")
+    [done] = robbench(hub_env(hub, tmp_path / "cache"), tmp_path, ["evaluate", str(spec), *FAST, "--results-dir", str(tmp_path / "results")])
+    assert "refusing the download" in one_line_error(done)
+    assert not (tmp_path / "results").exists()
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and p.stat().st_size > 1000]  # bad copy dropped
+
+
+def test_pickles_and_code_in_a_repo_are_never_downloaded(hub, linear_submission, tmp_path):
+    with open(tmp_path / "evil.pkl", "wb") as handle:
+        pickle.dump({"weight": _RunsCode(tmp_path / "pwned")}, handle)
+    evil = (tmp_path / "evil.pkl").read_bytes()
+    seed_repo(hub, "robbench-test/mixed", linear_submission.parent, **{"evil.pkl": evil, "pytorch_model.bin": evil, "modeling.py": b"open('pwned', 'w')\n"})
+    good, *bad = robbench(
+        hub_env(hub, tmp_path / "cache"), tmp_path,
+        ["evaluate", str(hub_yaml(tmp_path / "good", linear_submission, "hf://robbench-test/mixed/model.safetensors@main")), *FAST,
+         "--results-dir", str(tmp_path / "results")],
+        *[["evaluate", str(hub_yaml(tmp_path / f"spec-{name}", linear_submission, f"hf://robbench-test/mixed/{name}@main")), *FAST]
+          for name in ("evil.pkl", "pytorch_model.bin", "modeling.py")],
+    )
+    assert good.returncode == 0, good.stderr
+    assert all("fetches only .safetensors weights" in one_line_error(done) for done in bad)
+    assert not any(hub.requested(name) for name in ("evil.pkl", "pytorch_model.bin", "modeling.py"))
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_missing_revision_file_or_repo_and_missing_results_are_one_line_errors(hub, linear_submission, tmp_path):
+    seed_repo(hub, "robbench-test/errors", linear_submission.parent)
+    cases = {
+        "model.safetensors@no-such-branch": "has no revision 'no-such-branch'",
+        "other.safetensors@main": "has no file other.safetensors",
+        f"model.safetensors@{'a' * 40}": f"has no revision '{'a' * 40}'",
+        "model.safetensors": "add @REVISION",
+    }
+    specs = [hub_yaml(tmp_path / f"case{i}", linear_submission, f"hf://robbench-test/errors/{tail}") for i, tail in enumerate(cases)]
+    pin = hub_yaml(tmp_path / "pin", linear_submission, "hf://robbench-test/errors/model.safetensors@main", sha256="0" * 64)
+    *missing, unknown, pinned = robbench(
+        hub_env(hub, tmp_path / "cache"), tmp_path,
+        *[["evaluate", str(spec), *FAST] for spec in specs],
+        ["queue", "add", "hf://robbench-test/nope/model.safetensors@main", "--queue-dir", str(tmp_path / "queue")],
+        ["evaluate", str(pin), *FAST],
+    )
+    for done, fragment in zip(missing, cases.values()):
+        assert fragment in one_line_error(done)
+    assert "hub repo robbench-test/nope not found" in one_line_error(unknown)
+    assert "model.yaml pins 0000" in one_line_error(pinned)
+    requests_before = len(hub.hub.requests)
+    [unevaluated] = robbench(
+        hub_env(hub, tmp_path / "cache"), tmp_path,
+        ["submit", str(linear_submission), "--repo", "robbench-test/new", "--results-dir", str(tmp_path / "none")],
+    )
+    assert "no results for fmnist-linear" in one_line_error(unevaluated)
+    assert len(hub.hub.requests) == requests_before and "robbench-test/new" not in hub.hub.repos
+
+
+def test_queue_add_run_status_with_duplicates_failures_and_a_crashed_run(hub, linear_submission, tmp_path):
+    commit = seed_repo(hub, "robbench-test/queued", linear_submission.parent)
+    seed_repo(hub, "robbench-test/broken", linear_submission.parent)
+    hub.hub.tampered.add(("robbench-test/broken", "model.safetensors"))
+    env, queue = hub_env(hub, tmp_path / "cache"), ["--queue-dir", str(tmp_path / "queue")]
+    add = ["queue", "add", "--threat-model", "linf", *queue]
+    added, again, broken = robbench(
+        env, tmp_path,
+        [*add, "hf://robbench-test/queued/model.safetensors@main"],
+        [*add, f"hf://robbench-test/queued/model.safetensors@{commit}"],
+        [*add, "hf://robbench-test/broken/model.safetensors@main"],
+    )
+    request_id = f"fmnist-linear-linf-{commit[:12]}"
+    assert added.returncode == 0 and added.stdout.split() == ["queued", request_id], added.stderr
+    assert "already queued" in one_line_error(again)
+    assert broken.returncode == 0, broken.stderr
+
+    path = tmp_path / "queue" / f"{request_id}.json"
+    request = json.loads(path.read_text())
+    assert request["status"] == "PENDING" and request["checkpoint"] == f"hf://robbench-test/queued/model.safetensors@{commit}"
+    path.write_text(json.dumps({**request, "status": "RUNNING"}))  # as a run that crashed mid-evaluation leaves it
+    ran, status, readd = robbench(
+        env, tmp_path,
+        ["queue", "run", "--attacks", "pgd", "--n-examples", "50", "--device", "cpu", "--results-dir", str(tmp_path / "results"), *queue],
+        ["queue", "status", *queue],
+        [*add, "hf://robbench-test/broken/model.safetensors@main"],
+    )
+    assert ran.returncode == 1 and "1 request(s) failed" in ran.stderr
+    assert re.search(r"^FAILED fmnist-linear-linf-\w+: .*refusing the download", ran.stdout, re.M), ran.stdout
+    statuses = {r["id"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "queue").glob("*.json"))}
+    assert statuses[request_id]["status"] == "FINISHED"
+    result = record(tmp_path / "results")
+    assert (result["checkpoint"]["repo"], result["checkpoint"]["revision"]) == ("robbench-test/queued", commit)
+    assert status.returncode == 0 and "FINISHED" in status.stdout and "FAILED" in status.stdout
+    assert readd.returncode == 0, readd.stderr  # a FAILED request may be queued again
+    [requeued] = [r for r in (json.loads(p.read_text()) for p in (tmp_path / "queue").glob("*.json")) if "broken" in r["checkpoint"]]
+    assert requeued["status"] == "PENDING"

@@ -1,0 +1,107 @@
+"""Crash-safe, resumable, deterministic evaluation: kill -9 mid-run, rerun, same record."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import robbench.evaluation as evaluation
+from robbench.cli import main
+from robbench.progress_state import Position, StateFile, config_key, state_path
+from robbench.results import EvalRecord, read_record, read_store, record_json
+from tests.test_flags import single_thread  # noqa: F401  (autouse: one torch thread, as in the subprocess)
+
+#: a run of ~20 batches: PGD leaves a dozen survivors at this radius, so AutoAttack has several batches
+ARGS = [
+    "--threat-model", "linf", "--eps", "0.02", "--attacks", "pgd,autoattack", "--n-examples", "30",
+    "--batch-size", "4", "--device", "cpu",
+]
+
+
+def _stable(record: EvalRecord) -> str:
+    """The record as written, byte for byte, with the two fields that measure the run itself blanked."""
+    return record_json(record.model_copy(update={"wall_time_s": 0.0, "timestamp": ""}))
+
+
+def _state_file(results: Path) -> Path:
+    return state_path(results, "fashion-mnist", "linf-eps0.02", "fmnist-linear")
+
+
+def _saved(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def test_killed_evaluation_resumes_to_the_uninterrupted_record(linear_submission, tmp_path, monkeypatch):
+    uninterrupted = tmp_path / "uninterrupted"
+    assert main(["evaluate", str(linear_submission), *ARGS, "--results-dir", str(uninterrupted)]) == 0
+    (expected,) = read_store(uninterrupted)[0]
+
+    results = tmp_path / "killed"
+    state = _state_file(results)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "robbench", "evaluate", str(linear_submission), *ARGS, "--results-dir", str(results)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while (saved := _saved(state)) is None or saved["stage"] < 1:  # past PGD, inside AutoAttack
+            assert process.poll() is None, "the evaluation ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    saved = _saved(state)
+    assert not list(results.rglob("*.json"))  # no record, half or whole
+
+    ran = []
+    original = evaluation._run_stage
+
+    def spy(number, attack, stage, first_batch, *rest):
+        ran.append((number, first_batch))
+        return original(number, attack, stage, first_batch, *rest)
+
+    monkeypatch.setattr(evaluation, "_run_stage", spy)
+    assert main(["evaluate", str(linear_submission), *ARGS, "--results-dir", str(results)]) == 0
+    assert ran[0] == (saved["stage"], saved["batch"])  # continued where it stopped, did not start over
+    (resumed,) = read_store(results)[0]
+    assert _stable(resumed) == _stable(expected)
+    assert resumed.wall_time_s >= saved["elapsed_s"]  # wall time sums every run
+    assert not state.exists()
+
+
+def test_state_for_another_configuration_is_ignored(linear_submission, tmp_path):
+    from robbench import evaluate
+
+    kwargs = dict(threat_models="linf", attacks=["pgd"], n_examples=20, batch_size=5, device="cpu")
+    state = state_path(tmp_path, "fashion-mnist", "linf", "fmnist-linear")
+    StateFile(state, config_key({"other": "configuration"})).save(torch.full((20,), 0), Position(1, 9))
+    resumed = evaluate(linear_submission, results_dir=tmp_path, **kwargs)[0]
+    assert _stable(resumed) == _stable(evaluate(linear_submission, **kwargs)[0])
+    assert not state.exists() and read_record(tmp_path / resumed.relative_path()) == resumed
+
+
+@pytest.mark.parametrize("content", ["", "{not json", '{"format": 1}', "[]"])
+def test_unreadable_state_starts_afresh(tmp_path, content):
+    path = tmp_path / ".x.state"
+    path.write_text(content)
+    assert StateFile(path, "key").load(torch.ones(3, dtype=torch.bool), 2) is None
+
+
+def test_same_seed_same_record_byte_for_byte(linear_submission):
+    from robbench import evaluate
+
+    kwargs = dict(threat_models="linf", eps=0.02, attacks=["pgd", "autoattack"], n_examples=16, batch_size=8, device="cpu", seed=5)
+    first, second = evaluate(linear_submission, **kwargs)[0], evaluate(linear_submission, **kwargs)[0]
+    assert _stable(first) == _stable(second)
