@@ -49,7 +49,7 @@ class ThreatModel:
 
 THREAT_MODELS: Registry[Callable[["Dataset"], ThreatModel]] = Registry(
     "threat model",
-    builtin_modules=("robbench.data.idx", "robbench.data.synthetic"),
+    builtin_modules=("robbench.data.idx", "robbench.data.synthetic", "robbench.data.cifar", "robbench.data.npz"),
     entry_point_group=None,
 )
 

@@ -36,16 +36,21 @@ def pgd_perturb(
     generator: torch.Generator | None,
     keep_first_success: bool = True,
     loss_fn: Loss = _cross_entropy_sum,
+    start: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Maximise ``loss_fn`` within the eps-ball around x (intersected with the value range).
 
     With ``keep_first_success`` each example keeps the first iterate that is misclassified
     (an evaluation wants a success, not the largest loss); without it, the last iterate is
-    returned (adversarial training wants the largest loss). ``generator=None`` starts at x.
+    returned (adversarial training wants the largest loss). ``generator=None`` starts at x;
+    ``start`` (projected into the ball) starts elsewhere, e.g. TRADES' x + 0.001·N(0, 1).
     The loop has no host/device synchronisation.
     """
     x = x.detach()
-    x_adv = x if generator is None else project(x + random_in_ball(x, norm, eps, generator), x, norm, eps, value_range)
+    if start is not None:
+        x_adv = project(start.detach(), x, norm, eps, value_range)
+    else:
+        x_adv = x if generator is None else project(x + random_in_ball(x, norm, eps, generator), x, norm, eps, value_range)
     first_success = x_adv
     succeeded = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     expand = (-1,) + (1,) * (x.dim() - 1)

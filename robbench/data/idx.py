@@ -1,18 +1,14 @@
 """MNIST-format datasets (gzipped idx files): fashion-mnist and mnist.
 
 Fashion-MNIST's 10,000 test images ship inside the package, so evaluation needs no download.
-Training files are looked for, in order, in ``--data-dir``/``ROBBENCH_DATA``, Debian's
-``dataset-fashion-mnist`` folder, the user cache, and finally downloaded from the canonical
-mirror with SHA-256 verification.
+Other files are looked for as ``robbench.data.sources`` describes (``--data-dir``/``ROBBENCH_DATA``,
+the bundled files, Debian's ``dataset-fashion-mnist`` folder, a ``shared/data`` folder, the user
+cache) and finally downloaded from the canonical mirrors with SHA-256 verification.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
-import shutil
-import tempfile
-import urllib.request
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +19,7 @@ import torch
 from ..errors import RobbenchError
 from ..threat_models import THREAT_MODELS, ThreatModel
 from . import DATASETS, Dataset, cache_root, user_data_root
+from .sources import candidate_dirs, check_digest, download
 
 BUNDLED = Path(__file__).parent / "files"
 
@@ -37,12 +34,14 @@ class IdxSource:
     install_hint: str
 
 
+_MNIST_FILES = {
+    "train": {"images": "train-images-idx3-ubyte.gz", "labels": "train-labels-idx1-ubyte.gz"},
+    "test": {"images": "t10k-images-idx3-ubyte.gz", "labels": "t10k-labels-idx1-ubyte.gz"},
+}
+
 FASHION_MNIST = IdxSource(
     name="fashion-mnist",
-    files={
-        "train": {"images": "train-images-idx3-ubyte.gz", "labels": "train-labels-idx1-ubyte.gz"},
-        "test": {"images": "t10k-images-idx3-ubyte.gz", "labels": "t10k-labels-idx1-ubyte.gz"},
-    },
+    files=_MNIST_FILES,
     sha256={
         "train-images-idx3-ubyte.gz": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
         "train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
@@ -54,65 +53,35 @@ FASHION_MNIST = IdxSource(
     install_hint="apt-get install dataset-fashion-mnist, or pass --data-dir DIR with DIR/fashion-mnist/*.gz",
 )
 
-SOURCES = {source.name: source for source in (FASHION_MNIST,)}
+MNIST = IdxSource(
+    name="mnist",
+    files=_MNIST_FILES,
+    sha256={  # the SHA-256 that TensorFlow Datasets and Keras publish for LeCun's files
+        "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    },
+    urls=(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",  # PyTorch's mirror
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",  # TensorFlow's mirror
+        "http://yann.lecun.com/exdb/mnist/",
+    ),
+    system_dirs=(),
+    install_hint="connect to the internet once, or pass --data-dir DIR with DIR/mnist/*-ubyte.gz",
+)
 
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _candidate_dirs(source: IdxSource, data_dir: str | None, split: str) -> list[Path]:
-    dirs = []
-    root = user_data_root(data_dir)
-    if root is not None:
-        dirs.append(root / source.name)
-    if split == "test" and (BUNDLED / source.name).is_dir():
-        dirs.append(BUNDLED / source.name)
-    dirs += [Path(d) for d in source.system_dirs]
-    dirs.append(cache_root() / source.name)
-    return dirs
-
-
-def _verified(path: Path, source: IdxSource) -> Path:
-    expected = source.sha256[path.name]
-    if sha256_of(path) != expected:
-        raise RobbenchError(
-            f"{path} is corrupt or truncated (SHA-256 differs from the published file); delete it and fetch it again"
-        )
-    return path
-
-
-def _download(source: IdxSource, filename: str) -> Path | None:
-    """Fetch into the user cache; None when no mirror answers (e.g. no internet)."""
-    target = cache_root() / source.name / filename
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for base in source.urls:
-        try:
-            with urllib.request.urlopen(base + filename, timeout=30) as response, tempfile.NamedTemporaryFile(
-                dir=target.parent, delete=False
-            ) as tmp:
-                shutil.copyfileobj(response, tmp)
-        except OSError:
-            continue
-        tmp_path = Path(tmp.name)
-        if sha256_of(tmp_path) != source.sha256[filename]:
-            tmp_path.unlink()
-            raise RobbenchError(f"download of {filename} from {base} failed its SHA-256 check; try again later")
-        tmp_path.replace(target)
-        return target
-    return None
+SOURCES = {source.name: source for source in (FASHION_MNIST, MNIST)}
 
 
 def locate(source: IdxSource, filename: str, split: str, data_dir: str | None) -> Path:
-    dirs = _candidate_dirs(source, data_dir, split)
+    own = [BUNDLED / source.name] if split == "test" and (BUNDLED / source.name).is_dir() else []
+    dirs = candidate_dirs(source.name, data_dir, own + [Path(d) for d in source.system_dirs])
+    digest = ("sha256", source.sha256[filename])
     for folder in dirs:
         if (folder / filename).is_file():
-            return _verified(folder / filename, source)
-    downloaded = _download(source, filename)
+            return check_digest(folder / filename, digest)
+    downloaded = download(source.urls, filename, cache_root() / source.name, digest)
     if downloaded is not None:
         return downloaded
     looked = ", ".join(str(d) for d in dirs)
@@ -150,6 +119,7 @@ def _load_idx_split(source_name: str, split: str, data_dir: str | None) -> tuple
 
 
 def _idx_dataset(source: IdxSource, data_dir: str | None) -> Dataset:
+    root = user_data_root(data_dir)  # resolved now, so the cache tells ROBBENCH_DATA values apart
     return Dataset(
         name=source.name,
         input_shape=(1, 28, 28),
@@ -157,8 +127,14 @@ def _idx_dataset(source: IdxSource, data_dir: str | None) -> Dataset:
         value_range=(0.0, 1.0),
         test_size=10_000,
         params={},
-        loader=lambda split: _load_idx_split(source.name, split, str(data_dir) if data_dir else None),
+        loader=lambda split: _load_idx_split(source.name, split, str(root) if root else None),
     )
+
+
+@DATASETS.register("mnist")
+def mnist(data_dir: str | None = None) -> Dataset:
+    """MNIST (LeCun et al., 1998): 28x28 grey handwritten digits, 10 classes."""
+    return _idx_dataset(MNIST, data_dir)
 
 
 @DATASETS.register("fashion-mnist")
@@ -177,3 +153,15 @@ def _fashion_mnist_linf(dataset: Dataset) -> ThreatModel:
 def _fashion_mnist_l2(dataset: Dataset) -> ThreatModel:
     """Fashion-MNIST L2, eps = 1.5"""
     return ThreatModel("l2", "L2", 1.5)
+
+
+@THREAT_MODELS.register("mnist/linf")
+def _mnist_linf(dataset: Dataset) -> ThreatModel:
+    """MNIST L-inf, eps = 0.3 (Madry et al.)"""
+    return ThreatModel("linf", "Linf", 0.3)
+
+
+@THREAT_MODELS.register("mnist/l2")
+def _mnist_l2(dataset: Dataset) -> ThreatModel:
+    """MNIST L2, eps = 2.0"""
+    return ThreatModel("l2", "L2", 2.0)

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Train the FGSM-RS PreAct ResNet-18 baseline (submissions/cifar10/preact-resnet18-fgsm-rs) on the
+# CIFAR-10 training files present in $DATA_DIR/cifar10, then evaluate it on test images 0..999
+# with PGD and AutoAttack. Made for a lent GPU, which can carry 64 MiB per call: train-0.npz and
+# train-1.npz (20,000 images, 1,000 of them held out for early stopping) plus test-0-999.npz.
+#
+# Prepare here:
+#   mkdir -p device/cifar10
+#   cp /work/shared/data/cifar10/{train-0.npz,train-1.npz,test-0-999.npz,SHA256SUMS} device/cifar10/
+# Run there (device tool, carry device/cifar10; Python packages the device lacks as wheels in
+# device/wheels, installed once into device/site, which later calls keep):
+#   bash scripts/gpu_cifar_fgsm_rs.sh
+# CPU smoke test of the same path (about a minute with ATTACKS=pgd; AutoAttack on a CPU takes longer):
+#   TINY=1 DEVICE=cpu ATTACKS=pgd OUT=/tmp/fgsm-rs DATA_DIR=/folder/holding/cifar10 bash scripts/gpu_cifar_fgsm_rs.sh
+#
+# Environment: OUT (required; the device tool sets it), DATA_DIR (default device), EPOCHS
+# (default 30: ~4,500 steps, 3/4 of Wong et al.'s 15 epochs on 50,000 images; expect a few seconds
+# per epoch on an H100), DEVICE (default cuda), N_TEST (default 1000), ATTACKS (default
+# pgd,autoattack), TINY=1 (width 8, one epoch, 64 training images, 32 held out, 16 test images).
+# The device's Python needs what robbench imports: pydantic, pyyaml, rich, safetensors, numpy,
+# pyautoattack (and, while loader.py imports robbench.hub eagerly, huggingface_hub with its deps).
+# Writes under $OUT: train.yaml, model/{model.safetensors,model.yaml,train_log.json},
+# results/cifar10/linf/<name>.json, timings.txt, device.txt.
+set -euo pipefail
+
+OUT=${OUT:?set OUT to the output folder}
+DATA_DIR=${DATA_DIR:-device}
+EPOCHS=${EPOCHS:-30}
+DEVICE=${DEVICE:-cuda}
+N_TEST=${N_TEST:-1000}
+ATTACKS=${ATTACKS:-pgd,autoattack}
+TINY=${TINY:-0}
+SITE=${SITE:-device/site}
+CONFIG=submissions/cifar10/preact-resnet18-fgsm-rs/train.yaml
+mkdir -p "$OUT"
+
+if compgen -G "device/wheels/*.whl" > /dev/null && [ ! -d "$SITE" ]; then
+  python -m pip install --quiet --no-index --no-deps --target "$SITE" device/wheels/*.whl
+fi
+export PYTHONPATH="$PWD${SITE:+:$PWD/$SITE}${PYTHONPATH:+:$PYTHONPATH}"
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
+  python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; } > "$OUT/device.txt"
+
+EPOCHS=$EPOCHS TINY=$TINY python - "$CONFIG" "$OUT/train.yaml" <<'PY'
+import os, sys, yaml
+config = yaml.safe_load(open(sys.argv[1]))
+config["epochs"] = int(os.environ["EPOCHS"])
+if os.environ["TINY"] == "1":  # the same code path, small enough for a CPU
+    config.update(epochs=1, architecture_kwargs={"width": 8}, n_train=64, holdout=32, batch_size=32,
+                  eval_examples=32, eval_attack_steps=3)
+yaml.safe_dump(config, open(sys.argv[2], "w"), sort_keys=False)
+PY
+if [ "$TINY" = 1 ]; then N_TEST=16; fi
+
+started=$(date +%s)
+python -m robbench train "$OUT/train.yaml" --out "$OUT/model" --device "$DEVICE" --data-dir "$DATA_DIR"
+trained=$(date +%s)
+python -m robbench evaluate "$OUT/model/model.yaml" --threat-model linf --attacks "$ATTACKS" \
+  --n-examples "$N_TEST" --device "$DEVICE" --data-dir "$DATA_DIR" --results-dir "$OUT/results"
+evaluated=$(date +%s)
+printf 'train_seconds %s\nevaluate_seconds %s\n' "$((trained - started))" "$((evaluated - trained))" | tee "$OUT/timings.txt"
