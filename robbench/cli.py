@@ -298,7 +298,7 @@ def cmd_sample_size(args: argparse.Namespace) -> int:
         preset=args.preset, sizes=_ints(args.sizes, "--sizes") if args.sizes else None,
         eps=_floats(args.eps, "--eps") if args.eps else None, steps=args.steps, batch_size=args.batch_size,
         attack_steps=args.attack_steps, robust_examples=args.robust_examples, repeats=args.repeats, device=args.device,
-        architecture=args.architecture, lr=args.lr, seed=args.seed, data_dir=args.data_dir, log=log,
+        workers=args.workers, architecture=args.architecture, lr=args.lr, seed=args.seed, data_dir=args.data_dir, log=log,
     )
     config = result["config"]
     table = Table(title=f"{result['dataset']['name']}: standard accuracy % by training-set size ({config['steps']} steps per model)")
@@ -360,7 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model_yaml")
     evaluate.add_argument("--threat-model", default="all", help="a threat model name, or 'all' (default)")
     evaluate.add_argument("--attacks", default="pgd,autoattack", help="comma-separated, run in order (default: pgd,autoattack)")
-    evaluate.add_argument("--n-examples", type=int, default=1000, help="first N test examples (default: 1000)")
+    evaluate.add_argument(
+        "--n-examples", type=int, default=250,
+        help="first N test examples (default: 250, so pgd+autoattack of a robust small model fits 10 minutes on 2 CPU cores)",
+    )
     evaluate.add_argument("--batch-size", type=int, default=500)
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
     evaluate.add_argument("--seed", type=int, default=0)
@@ -435,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Tsipras et al. (2019) Figure 1: standard accuracy of standard vs adversarial training by training-set size",
     )
     sample.add_argument("--preset", default="cpu", choices=("cpu", "gpu"),
-                        help="cpu (default): sizes 100..10000, eps 0,0.1, 800 steps, ~20 min on 2 cores; "
+                        help="cpu (default): sizes 100..10000, eps 0,0.1, 800 steps, 2 worker processes; "
                              "gpu: sizes 100..60000, eps 0,0.1,0.2, 3000 steps; the options below override it")
     sample.add_argument("--sizes", default=None, help="comma-separated training-set sizes")
     sample.add_argument("--eps", default=None, help="comma-separated L-inf training radii; 0 (standard training) is required")
@@ -448,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--lr", type=float, default=0.05)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", default=None, help="cpu, auto or cuda (default: the preset's)")
+    sample.add_argument("--workers", type=int, default=None,
+                        help="on the CPU: models trained side by side, one thread each (default: 2); the numbers do not depend on it")
     sample.add_argument("--data-dir", default=None, help="DIR/fashion-mnist/ holds the dataset files")
     sample.add_argument("--out", default="leaderboards/reports/sample-size.md", help="markdown report; PNG and JSON go next to it")
     sample.add_argument("--json", default=None, metavar="PATH", help="the JSON (default: next to --out)")

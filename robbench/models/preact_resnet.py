@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import ARCHITECTURES
+from .resnet import add_stages
 
 
 class PreActBlock(nn.Module):
@@ -35,17 +36,9 @@ class PreActResNet(nn.Module):
     def __init__(self, num_blocks: tuple[int, ...], in_channels: int, num_classes: int, width: int):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
-        planes = [width * 2**i for i in range(4)]
-        in_planes = width
-        for i, (count, out_planes) in enumerate(zip(num_blocks, planes)):
-            strides = [1 if i == 0 else 2] + [1] * (count - 1)
-            blocks = []
-            for stride in strides:
-                blocks.append(PreActBlock(in_planes, out_planes, stride))
-                in_planes = out_planes
-            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
-        self.bn = nn.BatchNorm2d(planes[-1])
-        self.linear = nn.Linear(planes[-1], num_classes)
+        planes = add_stages(self, PreActBlock, num_blocks, width)
+        self.bn = nn.BatchNorm2d(planes)
+        self.linear = nn.Linear(planes, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))

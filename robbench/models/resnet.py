@@ -31,21 +31,29 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
+def add_stages(module: nn.Module, block: type[nn.Module], num_blocks: tuple[int, ...], width: int) -> int:
+    """``layer1``..``layer4`` (widths ×1, ×2, ×4, ×8; stride 2 from the second); returns the last width.
+
+    Shared by ResNet and PreAct ResNet so both keep the key layout published checkpoints use.
+    """
+    in_planes = width
+    for i, count in enumerate(num_blocks):
+        out_planes = width * 2**i
+        blocks = []
+        for stride in [1 if i == 0 else 2] + [1] * (count - 1):
+            blocks.append(block(in_planes, out_planes, stride))
+            in_planes = out_planes
+        module.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+    return in_planes
+
+
 class ResNet(nn.Module):
     def __init__(self, num_blocks: tuple[int, ...], in_channels: int, num_classes: int, width: int):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
-        planes = [width * 2**i for i in range(4)]
-        in_planes = width
-        for i, (count, out_planes) in enumerate(zip(num_blocks, planes)):
-            strides = [1 if i == 0 else 2] + [1] * (count - 1)
-            blocks = []
-            for stride in strides:
-                blocks.append(BasicBlock(in_planes, out_planes, stride))
-                in_planes = out_planes
-            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
-        self.linear = nn.Linear(planes[-1], num_classes)
+        planes = add_stages(self, BasicBlock, num_blocks, width)
+        self.linear = nn.Linear(planes, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
