@@ -36,8 +36,10 @@ def package_version(name: str) -> str:
 
 
 def versions() -> dict[str, str]:
+    from . import __version__
+
     return {
-        "robbench": package_version("robbench"),
+        "robbench": __version__,
         "torch": torch.__version__,
         "pyautoattack": package_version("pyautoattack"),
         "python": platform.python_version(),

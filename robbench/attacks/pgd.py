@@ -44,13 +44,16 @@ def pgd_perturb(
     (an evaluation wants a success, not the largest loss); without it, the last iterate is
     returned (adversarial training wants the largest loss). ``generator=None`` starts at x;
     ``start`` (projected into the ball) starts elsewhere, e.g. TRADES' x + 0.001·N(0, 1).
-    The loop has no host/device synchronisation.
+    The loop has no host/device synchronisation, except that with ``keep_first_success`` and the
+    default loss it drops the examples already misclassified every ``COMPACT_EVERY`` steps.
     """
     x = x.detach()
     if start is not None:
         x_adv = project(start.detach(), x, norm, eps, value_range)
     else:
         x_adv = x if generator is None else project(x + random_in_ball(x, norm, eps, generator), x, norm, eps, value_range)
+    if keep_first_success and loss_fn is _cross_entropy_sum:
+        return _first_successes(model, x, y, x_adv, norm=norm, eps=eps, steps=steps, step_size=step_size, value_range=value_range)
     first_success = x_adv
     succeeded = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     expand = (-1,) + (1,) * (x.dim() - 1)
@@ -67,6 +70,47 @@ def pgd_perturb(
         return x_adv
     # The final iterate was never checked; the evaluator's verification pass decides whether it counts.
     return torch.where(succeeded.view(expand), first_success, x_adv)
+
+
+#: every this many steps, examples already misclassified leave the batch (one host/device sync each time)
+COMPACT_EVERY = 5
+
+
+def _first_successes(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor, *, norm: Norm, eps: float, steps: int,
+    step_size: float, value_range: tuple[float, float] | None,
+) -> torch.Tensor:
+    """PGD on cross-entropy that stops attacking an example once an iterate misclassifies it.
+
+    The per-example loss makes every example's iterates independent of the others in the batch,
+    so dropping the successful ones (every ``COMPACT_EVERY`` steps) changes no iterate of the rest,
+    only the work: an evaluation wants the first success and nothing after it. Returns, per example,
+    its first misclassified iterate, else its final iterate (checked by the evaluator's verification).
+    """
+    expand = (-1,) + (1,) * (x.dim() - 1)
+    result = x_adv.clone()
+    position = None  # where the attacked examples sit in the batch; None: all of them, in order
+    xs, ys, current = x, y, x_adv
+    first, succeeded = x_adv, torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    for step in range(steps):
+        current = current.detach().requires_grad_(True)
+        logits = model(current)
+        (grad,) = torch.autograd.grad(_cross_entropy_sum(logits, ys), current)
+        newly = (logits.detach().argmax(1) != ys) & ~succeeded
+        first = torch.where(newly.view(expand), current.detach(), first)
+        succeeded = succeeded | newly
+        current = project(current.detach() + step_size * ascent_direction(grad, norm), xs, norm, eps, value_range)
+        if (step + 1) % COMPACT_EVERY == 0 and step + 1 < steps:
+            done = torch.where(succeeded.view(expand), first, current)
+            result = done if position is None else result.index_copy(0, position, done)
+            keep = (~succeeded).nonzero().squeeze(1)  # the sync
+            if keep.numel() == 0:
+                return result
+            if keep.numel() < succeeded.numel():
+                position = keep if position is None else position[keep]
+                xs, ys, current, first, succeeded = xs[keep], ys[keep], current[keep], first[keep], succeeded[keep]
+    done = torch.where(succeeded.view(expand), first, current)
+    return done if position is None else result.index_copy(0, position, done)
 
 
 @dataclass

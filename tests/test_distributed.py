@@ -1,0 +1,178 @@
+"""torchrun scale-out: a 2-process evaluation on CPU (gloo) gives the single-process record."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from robbench.distributed import World, is_main_process, world
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+VOLATILE = ("wall_time_s", "timestamp", "device")  # what may differ between the two runs
+
+
+def _env() -> dict[str, str]:
+    """One thread per process (the same arithmetic in both runs), and no torchrun variables inherited."""
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    return {**env, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _run(command: list[str], cwd: Path) -> None:
+    done = subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+@pytest.mark.parametrize("n, batch_size, size", [(30, 3, 2), (31, 4, 3), (5, 8, 2), (100, 7, 4), (3, 1, 4)])
+def test_blocks_are_contiguous_whole_batches_covering_every_example(n, batch_size, size):
+    blocks = [World(rank, size).block(n, batch_size) for rank in range(size)]
+    assert blocks[0][0] == 0 and blocks[-1][1] == n
+    for (_, stop), (start, _) in zip(blocks, blocks[1:]):
+        assert stop == start
+    assert all(start % batch_size == 0 for start, _ in blocks)
+    sizes = [-(-(stop - start) // batch_size) for start, stop in blocks]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_every_batch_has_one_owner_and_rounds_close_after_each_rank_had_one():
+    size, count = 3, 8
+    owners = [[rank for rank in range(size) if World(rank, size).owns(p)] for p in range(count)]
+    assert owners == [[p % size] for p in range(count)]
+    ends = [p for p in range(count) if World(0, size).round_ends(p, count)]
+    assert ends == [2, 5, 7]
+    assert [p for p in range(count) if World().round_ends(p, count)] == list(range(count))
+
+
+def test_without_torchrun_everything_is_one_process(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("RANK", raising=False)
+    assert world() == World() and not world().active and is_main_process()
+    assert World().describe("cpu (1 threads)") == "cpu (1 threads)"
+    assert World(1, 2).describe("cpu (1 threads)") == "cpu (1 threads) x 2 processes (torchrun)"
+
+
+def test_two_process_evaluate_writes_the_single_process_record(linear_submission, tmp_path):
+    # eps 0.05: PGD breaks most clean-correct examples; its 21 come in 7 batches (4 rounds, the last
+    # with one batch), and AutoAttack's components get the 5 survivors in 2 batches
+    args = [
+        "evaluate", str(linear_submission), "--threat-model", "linf", "--eps", "0.05", "--attacks", "pgd,autoattack",
+        "--n-examples", "30", "--batch-size", "3", "--device", "cpu",
+    ]
+    _run([sys.executable, "-m", "robbench", *args, "--results-dir", str(tmp_path / "single")], tmp_path)
+    _run([*TORCHRUN, "-m", "robbench", *args, "--results-dir", str(tmp_path / "multi")], tmp_path)
+
+    (single_path,) = (tmp_path / "single").rglob("*.json")
+    multi_path = tmp_path / "multi" / single_path.relative_to(tmp_path / "single")
+    single, multi = json.loads(single_path.read_text()), json.loads(multi_path.read_text())
+    assert multi["device"] == f"{single['device']} x 2 processes (torchrun)"
+    assert {k: v for k, v in multi.items() if k not in VOLATILE} == {k: v for k, v in single.items() if k not in VOLATILE}
+    assert [s["n_attacked"] for a in single["attacks"] for s in a["stages"]] == [21, 5, 5, 5, 5]
+    assert not list((tmp_path / "multi").rglob(".*.state")), "the resumable state is removed at the end"
+
+
+SCRIPT = """
+import json, sys
+import torch
+from robbench import distributed
+from robbench.attacks import create_attack
+from robbench.config import load_model_spec
+from robbench.evaluation import run_attacks
+from robbench.loader import load_submission
+from robbench.threat_models import get_threat_model
+
+spec, out = sys.argv[1], sys.argv[2]
+loaded = load_submission(load_model_spec(spec))
+x, y = loaded.dataset.load("test", 40)
+threat = get_threat_model(loaded.dataset, "linf").with_eps(0.05)
+attacks = [create_attack("autoattack")]
+attacked = []  # examples this process attacked, per stage call
+
+def counting(attack):
+    stages = attack.stages
+    def wrapped(context):
+        result = []
+        for stage in stages(context):
+            def run(xb, yb, seed, _run=stage.run):
+                attacked.append(int(xb.shape[0]))
+                return _run(xb, yb, seed)
+            result.append(type(stage)(stage.name, run))
+        return result
+    attack.stages = wrapped
+    return attack
+
+outcome = run_attacks(
+    loaded.model, x, y, threat=threat, value_range=loaded.dataset.value_range, num_classes=10,
+    attacks=[counting(a) for a in attacks], batch_size=4, device=torch.device("cpu"), seed=3,
+)
+rank = distributed.world().rank
+with open(f"{out}/rank{rank}.json", "w") as f:
+    json.dump({
+        "robust": outcome.robust_mask.tolist(), "clean": outcome.clean_accuracy,
+        "stages": [[s.name, s.n_attacked, s.n_broken] for a in outcome.attacks for s in a.stages],
+        "attacked": sum(attacked),
+    }, f)
+"""
+
+
+def test_two_processes_share_the_batches_and_agree_per_example(linear_submission, tmp_path):
+    script = tmp_path / "attack.py"
+    script.write_text(SCRIPT, encoding="utf-8")
+    (tmp_path / "single").mkdir()
+    (tmp_path / "multi").mkdir()
+    _run([sys.executable, str(script), str(linear_submission), str(tmp_path / "single")], tmp_path)
+    _run([*TORCHRUN, str(script), str(linear_submission), str(tmp_path / "multi")], tmp_path)
+
+    single = json.loads((tmp_path / "single" / "rank0.json").read_text())
+    ranks = [json.loads((tmp_path / "multi" / f"rank{r}.json").read_text()) for r in range(2)]
+    for rank in ranks:  # every rank ends with the whole result, per example
+        assert (rank["robust"], rank["clean"], rank["stages"]) == (single["robust"], single["clean"], single["stages"])
+    assert ranks[0]["attacked"] > 0 and ranks[1]["attacked"] > 0, "both ranks attacked batches"
+    assert ranks[0]["attacked"] + ranks[1]["attacked"] == single["attacked"], "no batch was attacked twice"
+    assert single["stages"][0][2] > 0 and single["stages"][0][1] > 8, "apgd-ce broke examples in several batches"
+
+
+DDP_SCRIPT = """
+import sys
+import torch
+import torch.nn.functional as F
+from robbench import distributed
+from robbench.attacks.pgd import pgd_perturb
+from robbench.models import create_model
+
+world = distributed.world()
+torch.manual_seed(0)
+model = create_model("small-cnn")
+ddp = world.wrap_ddp(model, torch.device("cpu"))
+optimizer = torch.optim.SGD(ddp.parameters(), lr=0.1)
+x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+y = torch.arange(8) % 10
+index = world.shard(torch.arange(8))  # this rank's half of the global batch
+for step in range(2):
+    distributed.unwrap(ddp).eval()  # attack the inner module: no DDP reducer armed for input gradients
+    x_adv = pgd_perturb(distributed.unwrap(ddp), x[index], y[index], norm="Linf", eps=0.1, steps=2, step_size=0.05,
+                        value_range=(0.0, 1.0), generator=torch.Generator().manual_seed(world.rank), keep_first_success=False)
+    ddp.train()
+    loss = F.cross_entropy(ddp(x_adv), y[index])
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+total = world.sum([float(loss) * len(index), len(index)])
+flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+torch.save({"params": flat, "total": total}, f"{sys.argv[1]}/rank{world.rank}.pt")
+"""
+
+
+def test_ddp_helpers_keep_the_replicas_identical(tmp_path):
+    """What `robbench train` under torchrun relies on: attack the unwrapped model, update through DDP."""
+    import torch
+
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT, encoding="utf-8")
+    _run([*TORCHRUN, str(script), str(tmp_path)], tmp_path)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert torch.equal(ranks[0]["params"], ranks[1]["params"]), "DDP all-reduced the gradients"
+    assert ranks[0]["total"] == ranks[1]["total"] and ranks[0]["total"][1] == 8
