@@ -122,6 +122,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_log = train(
             spec, out_dir, device=args.device, data_dir=args.data_dir, resume=args.resume, progress=progress, log=log
         )
+    from .distributed import is_main_process
+
+    if not is_main_process():  # under torchrun, rank 0 wrote the submission and reports it
+        return 0
     if train_log["stopped_early"]:
         console.print(f"stopped early: {train_log['stopped_early']}", highlight=False)
     console.print(f"kept epoch {train_log['selected_epoch']}; {train_log['cost']['total_seconds']:.0f}s in all", highlight=False)

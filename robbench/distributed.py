@@ -129,6 +129,47 @@ class World:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def on_main(self, compute: Callable[[], Any]) -> Any:
+        """``compute()`` run on rank 0 alone, its value (or its ``RobbenchError``, raised) on every rank.
+
+        For what only rank 0 may do, such as reading a file that may be missing: an error raised
+        there alone would leave the other ranks waiting at the next collective.
+        """
+        if not self.active:
+            return compute()
+        outcome: Any = None
+        if self.is_main:
+            try:
+                outcome = compute()
+            except RobbenchError as exc:
+                outcome = exc
+        outcome = self.from_main(outcome)
+        if isinstance(outcome, RobbenchError):
+            raise RobbenchError(str(outcome))
+        return outcome
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's ``value``, in rank order, on every rank (e.g. per-rank random-generator states)."""
+        if not self.active:
+            return [value]
+        import torch.distributed as dist
+
+        values: list[Any] = [None] * self.size
+        dist.all_gather_object(values, value)
+        return values
+
+    def sync_buffers(self, module: torch.nn.Module) -> None:
+        """Copy rank 0's buffers (batch-norm running statistics) to every rank.
+
+        Under DDP each rank updates its running statistics from its own shard; before the model is
+        evaluated or saved, every rank must hold the one that rank 0 saves.
+        """
+        if self.active:
+            import torch.distributed as dist
+
+            for buffer in module.buffers():
+                dist.broadcast(buffer, src=0)
+
     def sum(self, values: list[float]) -> list[float]:
         """Element-wise sum of ``values`` over the ranks, in float64 (e.g. a loss sum and a count)."""
         if not self.active:

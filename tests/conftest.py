@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -50,3 +51,16 @@ def fit_linear_fashion_mnist(n: int = 2000, steps: int = 150, seed: int = 0) -> 
 def linear_submission(tmp_path_factory) -> Path:
     model = fit_linear_fashion_mnist()
     return write_submission(tmp_path_factory.mktemp("linear"), "fmnist-linear", "linear", model.state_dict())
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar_dir(tmp_path_factory) -> str:
+    """A CIFAR-10 npz folder of 80 random training and 16 test images (the layout of shared/data/cifar10)."""
+    root = tmp_path_factory.mktemp("data")
+    folder = root / "cifar10"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in (("train-0.npz", 80), ("test-0-15.npz", 16)):
+        x = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+        np.savez(folder / name, x=x, y=rng.integers(0, 10, size=n), index=np.arange(n))
+    return str(root)

@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
 
 from robbench.distributed import World, is_main_process, world
 
@@ -168,7 +171,6 @@ torch.save({"params": flat, "total": total}, f"{sys.argv[1]}/rank{world.rank}.pt
 
 def test_ddp_helpers_keep_the_replicas_identical(tmp_path):
     """What `robbench train` under torchrun relies on: attack the unwrapped model, update through DDP."""
-    import torch
 
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT, encoding="utf-8")
@@ -176,3 +178,83 @@ def test_ddp_helpers_keep_the_replicas_identical(tmp_path):
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     assert torch.equal(ranks[0]["params"], ranks[1]["params"]), "DDP all-reduced the gradients"
     assert ranks[0]["total"] == ranks[1]["total"] and ranks[0]["total"][1] == 8
+
+
+def _train_config(path: Path, **config) -> Path:
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def test_two_process_training_takes_the_single_process_steps(tmp_path):
+    """Without batch norm or dropout, DDP over a split global batch is the global batch's step.
+
+    250 examples in batches of 63 give every rank a share of 31 or 32 examples (30 or 31 in the
+    last batch): the gradient weighting must make the uneven shares' step the global mean, or the
+    weights drift apart.
+    """
+    config = _train_config(
+        tmp_path / "train.yaml", name="tiny-standard", dataset="fashion-mnist", architecture="linear",
+        method="standard", epochs=2, n_train=250, batch_size=63, lr=0.1, eval_examples=50, eval_attack_steps=3,
+    )
+    args = ["train", str(config), "--device", "cpu"]
+    _run([sys.executable, "-m", "robbench", *args, "--out", str(tmp_path / "single")], tmp_path)
+    _run([*TORCHRUN, "-m", "robbench", *args, "--out", str(tmp_path / "multi")], tmp_path)
+
+    single, multi = (load_file(str(tmp_path / run / "model.safetensors")) for run in ("single", "multi"))
+    assert single.keys() == multi.keys()
+    for key in single:
+        torch.testing.assert_close(multi[key], single[key], rtol=1e-5, atol=1e-6)
+    logs = [json.loads((tmp_path / run / "train_log.json").read_text()) for run in ("single", "multi")]
+    assert [e["loss"] for e in logs[1]["epochs"]] == pytest.approx([e["loss"] for e in logs[0]["epochs"]], rel=1e-5)
+    assert [e["clean_accuracy"] for e in logs[1]["epochs"]] == [e["clean_accuracy"] for e in logs[0]["epochs"]]
+    assert logs[1]["cost"]["device"] == f"{logs[0]['cost']['device']} x 2 processes (torchrun)"
+    assert logs[1]["cost"]["train_examples"] == 250
+
+
+INTERRUPTED_TRAINING = """
+import sys
+from pathlib import Path
+import yaml
+from robbench.config import TrainSpec
+from robbench.training.loop import train
+
+def crash(entry):  # rank 0, right after epoch 1's state is saved; torchrun then stops rank 1
+    raise SystemExit(3)
+
+train(TrainSpec(**yaml.safe_load(open(sys.argv[1]))), Path(sys.argv[2]), device="cpu", data_dir=sys.argv[3], log=crash)
+"""
+
+
+def test_two_process_trades_with_batch_norm_resumes_exactly_and_saves_what_it_evaluated(tmp_path, tiny_cifar_dir):
+    from robbench import evaluate
+    from robbench.config import TrainSpec
+    from robbench.errors import RobbenchError
+    from robbench.training.loop import STATE_FILE, train
+
+    settings = dict(
+        name="tiny-trades", dataset="cifar10", architecture="preact-resnet18", architecture_kwargs={"width": 4},
+        method="trades", epochs=2, batch_size=16, lr=0.05, attack_steps=2, crop_padding=4, horizontal_flip=True,
+        holdout=16, eval_examples=16, eval_attack_steps=2,
+    )
+    config = _train_config(tmp_path / "train.yaml", **settings)
+    args = ["train", str(config), "--device", "cpu", "--data-dir", tiny_cifar_dir]
+    _run([*TORCHRUN, "-m", "robbench", *args, "--out", str(tmp_path / "whole")], tmp_path)
+
+    script = tmp_path / "interrupted.py"
+    script.write_text(INTERRUPTED_TRAINING, encoding="utf-8")
+    parts = tmp_path / "parts"
+    done = subprocess.run([*TORCHRUN, str(script), str(config), str(parts), tiny_cifar_dir], cwd=tmp_path, env=_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0 and (parts / STATE_FILE).is_file() and not (parts / "model.safetensors").exists()
+    with pytest.raises(RobbenchError, match="written by 2 process"):
+        train(TrainSpec(**settings), parts, device="cpu", data_dir=tiny_cifar_dir, resume=True)
+    _run([*TORCHRUN, "-m", "robbench", *args, "--out", str(parts), "--resume"], tmp_path)
+
+    whole, resumed = (load_file(str(tmp_path / run / "model.safetensors")) for run in ("whole", "parts"))
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole), "resumed bit for bit, every rank's generators restored"
+    assert any("running_mean" in k for k in whole), "the model has batch norm"
+    log = json.loads((tmp_path / "whole" / "train_log.json").read_text())
+    (record,) = evaluate(tmp_path / "whole" / "model.yaml", threat_models="linf", attacks=[], n_examples=16, device="cpu",
+                         data_dir=tiny_cifar_dir, results_dir=tmp_path / "results")
+    selected = next(e for e in log["epochs"] if e["epoch"] == log["selected_epoch"])
+    assert record.clean_accuracy == selected["clean_accuracy"], "the saved running statistics are the evaluated ones"

@@ -34,17 +34,9 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> str:
-    """A CIFAR-10 npz folder of 80 random training and 16 test images (the layout of shared/data/cifar10)."""
-    root = tmp_path_factory.mktemp("data")
-    folder = root / "cifar10"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for name, n in (("train-0.npz", 80), ("test-0-15.npz", 16)):
-        x = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
-        np.savez(folder / name, x=x, y=rng.integers(0, 10, size=n), index=np.arange(n))
-    return str(root)
+@pytest.fixture
+def data_dir(tiny_cifar_dir) -> str:
+    return tiny_cifar_dir
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,17 @@ is removed once the submission is written.
 
 On CUDA the training set stays on the GPU and is augmented there, and the updates run in bf16
 autocast with channels_last and cuDNN autotuning; the per-epoch evaluations run in float32.
+
+Under torchrun (``torchrun --nproc-per-node N -m robbench train ...``) the updates go through
+``DistributedDataParallel``: every rank draws the same global batch (same shuffle and
+augmentation generators), keeps its contiguous share, crafts adversarial examples for it on the
+unwrapped model (with its own attack generator), and the gradients are averaged, weighted so
+that the step is the step of the global batch. With ``batch_size`` the global batch, a model
+without batch norm or dropout therefore takes the single-process steps (up to summation order);
+with batch norm each rank normalises by its own share's statistics, as usual under DDP, and rank
+0's running statistics are copied to every rank before each evaluation. The per-epoch
+evaluations are sharded like ``robbench evaluate``'s; rank 0 writes the state and the submission,
+and ``--resume`` needs the same number of processes.
 """
 
 from __future__ import annotations
@@ -29,6 +40,8 @@ import torch.nn.functional as F
 import yaml
 from safetensors.torch import save as safetensors_bytes
 
+from .. import distributed
+from ..attacks import derive_seed
 from ..attacks.pgd import PGDAttack
 from ..checkpoints import file_sha256
 from ..config import Metadata, TrainSpec
@@ -94,7 +107,8 @@ def train(
     """Train ``spec`` and write the submission folder; return the training log."""
     session_started = time.perf_counter()
     seed_everything(spec.seed)
-    torch_device = resolve_device(device)
+    world = distributed.world()
+    torch_device = world.device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
     cuda = torch_device.type == "cuda"
     torch.backends.cudnn.benchmark = cuda  # fixed input shapes: let cuDNN pick its fastest kernels
     dataset = get_dataset(spec.dataset, **({**spec.dataset_kwargs, "data_dir": data_dir} if data_dir else spec.dataset_kwargs))
@@ -102,6 +116,11 @@ def train(
         raise RobbenchError(f"crop_padding and horizontal_flip need images; {dataset.name} inputs are not (C, H, W)")
     x_train, y_train = dataset.load("train")
     x_fit, y_fit, x_holdout, y_holdout = split_training_set(x_train, y_train, spec.n_train, spec.holdout)
+    if world.active and (spec.batch_size < world.size or 0 < len(x_fit) % spec.batch_size < world.size):
+        raise RobbenchError(
+            f"{len(x_fit)} training examples in batches of {spec.batch_size} give a batch smaller than the {world.size} "
+            "processes, which would leave one with nothing; change batch_size or n_train"
+        )
     x_eval, y_eval = dataset.load("test", spec.eval_examples)
     threat = get_threat_model(dataset, spec.threat_model)
     if spec.eps is not None:
@@ -116,17 +135,23 @@ def train(
     model = build_model(spec.architecture, spec.architecture_kwargs, spec.normalization, dataset).to(torch_device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
+    trained = world.wrap_ddp(model, torch_device)  # the updates go through DDP; attacks and evaluations use `model`
+    # rank 0 keeps the single-process seeds; other ranks draw their own attack starts and dropout masks
+    rank_seed = spec.seed if world.is_main else derive_seed(spec.seed, "train-rank", world.rank)
+    if not world.is_main:
+        torch.manual_seed(rank_seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
     total_steps = spec.epochs * math.ceil(len(x_fit) / spec.batch_size)
     generators = {
         "shuffle": torch.Generator().manual_seed(spec.seed),
-        "attack": torch.Generator(device=torch_device).manual_seed(spec.seed + 1),
+        "attack": torch.Generator(device=torch_device).manual_seed(rank_seed + 1),
         "augment": torch.Generator(device=torch_device).manual_seed(spec.seed + 2),
     }
     monitor = PGDAttack(steps=spec.eval_attack_steps)
     x_fit, y_fit = x_fit.to(torch_device), y_fit.to(torch_device)  # CIFAR-sized sets live on the GPU
 
     def accuracies(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        world.sync_buffers(model)
         outcome = run_attacks(
             model, x, y, threat=threat, value_range=dataset.value_range, num_classes=dataset.num_classes,
             attacks=[monitor], batch_size=500, device=torch_device, seed=spec.seed,
@@ -139,10 +164,10 @@ def train(
     stopped: str | None = None
     step, seconds_before = 0, 0.0
     if resume:
-        saved = _load_state(state_path, spec, torch_device)
+        saved = world.on_main(lambda: _load_state(state_path, spec, torch_device, world.size))
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        _set_rng_states(saved["rng"], generators, torch_device)
+        _set_rng_states(saved["rng"][world.rank], generators, torch_device)
         history, best, stopped, step, seconds_before = (
             saved["history"], saved["best"], saved["stopped"], saved["step"], saved["seconds"]
         )
@@ -151,14 +176,15 @@ def train(
         if stopped:
             break
         epoch_started = time.perf_counter()
-        model.train()
+        trained.train()
         order = torch.randperm(len(x_fit), generator=generators["shuffle"]).to(torch_device)
         advance = (progress or (lambda d, t: lambda n: None))(f"epoch {epoch}/{spec.epochs}", len(x_fit))
         loss_sum = torch.zeros((), device=torch_device)  # summed on the device: no sync per step
         for start in range(0, len(order), spec.batch_size):
             index = order[start : start + spec.batch_size]
             x = augment(x_fit[index], spec.crop_padding, spec.horizontal_flip, generators["augment"])
-            y = y_fit[index]
+            share = world.shard(torch.arange(len(index)))  # this rank's part of the global batch
+            x, y = x[share], y_fit[index][share]
             if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
             lr = spec.lr * learning_rate_factor(spec.schedule, step / total_steps, spec.lr_milestones)
@@ -166,13 +192,14 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                loss = method(model, x, y, adversary, generators["attack"])
+                loss = method(trained, x, y, adversary, generators["attack"])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            # DDP averages the ranks' gradients; weighting by the share makes that the global batch's mean
+            (loss * (len(share) * world.size / len(index))).backward()
             optimizer.step()
-            loss_sum += loss.detach() * len(index)
+            loss_sum += loss.detach() * len(share)
             advance(len(index))
-        train_loss = loss_sum.item() / len(x_fit)
+        (train_loss,) = world.sum([loss_sum.item() / len(x_fit)])
         if not math.isfinite(train_loss):
             raise RobbenchError(f"training diverged in epoch {epoch} (loss {train_loss}); lower lr")
 
@@ -191,21 +218,25 @@ def train(
                         f"best {best['pgd_accuracy']:.3f} in epoch {best['epoch']}"
                     )
         entry["seconds"] = round(time.perf_counter() - epoch_started, 2)
+        entry["seconds"] = world.from_main(entry["seconds"])  # rank 0's clock, in every rank's history
         history.append(entry)
-        _save_state(state_path, {
-            "config": spec.model_dump(mode="json"),
-            "device_type": torch_device.type,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "rng": _rng_states(generators, torch_device),
-            "history": history,
-            "best": best,
-            "stopped": stopped,
-            "step": step,
-            "seconds": seconds_before + time.perf_counter() - session_started,
-        })
-        if log:
-            log(entry)
+        rng = world.gather(_rng_states(generators, torch_device))  # one per rank
+        if world.is_main:
+            _save_state(state_path, {
+                "config": spec.model_dump(mode="json"),
+                "device_type": torch_device.type,
+                "world_size": world.size,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": rng,
+                "history": history,
+                "best": best,
+                "stopped": stopped,
+                "step": step,
+                "seconds": seconds_before + time.perf_counter() - session_started,
+            })
+            if log:
+                log(entry)
 
     selected = history[-1]["epoch"]
     if spec.early_stopping and best is not None:  # Rice et al.: the best held-out epoch, not the last
@@ -213,7 +244,7 @@ def train(
         selected = best["epoch"]
     model.eval()
     cost = {
-        "device": describe_device(torch_device),
+        "device": world.describe(describe_device(torch_device)),
         "epochs": len(history),
         "train_examples": len(x_fit),
         "seconds_per_epoch": round(sum(e["seconds"] for e in history) / len(history), 2),
@@ -237,8 +268,10 @@ def train(
         "cost": cost,
         "epochs": history,
     }
-    _write_submission(spec, model, out_dir, train_log)
-    state_path.unlink(missing_ok=True)
+    if world.is_main:
+        _write_submission(spec, model, out_dir, train_log)
+        state_path.unlink(missing_ok=True)
+    world.barrier()  # every rank returns once the submission is on disk
     return train_log
 
 
@@ -268,7 +301,7 @@ def _save_state(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _load_state(path: Path, spec: TrainSpec, device: torch.device) -> dict:
+def _load_state(path: Path, spec: TrainSpec, device: torch.device, world_size: int) -> dict:
     if not path.is_file():
         raise RobbenchError(f"{path} not found: no interrupted run to resume there; run without --resume")
     try:
@@ -281,6 +314,11 @@ def _load_state(path: Path, spec: TrainSpec, device: torch.device) -> dict:
         raise RobbenchError(f"{path} was written by a run with another {changed[0]!r}; resume with the same train.yaml")
     if saved["device_type"] != device.type:
         raise RobbenchError(f"{path} was written on {saved['device_type']}; resume with --device {saved['device_type']}")
+    if saved["world_size"] != world_size:
+        raise RobbenchError(
+            f"{path} was written by {saved['world_size']} process(es), this run has {world_size}; "
+            f"resume with torchrun --nproc-per-node {saved['world_size']} (or without torchrun for 1)"
+        )
     return saved
 
 

@@ -1,9 +1,11 @@
 """Training methods as loss functions plugged into the one training loop.
 
-Each takes the model (in training mode), a batch and the adversary's settings, and returns the
-loss to minimise. Adversarial examples are crafted with robbench's one PGD, with the model in
-eval mode (so dropout and batch-norm statistics do not move while attacking, as in TRADES'
-code), then the model is put back in training mode for the update.
+Each takes the model (in training mode; under torchrun its ``DistributedDataParallel`` wrapper),
+a batch and the adversary's settings, and returns the loss to minimise. Adversarial examples are
+crafted with robbench's one PGD on the unwrapped model in eval mode (so dropout and batch-norm
+statistics do not move while attacking, as in TRADES' code, and no DDP gradient reduction is armed
+for a backward that only wants input gradients), then the model is put back in training mode for
+the update.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attacks.pgd import pgd_perturb
+from ..distributed import unwrap
 from ..threat_models import ThreatModel
 
 
@@ -35,13 +38,14 @@ def _attack(
     model: nn.Module, x, y, adversary: AdversarySettings, generator: torch.Generator | None, steps: int, **kwargs
 ) -> torch.Tensor:
     """The last PGD iterate (the largest loss, which training wants), crafted in eval mode."""
-    model.eval()
+    inner = unwrap(model)
+    inner.eval()
     x_adv = pgd_perturb(
-        model, x, y, norm=adversary.threat.norm, eps=adversary.threat.eps, steps=steps,
+        inner, x, y, norm=adversary.threat.norm, eps=adversary.threat.eps, steps=steps,
         step_size=adversary.step_size, value_range=adversary.value_range, generator=generator,
         keep_first_success=False, **kwargs,
     )
-    model.train()
+    inner.train()
     return x_adv
 
 
@@ -70,9 +74,10 @@ def trades(model: nn.Module, x, y, adversary: AdversarySettings, generator: torc
     The inner maximisation starts at x + 0.001·N(0, 1) (at x itself the KL has zero gradient)
     and takes signed steps on the summed KL, as in the authors' code; it needs no labels.
     """
-    model.eval()
+    inner = unwrap(model)
+    inner.eval()
     with torch.no_grad():
-        p_clean = F.softmax(model(x), dim=1)
+        p_clean = F.softmax(inner(x), dim=1)
     start = x + 0.001 * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
     def kl_to_clean(logits: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
