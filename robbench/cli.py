@@ -153,6 +153,24 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+BATCH_SIZE_HELP = (
+    "examples per batch, or 'auto' (default): on CUDA half the largest batch whose gradient pass fits in memory, "
+    "elsewhere 500; the record holds the number used"
+)
+
+
+def _batch_size(text: str) -> "int | str":
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {text!r}")
+    return value
+
+
 def _floats(text: str, option: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
@@ -368,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-examples", type=int, default=250,
         help="first N test examples (default: 250, so pgd+autoattack of a robust small model fits 10 minutes on 2 CPU cores)",
     )
-    evaluate.add_argument("--batch-size", type=int, default=500)
+    evaluate.add_argument("--batch-size", type=_batch_size, default="auto", help=BATCH_SIZE_HELP)
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--eps", type=float, default=None, help="evaluate at another radius (non-standard)")
@@ -426,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     queue_run = queue_sub.add_parser("run", help="evaluate pending requests one by one, writing results")
     queue_run.add_argument("--attacks", default="pgd,autoattack", help="comma-separated, run in order (default: pgd,autoattack)")
     queue_run.add_argument("--n-examples", type=int, default=1000, help="first N test examples (default: 1000)")
-    queue_run.add_argument("--batch-size", type=int, default=500)
+    queue_run.add_argument("--batch-size", type=_batch_size, default="auto", help=BATCH_SIZE_HELP)
     queue_run.add_argument("--device", default="auto", help="auto, cpu or cuda")
     queue_run.add_argument("--seed", type=int, default=0)
     queue_run.add_argument("--results-dir", default="results")

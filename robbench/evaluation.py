@@ -39,6 +39,11 @@ ProgressFactory = Callable[[str, int], Callable[[int], None]]
 #: what a model's forward may raise on inputs it cannot handle (user code: reported, not a robbench bug)
 MODEL_ERRORS = (RuntimeError, ValueError, TypeError, IndexError)
 
+#: ``batch_size="auto"`` off CUDA: CPU memory rarely binds, and bigger batches do not run faster there
+CPU_BATCH_SIZE = 500
+#: ``batch_size="auto"`` on CUDA tries powers of two from this one up to the number of examples
+PROBE_START, PROBE_LIMIT = 32, 16384
+
 
 @dataclass
 class StageOutcome:
@@ -85,6 +90,8 @@ def checked_logits(model: nn.Module, x: torch.Tensor, num_classes: int | None = 
     original = x.clone()
     try:
         logits = model(x)
+    except torch.OutOfMemoryError:
+        raise  # not the model's fault: reported with the batch size to use (run_attacks)
     except MODEL_ERRORS as exc:
         raise RobbenchError(
             f"the model failed on test inputs of shape {tuple(x.shape)} ({_first_line(exc)}); "
@@ -125,6 +132,45 @@ def predict(
     return torch.cat(predictions) if predictions else torch.empty(0, dtype=torch.long)
 
 
+def largest_fitting_batch(fits: Callable[[int], bool], limit: int, start: int = PROBE_START) -> int:
+    """The largest power of two from ``start`` up to ``limit`` (``limit`` itself when smaller) that ``fits``; 0 if none."""
+    best, size = 0, min(start, limit)
+    while fits(size):
+        best = size
+        if size >= limit:
+            break
+        size = min(2 * size, limit)
+    return best
+
+
+def auto_batch_size(model: nn.Module, example: torch.Tensor, device: torch.device, n_examples: int) -> int:
+    """A batch size that fills the device: half the largest batch whose input-gradient pass fits.
+
+    The probe is one forward and backward to the input, what every attack step does; the half
+    leaves room for what some steps need beyond it (FAB's two-class Jacobians, APGD's iterates,
+    the allocator's fragmentation). Off CUDA it is ``CPU_BATCH_SIZE``. The record holds the size
+    chosen, so ``--batch-size N`` reproduces the run anywhere.
+    """
+    limit = min(n_examples, PROBE_LIMIT)
+    if device.type != "cuda":
+        return CPU_BATCH_SIZE
+
+    def fits(size: int) -> bool:
+        try:
+            x = example.expand(size, *example.shape[1:]).to(device).clone().requires_grad_(True)
+            torch.autograd.grad(model(x).float().logsumexp(1).sum(), x)
+            return True
+        except torch.OutOfMemoryError:
+            return False
+        finally:
+            torch.cuda.empty_cache()
+
+    largest = largest_fitting_batch(fits, limit)
+    if largest == 0:
+        raise RobbenchError(f"not even {min(PROBE_START, limit)} inputs fit in {device} memory for one gradient pass; pass a smaller --batch-size")
+    return max(1, largest // 2) if largest < limit else largest
+
+
 def ensure_eval_mode(model: nn.Module) -> list[str]:
     """Put every module in eval mode, even one whose ``train()`` ignores ``False``; a note when any was not."""
     was_training = any(module.training for module in model.modules())
@@ -155,7 +201,10 @@ def run_attacks(
     n = x.shape[0]
     if n == 0:
         raise RobbenchError("no examples to evaluate; check --n-examples")
-    correct = distributed.world().all_predictions(lambda a, b: predict(model, x[a:b], batch_size, device, num_classes), n, batch_size) == y
+    try:
+        correct = distributed.world().all_predictions(lambda a, b: predict(model, x[a:b], batch_size, device, num_classes), n, batch_size) == y
+    except torch.OutOfMemoryError as exc:
+        raise RobbenchError(f"{device} ran out of memory classifying batches of {batch_size}; rerun with --batch-size {max(1, batch_size // 2)}") from exc
     context = AttackContext(model, threat, value_range, num_classes, seed, device)
     plan = [(attack, attack.stages(context)) for attack in attacks]
     flat = [(attack, stage) for attack, stages in plan for stage in stages]
@@ -164,7 +213,13 @@ def run_attacks(
     for number, (attack, stage) in enumerate(flat):
         if number >= position.stage:
             first_batch = position.batch if number == position.stage else 0
-            _run_stage(number, attack, stage, first_batch, status, x, y, context, batch_size, progress, state)
+            try:
+                _run_stage(number, attack, stage, first_batch, status, x, y, context, batch_size, progress, state)
+            except torch.OutOfMemoryError as exc:  # a batch's seed depends on its examples: no silent re-splitting
+                raise RobbenchError(
+                    f"{device} ran out of memory in {attack.name}: {stage.name} with batches of {batch_size}; "
+                    f"rerun with --batch-size {max(1, batch_size // 2)}"
+                ) from exc
     return _outcome(plan, status, context, notes)
 
 
@@ -231,7 +286,7 @@ def evaluate(
     threat_models: "str | list[str]" = "all",
     attacks: "tuple[str, ...] | list[str]" = ("pgd", "autoattack"),
     n_examples: int | None = None,
-    batch_size: int = 500,
+    batch_size: "int | str" = "auto",
     device: str = "auto",
     seed: int = 0,
     eps: float | None = None,
@@ -245,6 +300,7 @@ def evaluate(
     ``eps`` evaluates a single threat model at another radius, marked non-standard.
     ``results_dir``: progress is saved there after every batch (a rerun of a killed evaluation
     continues it) and the records are written there, together, at the end.
+    ``batch_size``: a number, or ``"auto"`` (``auto_batch_size``; the record holds the number).
     """
     from .attacks import create_attack
     from .config import ModelSpec, load_model_spec
@@ -256,8 +312,8 @@ def evaluate(
     from .threat_models import get_threat_model, standard_threat_models
 
     spec = model_yaml if isinstance(model_yaml, ModelSpec) else load_model_spec(model_yaml)
-    if batch_size < 1:
-        raise RobbenchError(f"--batch-size must be positive, got {batch_size}")
+    if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):
+        raise RobbenchError(f"--batch-size must be a positive integer or 'auto', got {batch_size!r}")
     if not 0 <= seed < 2**63:
         raise RobbenchError(f"--seed must be between 0 and 2**63 - 1, got {seed}")
     attack_objects = [create_attack(name) for name in attacks]
@@ -276,6 +332,8 @@ def evaluate(
     x, y = dataset.load("test", n_examples)
     model = loaded.model.to(torch_device)
     eval_notes = ensure_eval_mode(model)  # once: with several threat models, every record gets the note
+    if batch_size == "auto":  # rank 0 probes its device; every rank must split the examples alike
+        batch_size = distributed.world().on_main(lambda: auto_batch_size(model, x[:1], torch_device, int(x.shape[0])))
     run_versions = versions()
     device_text = distributed.world().describe(describe_device(torch_device))
     digest = data_digest(x, y) if results_dir is not None else ""

@@ -111,7 +111,7 @@ def run(
     *,
     attacks: list[str],
     n_examples: int | None,
-    batch_size: int,
+    batch_size: "int | str",
     device: str,
     seed: int,
     data_dir: str | None = None,
