@@ -288,3 +288,17 @@ def test_duplicate_record_reported_once_shown(store: Path, tmp_path: Path) -> No
     assert len(problems) == 1 and "'beta'" in problems[0]
     rows = board_rows(read(out / "fashion-mnist-linf-0p1.md"))
     assert sum("beta" in row for row in rows) == 1
+
+
+def test_training_cost_is_shown_beside_accuracy() -> None:
+    from robbench.config import TrainingCost
+
+    cost = TrainingCost(device="cuda (NVIDIA H200)", epochs=6, train_examples=60_000, seconds_per_epoch=13.27, total_seconds=88.65)
+    trained = make_record("trained").model_copy(update={"metadata": Metadata(training="pgd-at", training_cost=cost)})
+    text = render_board(board_key(trained), "x", [trained, make_record("outside", robust=0.4)])
+    header = next(line for line in text.splitlines() if line.startswith("| rank"))
+    assert "| training cost |" in header
+    (row,) = [r for r in board_rows(text) if "trained" in r]
+    assert "| 6 × 60K · 1.5 min · cuda (NVIDIA H200) |" in row
+    (row,) = [r for r in board_rows(text) if "outside" in r]
+    assert "| pgd-at | — |" in row  # not trained with robbench: unknown, not zero
