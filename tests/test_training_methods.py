@@ -101,6 +101,11 @@ def test_resume_refuses_another_config_and_a_missing_state(tmp_path, data_dir):
         train(_spec(epochs=2, lr=0.1), tmp_path, device="cpu", data_dir=data_dir, resume=True)
     with pytest.raises(RobbenchError, match="no interrupted run"):
         train(_spec(), tmp_path / "elsewhere", device="cpu", data_dir=data_dir, resume=True)
+    older = torch.load(tmp_path / STATE_FILE, weights_only=True)
+    del older["world_size"]  # as written before torchrun training
+    torch.save(older, tmp_path / STATE_FILE)
+    with pytest.raises(RobbenchError, match="written by an older robbench; delete it"):
+        train(_spec(epochs=2), tmp_path, device="cpu", data_dir=data_dir, resume=True)
 
 
 def test_early_stopping_keeps_the_best_held_out_epoch_and_stops_on_a_collapse(tmp_path, data_dir, monkeypatch):

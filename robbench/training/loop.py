@@ -308,6 +308,8 @@ def _load_state(path: Path, spec: TrainSpec, device: torch.device, world_size: i
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a torn or foreign file; atomic writes make this rare
         raise RobbenchError(f"{path} is not a readable training state ({exc}); delete it and train again") from exc
+    if not isinstance(saved, dict) or "world_size" not in saved:
+        raise RobbenchError(f"{path} was written by an older robbench; delete it and train again without --resume")
     config = spec.model_dump(mode="json")
     changed = [key for key in config if saved["config"].get(key) != config[key]]
     if changed:
