@@ -279,7 +279,7 @@ def cmd_queue_run(args: argparse.Namespace) -> int:
 
 def cmd_queue_status(args: argparse.Namespace) -> int:
     from .evaluation_queue import read_queue
-    from .hub import parse_checkpoint_ref
+    from .hub_ref import parse_checkpoint_ref
 
     queue_dir = Path(args.queue_dir)
     table = Table(title=f"evaluation queue {queue_dir}")

@@ -71,7 +71,7 @@ class ModelSpec(Strict):
     @classmethod
     def _valid_hub_ref(cls, value: str) -> str:
         """A malformed ``hf://`` reference fails here, before anything is downloaded."""
-        from .hub import is_hub_ref, parse_checkpoint_ref
+        from .hub_ref import is_hub_ref, parse_checkpoint_ref
 
         if is_hub_ref(value):
             try:

@@ -17,7 +17,8 @@ from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import RobbenchError
-from .hub import SPEC_FILE, fetch, hub_digest, offline, parse_checkpoint_ref, resolve
+from .hub import fetch, hub_digest, offline, resolve
+from .hub_ref import SPEC_FILE, parse_checkpoint_ref
 from .results import atomic_write_text
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from .checkpoints import count_parameters, load_weights
 from .config import ModelSpec, Normalization
 from .data import Dataset, get_dataset
 from .errors import RobbenchError
-from .hub import fetch, is_hub_ref, parse_checkpoint_ref
+from .hub_ref import is_hub_ref, parse_checkpoint_ref
 from .models import create_model
 from .models.normalize import Normalized
 from .results import Checkpoint
@@ -63,6 +63,8 @@ def load_submission(spec: ModelSpec, data_dir: str | None = None) -> LoadedModel
         raise RobbenchError(f"dataset {spec.dataset!r} rejected dataset_kwargs ({exc}); fix dataset_kwargs") from exc
     model = build_model(spec.architecture, spec.architecture_kwargs, spec.normalization, dataset)
     if is_hub_ref(spec.checkpoint):  # verified against the hub and the pin before any weight is read
+        from .hub import fetch  # huggingface_hub is imported only for hub weights
+
         fetched = fetch(parse_checkpoint_ref(spec.checkpoint), spec.sha256)
         path, source = fetched.local_path, {"path": str(fetched.ref), "repo": fetched.ref.repo, "revision": fetched.ref.revision}
     else:

@@ -23,6 +23,17 @@ def test_import_robbench_loads_no_architecture_or_torch():
     assert out.strip() == "['robbench'] False"
 
 
+def test_evaluating_local_weights_imports_no_hub_client(linear_submission):
+    """huggingface_hub and its HTTP stack load only for hf:// weights (GPU hosts often lack them)."""
+    code = (
+        "import sys; from robbench import evaluate; "
+        f"evaluate({str(linear_submission)!r}, threat_models='linf', attacks=[], n_examples=5, device='cpu'); "
+        "print([m for m in ('huggingface_hub', 'httpx2', 'robbench.hub') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
 def test_create_model_builds_registered_architectures():
     model = robbench.create_model("small-cnn", num_classes=10)
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
