@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robbench.attacks import AttackContext, Stage, create_attack
+from robbench.attacks import Stage, create_attack
 from robbench.attacks.autoattack import applicable_components
 from robbench.attacks.geometry import distance
 from robbench.attacks.pgd import pgd_perturb

@@ -530,7 +530,7 @@ def render_markdown(result: dict[str, Any], png_names: dict[str, str] | None = N
         lines.append(f"| ({picture}) | {label} | " + " | ".join(cells) + f" | {'higher' if direction > 0 else '—'} |")
     lines += [
         "",
-        f"Mean L2 norm of the large-ε perturbations: "
+        "Mean L2 norm of the large-ε perturbations: "
         + ", ".join(f"`{m['name']}` {m['perturbation_l2']:.3f}" for m in models) + f" (ε = {adv['eps']:g}).",
         "",
         "## Verdict",
