@@ -361,14 +361,13 @@ def render_plot(title: str, names: Sequence[str], clean: Sequence[float], robust
         if front:
             ax.plot([xs[i] for i in front], [ys[i] for i in front], linestyle="--", color="tab:red", linewidth=1.2,
                     zorder=2, label="Pareto frontier")
-        for i, name in enumerate(names):
-            ax.annotate(name, (xs[i], ys[i]), xytext=(4, 4), textcoords="offset points", fontsize=7, zorder=4)
         (x_lo, x_hi), (y_lo, y_hi) = _limits(xs), _limits(ys)
         lo, hi = max(x_lo, y_lo), min(x_hi, y_hi)
         if lo < hi:  # robust <= clean: points sit on or below this line
             ax.plot([lo, hi], [lo, hi], linestyle=":", color="0.6", linewidth=1, zorder=1, label="robust = clean")
         ax.set_xlim(x_lo, x_hi)
         ax.set_ylim(y_lo, y_hi)
+        _label_points(ax, names, xs, ys, right_aligned_from=(x_lo + x_hi) / 2)
         ax.set_xlabel("clean accuracy (%)")
         ax.set_ylabel("robust accuracy (%)")
         ax.set_title(title)
@@ -378,6 +377,27 @@ def render_plot(title: str, names: Sequence[str], clean: Sequence[float], robust
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None, "Comment": PNG_MARKER})
     return buffer.getvalue()
+
+
+def _label_points(ax, names: Sequence[str], xs: Sequence[float], ys: Sequence[float], right_aligned_from: float) -> None:
+    """Name every point; a label that would cover one already placed moves up a line until it does not.
+
+    Labels of points in the right half of the plot end at their point, so they stay inside it.
+    """
+    renderer = ax.figure.canvas.get_renderer()
+    placed = []
+    for i in sorted(range(len(names)), key=lambda i: (ys[i], xs[i], names[i])):
+        right = xs[i] > right_aligned_from
+        for line in range(len(names) + 1):
+            label = ax.annotate(
+                names[i], (xs[i], ys[i]), xytext=(-4 if right else 4, 4 + 9 * line), textcoords="offset points",
+                ha="right" if right else "left", fontsize=7, zorder=4,
+            )
+            box = label.get_window_extent(renderer)
+            if line == len(names) or not any(box.overlaps(other) for other in placed):
+                break  # (with every line taken, which needs more labels than lines, the last one stays)
+            label.remove()
+        placed.append(box)
 
 
 def board_plot(key: BoardKey, records: list[EvalRecord]) -> bytes:
