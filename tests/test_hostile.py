@@ -191,7 +191,8 @@ def _corpus(tmp: Path, good_yaml: Path) -> dict[str, Case]:
         "unknown attack": (ev(linear, "--attacks", "pgdd"), "unknown attack 'pgdd'"),
         "no attacks": (ev(linear, "--attacks", ","), "--attacks is empty"),
         "zero examples": (ev(linear, "--n-examples", "0"), "must be positive"),
-        "zero batch size": (ev(linear, "--batch-size", "0"), "--batch-size must be positive"),
+        "zero batch size": (ev(linear, "--batch-size", "0"), "--batch-size must be a positive integer or 'auto', got 0"),
+        "batch size that is a word": (ev(linear, "--batch-size", "big"), "--batch-size must be a positive integer or 'auto', got 'big'"),
         "negative seed": (ev(linear, "--seed", "-1"), "--seed must be between"),
         "missing train config": (["train", str(tmp / "none.yaml")], "no such file"),
         # models
