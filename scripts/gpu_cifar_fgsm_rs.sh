@@ -18,7 +18,7 @@
 # per epoch on an H100), DEVICE (default cuda), N_TEST (default 1000), ATTACKS (default
 # pgd,autoattack), TINY=1 (width 8, one epoch, 64 training images, 32 held out, 16 test images).
 # The device's Python needs what robbench imports: pydantic, pyyaml, rich, safetensors, numpy,
-# pyautoattack (and, while loader.py imports robbench.hub eagerly, huggingface_hub with its deps).
+# pyautoattack (not huggingface_hub: local weights never import it).
 # Writes under $OUT: train.yaml, model/{model.safetensors,model.yaml,train_log.json},
 # results/cifar10/linf/<name>.json, timings.txt, device.txt.
 set -euo pipefail
