@@ -6,7 +6,7 @@ import argparse
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -43,6 +43,26 @@ def _progress_bars() -> Iterator:
         yield factory
 
 
+def _comma_separated(text: str, option: str, convert: Callable[[str], Any] = str, kind: str = "names",
+                     example: str | None = None) -> list:
+    """The values of a comma-separated option, each through ``convert``; refused when none or one is malformed."""
+    try:
+        values = [convert(v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise RobbenchError(f"{option} takes comma-separated {kind}, got {text!r}") from exc
+    if not values:
+        raise RobbenchError(f"{option} is empty" + (f"; pass e.g. {example}" if example else ""))
+    return values
+
+
+def _floats(text: str, option: str) -> list[float]:
+    return _comma_separated(text, option, float, "numbers")
+
+
+def _ints(text: str, option: str) -> list[int]:
+    return _comma_separated(text, option, int, "integers")
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from .attacks import ATTACKS
     from .data import DATASETS
@@ -63,9 +83,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
     from .results import record_path
 
-    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
-    if not attacks:
-        raise RobbenchError("--attacks is empty; pass e.g. pgd,autoattack")
+    attacks = _comma_separated(args.attacks, "--attacks", example="pgd,autoattack")
     with _progress_bars() as progress:
         records = evaluate(
             args.model_yaml, threat_models=args.threat_model, attacks=attacks, n_examples=args.n_examples,
@@ -167,22 +185,10 @@ def _batch_size(text: str) -> "int | str":
         return text
 
 
-def _floats(text: str, option: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise RobbenchError(f"{option} takes comma-separated numbers, got {text!r}") from exc
-    if not values:
-        raise RobbenchError(f"{option} is empty")
-    return values
-
-
 def cmd_tradeoff(args: argparse.Namespace) -> int:
     from .reports.tradeoff import run_tradeoff, write_json, write_report
 
-    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
-    if not attacks:
-        raise RobbenchError("--attacks is empty; pass e.g. pgd or pgd,autoattack")
+    attacks = _comma_separated(args.attacks, "--attacks", example="pgd or pgd,autoattack")
     result = run_tradeoff(
         d=args.d, p=args.p, eta=args.eta, n_train=args.n_train, n_test=args.n_test,
         train_eps=_floats(args.train_eps, "--train-eps"), steps=args.steps, lr=args.lr, attacks=attacks,
@@ -256,9 +262,7 @@ def cmd_queue_add(args: argparse.Namespace) -> int:
 def cmd_queue_run(args: argparse.Namespace) -> int:
     from .evaluation_queue import run
 
-    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
-    if not attacks:
-        raise RobbenchError("--attacks is empty; pass e.g. pgd,autoattack")
+    attacks = _comma_separated(args.attacks, "--attacks", example="pgd,autoattack")
     failed = 0
     with _progress_bars() as progress:
         for request in run(
@@ -290,16 +294,6 @@ def cmd_queue_status(args: argparse.Namespace) -> int:
         )
     console.print(table)
     return 0
-
-
-def _ints(text: str, option: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise RobbenchError(f"{option} takes comma-separated integers, got {text!r}") from exc
-    if not values:
-        raise RobbenchError(f"{option} is empty")
-    return values
 
 
 def cmd_sample_size(args: argparse.Namespace) -> int:
