@@ -495,7 +495,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        if "robbench.distributed" in sys.modules:  # a command that ran under torchrun: leave together
+            sys.modules["robbench.distributed"].leave()
+        return code
     except RobbenchError as exc:
         err_console.print(f"robbench: error: {exc}", highlight=False, markup=False, soft_wrap=True)
         return 2

@@ -118,6 +118,7 @@ with open(f"{out}/rank{rank}.json", "w") as f:
         "stages": [[s.name, s.n_attacked, s.n_broken] for a in outcome.attacks for s in a.stages],
         "attacked": sum(attacked),
     }, f)
+distributed.leave()
 """
 
 
@@ -166,6 +167,7 @@ for step in range(2):
 total = world.sum([float(loss) * len(index), len(index)])
 flat = torch.cat([p.detach().flatten() for p in model.parameters()])
 torch.save({"params": flat, "total": total}, f"{sys.argv[1]}/rank{world.rank}.pt")
+distributed.leave()
 """
 
 
