@@ -151,7 +151,6 @@ def train(
     x_fit, y_fit = x_fit.to(torch_device), y_fit.to(torch_device)  # CIFAR-sized sets live on the GPU
 
     def accuracies(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-        world.sync_buffers(model)
         outcome = run_attacks(
             model, x, y, threat=threat, value_range=dataset.value_range, num_classes=dataset.num_classes,
             attacks=[monitor], batch_size=500, device=torch_device, seed=spec.seed,
@@ -200,6 +199,7 @@ def train(
             loss_sum += loss.detach() * len(share)
             advance(len(index))
         (train_loss,) = world.sum([loss_sum.item() / len(x_fit)])
+        world.sync_buffers(model)  # rank 0's running statistics: the ones evaluated below, kept and saved
         if not math.isfinite(train_loss):
             raise RobbenchError(f"training diverged in epoch {epoch} (loss {train_loss}); lower lr")
 
