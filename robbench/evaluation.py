@@ -41,8 +41,8 @@ MODEL_ERRORS = (RuntimeError, ValueError, TypeError, IndexError)
 
 #: ``batch_size="auto"`` off CUDA: CPU memory rarely binds, and bigger batches do not run faster there
 CPU_BATCH_SIZE = 500
-#: ``batch_size="auto"`` on CUDA tries powers of two from this one up to the number of examples
-PROBE_START, PROBE_LIMIT = 32, 16384
+#: ``batch_size="auto"`` on CUDA tries powers of two from this one up to twice the number of examples
+PROBE_START, PROBE_LIMIT = 32, 32768
 
 
 @dataclass
@@ -151,9 +151,9 @@ def auto_batch_size(model: nn.Module, example: torch.Tensor, device: torch.devic
     the allocator's fragmentation). Off CUDA it is ``CPU_BATCH_SIZE``. The record holds the size
     chosen, so ``--batch-size N`` reproduces the run anywhere.
     """
-    limit = min(n_examples, PROBE_LIMIT)
     if device.type != "cuda":
         return CPU_BATCH_SIZE
+    limit = min(2 * n_examples, PROBE_LIMIT)  # half of it is a batch of every example
 
     def fits(size: int) -> bool:
         try:
@@ -168,7 +168,7 @@ def auto_batch_size(model: nn.Module, example: torch.Tensor, device: torch.devic
     largest = largest_fitting_batch(fits, limit)
     if largest == 0:
         raise RobbenchError(f"not even {min(PROBE_START, limit)} inputs fit in {device} memory for one gradient pass; pass a smaller --batch-size")
-    return max(1, largest // 2) if largest < limit else largest
+    return min(n_examples, max(1, largest // 2))
 
 
 def ensure_eval_mode(model: nn.Module) -> list[str]:
@@ -204,7 +204,7 @@ def run_attacks(
     try:
         correct = distributed.world().all_predictions(lambda a, b: predict(model, x[a:b], batch_size, device, num_classes), n, batch_size) == y
     except torch.OutOfMemoryError as exc:
-        raise RobbenchError(f"{device} ran out of memory classifying batches of {batch_size}; rerun with --batch-size {max(1, batch_size // 2)}") from exc
+        raise _out_of_memory(device, f"classifying batches of {batch_size}", batch_size) from exc
     context = AttackContext(model, threat, value_range, num_classes, seed, device)
     plan = [(attack, attack.stages(context)) for attack in attacks]
     flat = [(attack, stage) for attack, stages in plan for stage in stages]
@@ -215,12 +215,15 @@ def run_attacks(
             first_batch = position.batch if number == position.stage else 0
             try:
                 _run_stage(number, attack, stage, first_batch, status, x, y, context, batch_size, progress, state)
-            except torch.OutOfMemoryError as exc:  # a batch's seed depends on its examples: no silent re-splitting
-                raise RobbenchError(
-                    f"{device} ran out of memory in {attack.name}: {stage.name} with batches of {batch_size}; "
-                    f"rerun with --batch-size {max(1, batch_size // 2)}"
-                ) from exc
+            except torch.OutOfMemoryError as exc:
+                raise _out_of_memory(device, f"in {attack.name}: {stage.name} with batches of {batch_size}", batch_size) from exc
     return _outcome(plan, status, context, notes)
+
+
+def _out_of_memory(device: torch.device, doing: str, batch_size: int) -> RobbenchError:
+    """The remedy is a smaller batch, chosen by the user: a batch's seed depends on its examples, so
+    re-splitting one silently would give a record that no ``--batch-size`` reproduces."""
+    return RobbenchError(f"{device} ran out of memory {doing}; rerun with --batch-size {max(1, batch_size // 2)}")
 
 
 def _run_stage(
