@@ -19,14 +19,14 @@ __all__ = ["create_model", "load_dataset", "evaluate", "RobbenchError"]
 _LAZY = {
     "create_model": ("robbench.models", "create_model"),
     "load_dataset": ("robbench.data", "load_dataset"),
-    "evaluate": ("robbench.evaluation", "evaluate"),
+    "evaluate": ("robbench.pipeline", "evaluate"),
     "RobbenchError": ("robbench.errors", "RobbenchError"),
 }
 
 if TYPE_CHECKING:
     from .data import load_dataset
     from .errors import RobbenchError
-    from .evaluation import evaluate
+    from .pipeline import evaluate
     from .models import create_model
 
 

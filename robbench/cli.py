@@ -66,21 +66,24 @@ def _ints(text: str, option: str) -> list[int]:
 def cmd_list(args: argparse.Namespace) -> int:
     from .attacks import ATTACKS
     from .data import DATASETS
+    from .data import threat_models_text
     from .models import ARCHITECTURES
-    from .threat_models import THREAT_MODELS
 
     table = Table(title="robbench registry")
     for column in ("kind", "name", "source", "description"):
         table.add_column(column)
-    for registry in (ARCHITECTURES, DATASETS, THREAT_MODELS, ATTACKS):
+    for registry in (ARCHITECTURES, DATASETS, ATTACKS):
         for entry in registry.entries():
-            table.add_row(registry.kind, entry.name, entry.source, entry.description)
+            description = entry.description
+            if registry is DATASETS:
+                description += f" [threat models: {threat_models_text(entry.name)}]"
+            table.add_row(registry.kind, entry.name, entry.source, description)
     console.print(table)
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate
+    from .pipeline import evaluate
     from .results import record_path
 
     attacks = _comma_separated(args.attacks, "--attacks", example="pgd,autoattack")
@@ -115,6 +118,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for path in paths:
         console.print(f"wrote {path}", highlight=False)
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify_record
+
+    failed = 0
+    for record_file in args.record_json:
+        verdict = verify_record(
+            Path(record_file), Path(args.model) if args.model else None, submissions_dir=Path(args.submissions_dir),
+            data_dir=args.data_dir, device=args.device,
+        )
+        failed += not verdict.ok
+        line = f"{record_file}: {verdict.summary()}"
+        (console if verdict.ok else err_console).print(line, highlight=False, markup=False, soft_wrap=True)
+    return 1 if failed else 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -383,6 +401,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--results-dir", default="results")
     evaluate.add_argument("--data-dir", default=None, help="DIR/<dataset>/ holds the dataset files")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    verify = sub.add_parser(
+        "verify", help="re-check records without attacking: checkpoint, clean predictions, every saved adversarial example"
+    )
+    verify.add_argument("record_json", nargs="+", help="record(s) written by `robbench evaluate` (their .adv.npz beside them)")
+    verify.add_argument("--model", default=None, metavar="MODEL_YAML",
+                        help="the submission (default: the model.yaml under --submissions-dir with the record's name)")
+    verify.add_argument("--submissions-dir", default="submissions", help="where to look for the model.yaml (default: submissions)")
+    verify.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    verify.add_argument("--data-dir", default=None, help="DIR/<dataset>/ holds the dataset files")
+    verify.set_defaults(func=cmd_verify)
 
     train = sub.add_parser("train", help="train a reference baseline from a train.yaml")
     train.add_argument("config")

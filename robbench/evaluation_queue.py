@@ -120,7 +120,7 @@ def run(
 ) -> Iterator[Request]:
     """Evaluate PENDING requests (and RUNNING ones a crash left) one by one; yield each as it ends."""
     from .config import ModelSpec
-    from .evaluation import evaluate
+    from .pipeline import evaluate
     from .results import record_path
 
     if not queue_dir.is_dir():

@@ -1,7 +1,11 @@
-"""Result records: the single source of truth for leaderboards.
+"""Result records, the single source of truth for leaderboards, and the results folder's layout.
 
-One JSON file per (model, dataset, threat model): ``results/<dataset>/<threat-model>/<name>.json``.
-Accuracies are fractions in [0, 1], stored as numbers. Files are written atomically
+One JSON file per evaluation run: ``results/<dataset>/<threat slug>/<name>/<run id>.json``, with
+the verified adversarial examples beside it (``<run id>.adv.npz``). A model keeps every run under
+a threat model (e.g. the board run and a later stronger attack), which boards combine per example;
+a run never overwrites another (the run id holds a digest of its configuration). A name belongs
+to one checkpoint: a record for another checkpoint under a name that a record already holds is
+refused. Accuracies are fractions in [0, 1], stored as numbers. Files are written atomically
 (temporary file in the same folder, then rename), so a reader never sees half a record; writers
 and readers of a results folder also hold its lock file (``.robbench.lock``), so a leaderboard
 render never sees half of an evaluation's records.
@@ -9,6 +13,7 @@ render never sees half of an evaluation's records.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -18,27 +23,22 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 from filelock import FileLock, Timeout
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .config import NAME_PATTERN, Metadata
+from .config import NAME_PATTERN, Metadata, Normalization
 from .errors import RobbenchError
+from .evidence import AttackResult, Evidence, disagreements
+from .threat_models import ThreatModel
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+Fraction = float
 LOCK_NAME = ".robbench.lock"
 LOCK_TIMEOUT_S = 300  # writers hold the lock for milliseconds, readers for one read of the store
-
-Fraction = float
+ADVERSARIAL_SUFFIX = ".adv.npz"
 
 
 class Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ThreatModelRecord(Frozen):
-    name: str = Field(pattern=NAME_PATTERN)
-    norm: Literal["Linf", "L2"]
-    eps: float = Field(gt=0)
-    standard: bool
 
 
 class Examples(Frozen):
@@ -56,20 +56,6 @@ class Examples(Frozen):
     @property
     def is_full(self) -> bool:
         return self.start == 0 and self.stop == self.test_size
-
-
-class StageRecord(Frozen):
-    name: str
-    n_attacked: int = Field(ge=0)
-    n_broken: int = Field(ge=0)
-    accuracy: Fraction = Field(ge=0, le=1)
-
-
-class AttackRecord(Frozen):
-    name: str
-    accuracy: Fraction = Field(ge=0, le=1)  # under this attack and every earlier one
-    config: dict[str, Any]
-    stages: list[StageRecord]
 
 
 class Versions(Frozen):
@@ -96,41 +82,117 @@ class Checkpoint(Frozen):
     revision: str | None = Field(default=None, pattern=r"^[0-9a-f]{40}$")
 
 
-class EvalRecord(Frozen):
-    schema_version: Literal[1] = SCHEMA_VERSION
+class AttackSpec(Frozen):
+    name: str = Field(pattern=NAME_PATTERN)
+    config: dict[str, Any]
+
+
+class RunConfig(Frozen):
+    """Everything that decides an evaluation's numbers: built once, hashed for resuming, embedded in the record."""
+
     name: str = Field(pattern=NAME_PATTERN)
     dataset: str = Field(pattern=NAME_PATTERN)
     dataset_params: dict[str, Any] = Field(default_factory=dict)
-    threat_model: ThreatModelRecord
+    data_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")  # of the evaluated examples (x float32, y int64)
+    threat_model: ThreatModel
     examples: Examples
-    n_examples: int = Field(gt=0)
-    clean_accuracy: Fraction = Field(ge=0, le=1)
-    robust_accuracy: Fraction = Field(ge=0, le=1)
-    attacks: list[AttackRecord]
+    attacks: list[AttackSpec]  # none: a clean-accuracy-only run
     architecture: str
     architecture_kwargs: dict[str, Any] = Field(default_factory=dict)
-    parameter_count: int = Field(ge=0)
-    metadata: Metadata
+    normalization: Normalization | None = None
     checkpoint: Checkpoint
-    seed: int
+    seed: int = Field(ge=0)
     batch_size: int = Field(gt=0)
     device: str
     versions: Versions
+
+    def key(self) -> str:
+        """SHA-256 of the configuration as canonical JSON: the identity of a run."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    @property
+    def run_id(self) -> str:
+        """File stem of the run: readable, and distinct for every distinct configuration."""
+        attacks = "+".join(a.name for a in self.attacks) or "clean"
+        return f"{attacks}-seed{self.seed}-{self.examples.start}-{self.examples.stop}-{self.key()[:10]}"
+
+
+class AdversarialExamples(Frozen):
+    """The file beside the record holding every broken example's verified adversarial input."""
+
+    file: str = Field(pattern=r"^[a-z0-9][a-z0-9._+-]*\.adv\.npz$")  # in the record's folder
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    count: int = Field(ge=0)
+
+
+class EvalRecord(Frozen):
+    """One evaluation run. Totals are derived from ``evidence``; a record whose totals disagree is refused."""
+
+    schema_version: Literal[2] = SCHEMA_VERSION
+    config: RunConfig
+    metadata: Metadata
+    parameter_count: int = Field(ge=0)
+    clean_accuracy: Fraction = Field(ge=0, le=1)
+    robust_accuracy: Fraction = Field(ge=0, le=1)
+    attacks: list[AttackResult]
+    evidence: Evidence
+    adversarial_examples: AdversarialExamples | None = None
     notes: list[str] = Field(default_factory=list)
     flags: list[Flag] = Field(default_factory=list)
     wall_time_s: float = Field(ge=0)
     timestamp: str
 
+    @model_validator(mode="after")
+    def _totals_match_evidence(self) -> "EvalRecord":
+        if self.evidence.n != self.config.examples.count:
+            raise ValueError(f"evidence covers {self.evidence.n} examples, the record {self.config.examples.count}")
+        labels = [f"{a.name}/{s.name}" for a in self.attacks for s in a.stages]
+        if labels != self.evidence.stages:
+            raise ValueError("the attack stages differ from the evidence's stages")
+        problems = disagreements(self.evidence, self.clean_accuracy, self.robust_accuracy, self.attacks)
+        if problems:
+            raise ValueError("totals disagree with the per-example evidence: " + "; ".join(problems))
+        return self
+
+    # the run's identity, read through the configuration
+    name = property(lambda self: self.config.name)
+    dataset = property(lambda self: self.config.dataset)
+    dataset_params = property(lambda self: self.config.dataset_params)
+    threat_model = property(lambda self: self.config.threat_model)
+    examples = property(lambda self: self.config.examples)
+    n_examples = property(lambda self: self.config.examples.count)
+    architecture = property(lambda self: self.config.architecture)
+    architecture_kwargs = property(lambda self: self.config.architecture_kwargs)
+    checkpoint = property(lambda self: self.config.checkpoint)
+    seed = property(lambda self: self.config.seed)
+    batch_size = property(lambda self: self.config.batch_size)
+    device = property(lambda self: self.config.device)
+    versions = property(lambda self: self.config.versions)
+
     def attack_accuracy(self, name: str) -> float | None:
         return next((a.accuracy for a in self.attacks if a.name == name), None)
 
     def relative_path(self) -> Path:
-        return Path(self.dataset) / threat_slug(self.threat_model) / f"{self.name}.json"
+        return run_folder(self.dataset, self.threat_model, self.name) / f"{self.config.run_id}.json"
 
 
-def threat_slug(threat: ThreatModelRecord) -> str:
-    """Same naming as ``ThreatModel.slug``: ``linf``, or ``linf-eps0.2`` off the standard radius."""
-    return threat.name if threat.standard else f"{threat.name}-eps{threat.eps:g}"
+# --------------------------------------------------------------------------------------------
+# layout: the one place that names result, adversarial-example and progress files
+
+
+def run_folder(dataset: str, threat: ThreatModel, name: str) -> Path:
+    """``<dataset>/<threat slug>/<name>/``: every run of one model under one threat model."""
+    return Path(dataset) / threat.slug / name
+
+
+def adversarial_path(record_file: Path) -> Path:
+    return record_file.with_name(record_file.name[: -len(".json")] + ADVERSARIAL_SUFFIX)
+
+
+def state_path(results_dir: Path, config: RunConfig) -> Path:
+    """Progress of a run in flight: ``.<run id>.state`` (never ``*.json``, so never taken for a record)."""
+    return results_dir / run_folder(config.dataset, config.threat_model, config.name) / f".{config.run_id}.state"
 
 
 _UMASK = os.umask(0)
@@ -187,17 +249,51 @@ def record_path(results_dir: Path, record: EvalRecord) -> Path:
     return path
 
 
-def write_records(records: list[EvalRecord], results_dir: Path) -> list[Path]:
-    """Write an evaluation's records together, under the folder's lock: readers see all or none."""
+def write_records(records: list[EvalRecord], results_dir: Path,
+                  adversarial: "list[bytes | None] | None" = None) -> list[Path]:
+    """Write an evaluation's records (and each one's adversarial-example file) together, under the lock.
+
+    ``adversarial[i]``: the encoded file (``robbench.adversarial.encode``) that ``records[i]`` names,
+    written first, so a record never names a file that is missing. Refuses, before writing
+    anything, a record whose name another checkpoint holds.
+    """
+    adversarial = adversarial or [None] * len(records)
     paths = [record_path(results_dir, record) for record in records]
     with store_lock(results_dir):
-        for record, path in zip(records, paths):
+        for record in records:
+            check_name_owner(results_dir, record.name, record.checkpoint)
+        for record, path, payload in zip(records, paths, adversarial):
+            if (payload is None) != (record.adversarial_examples is None):
+                raise ValueError("a record names an adversarial-example file exactly when one is given")
+            if payload is not None:
+                atomic_write_bytes(adversarial_path(path), payload)
             atomic_write_text(path, record_json(record))
     return paths
 
 
-def write_record(record: EvalRecord, results_dir: Path) -> Path:
-    return write_records([record], results_dir)[0]
+def write_record(record: EvalRecord, results_dir: Path, adversarial: bytes | None = None) -> Path:
+    return write_records([record], results_dir, [adversarial])[0]
+
+
+def name_owner(results_dir: Path, name: str) -> Checkpoint | None:
+    """The checkpoint that the records under ``name`` hold (the first readable one), if any."""
+    for path in sorted(results_dir.glob(f"*/*/{name}/*.json")):
+        try:
+            return read_record(path).checkpoint
+        except RobbenchError:
+            continue
+    return None
+
+
+def check_name_owner(results_dir: Path, name: str, checkpoint: Checkpoint) -> None:
+    """Refuse records under ``name`` for a checkpoint (or hub repo) other than the one its records hold."""
+    owner = name_owner(results_dir, name)
+    if owner is not None and (owner.sha256, owner.repo) != (checkpoint.sha256, checkpoint.repo):
+        held = f"{owner.repo} " if owner.repo else ""
+        raise RobbenchError(
+            f"the name {name!r} is held by the records of another checkpoint ({held}sha256 {owner.sha256[:12]}...); "
+            "give this model another name in model.yaml"
+        )
 
 
 def read_record(path: Path) -> EvalRecord:
@@ -205,12 +301,17 @@ def read_record(path: Path) -> EvalRecord:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RobbenchError(f"{path}: not a readable JSON record ({exc})") from exc
+    if isinstance(data, dict) and data.get("schema_version") == 1:
+        raise RobbenchError(
+            f"{path}: a schema 1 record (totals only, no per-example evidence); regenerate it with `robbench evaluate`"
+        )
     try:
         return EvalRecord.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
-        raise RobbenchError(f"{path}: invalid record: {key}: {first['msg']}") from exc
+        message = first["msg"].removeprefix("Value error, ")
+        raise RobbenchError(f"{path}: invalid record: {key + ': ' if key else ''}{message}") from exc
 
 
 def read_store(results_dir: Path) -> tuple[list[EvalRecord], list[str]]:

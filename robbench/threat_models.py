@@ -1,18 +1,19 @@
 """Threat models: which perturbations an adversary may add (a norm ball of radius eps).
 
-Each dataset registers its standard threat models; the registry key is ``"<dataset>/<name>"``.
-An entry is a function of the dataset, because some radii depend on the dataset's parameters
-(``tsipras``: eps = 2·eta).
+One identity everywhere: the ``ThreatModel`` below is what datasets declare, what attacks use,
+what records store and what boards are keyed by; ``slug`` is its one file/board name. Each
+dataset declares its standard threat models as data (``Dataset.threat_models``), because some
+radii depend on the dataset's parameters (``tsipras``: eps = 2·eta).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import RobbenchError
-from .registry import Registry
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -23,23 +24,24 @@ Norm = Literal["Linf", "L2"]
 MAX_EPS_FACTOR = 100.0
 
 
-@dataclass(frozen=True)
-class ThreatModel:
-    name: str  # "linf", "l2"
+class ThreatModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")  # "linf", "l2"
     norm: Norm
-    eps: float
+    eps: float = Field(gt=0, allow_inf_nan=False)
     standard: bool = True
 
     def with_eps(self, eps: float) -> "ThreatModel":
         """The same norm at another radius; marked non-standard unless the radius is unchanged."""
         if not math.isfinite(eps) or eps <= 0:
-            raise RobbenchError(f"--eps must be a positive finite number, got {eps}")
+            raise RobbenchError(f"eps must be a positive finite number, got {eps}")
         if eps > MAX_EPS_FACTOR * self.eps:
             raise RobbenchError(
-                f"--eps {eps} is over {MAX_EPS_FACTOR:g}x the standard {self.name} radius {self.eps:g}; "
+                f"eps {eps} is over {MAX_EPS_FACTOR:g}x the standard {self.name} radius {self.eps:g}; "
                 "pass a radius on the data's scale"
             )
-        return replace(self, eps=float(eps), standard=math.isclose(eps, self.eps, rel_tol=1e-9))
+        return self.model_copy(update={"eps": float(eps), "standard": math.isclose(eps, self.eps, rel_tol=1e-9)})
 
     @property
     def slug(self) -> str:
@@ -47,22 +49,17 @@ class ThreatModel:
         return self.name if self.standard else f"{self.name}-eps{self.eps:g}"
 
 
-THREAT_MODELS: Registry[Callable[["Dataset"], ThreatModel]] = Registry(
-    "threat model",
-    builtin_modules=("robbench.data.idx", "robbench.data.synthetic", "robbench.data.cifar", "robbench.data.npz"),
-    entry_point_group=None,
-)
+def linf(eps: float) -> ThreatModel:
+    return ThreatModel(name="linf", norm="Linf", eps=eps)
+
+
+def l2(eps: float) -> ThreatModel:
+    return ThreatModel(name="l2", norm="L2", eps=eps)
 
 
 def standard_threat_models(dataset: "Dataset") -> dict[str, ThreatModel]:
     """The dataset's standard threat models, by name."""
-    prefix = f"{dataset.name}/"
-    found = {}
-    for key in THREAT_MODELS.names():
-        if key.startswith(prefix):
-            threat = THREAT_MODELS.get(key).factory(dataset)
-            found[threat.name] = threat
-    return found
+    return {threat.name: threat for threat in dataset.threat_models}
 
 
 def get_threat_model(dataset: "Dataset", name: str) -> ThreatModel:

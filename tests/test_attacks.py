@@ -9,7 +9,7 @@ from robbench.attacks.geometry import distance
 from robbench.attacks.pgd import pgd_perturb
 from robbench.errors import RobbenchError
 from robbench.evaluation import run_attacks
-from robbench.threat_models import ThreatModel
+from robbench.threat_models import linf
 
 
 def _toy_model(features: int = 20, classes: int = 3) -> torch.nn.Module:
@@ -72,7 +72,7 @@ def test_verification_refuses_points_outside_the_ball():
 
     with pytest.raises(RobbenchError, match="outside the Linf ball"):
         run_attacks(
-            model, x, y, threat=ThreatModel("linf", "Linf", 0.01), value_range=None, num_classes=3,
+            model, x, y, threat=linf(0.01), value_range=None, num_classes=3,
             attacks=[Cheater()], batch_size=8, device=torch.device("cpu"), seed=0,
         )
 

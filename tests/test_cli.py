@@ -16,14 +16,22 @@ def test_evaluate_writes_a_complete_record(linear_submission, tmp_path):
         "--n-examples", "100", "--device", "cpu", "--results-dir", str(results),
     ])
     assert code == 0
-    record = json.loads((results / "fashion-mnist" / "linf" / "fmnist-linear.json").read_text())
-    assert record["threat_model"] == {"name": "linf", "norm": "Linf", "eps": 0.1, "standard": True}
-    assert record["examples"] == {"split": "test", "start": 0, "stop": 100, "test_size": 10000}
+    (path,) = (results / "fashion-mnist" / "linf" / "fmnist-linear").glob("*.json")
+    record = json.loads(path.read_text())
+    config = record["config"]
+    assert config["threat_model"] == {"name": "linf", "norm": "Linf", "eps": 0.1, "standard": True}
+    assert config["examples"] == {"split": "test", "start": 0, "stop": 100, "test_size": 10000}
     assert 0 <= record["robust_accuracy"] <= record["clean_accuracy"] <= 1
-    assert record["robust_accuracy"] * 100 == pytest.approx(round(record["robust_accuracy"] * 100))  # count/100
-    assert set(record["versions"]) == {"robbench", "torch", "pyautoattack", "python"}
-    assert len(record["checkpoint"]["sha256"]) == 64 and record["seed"] == 0
-    assert record["attacks"][0]["config"]["step_size"] == pytest.approx(2.5 * 0.1 / 20)
+    assert set(config["versions"]) == {"robbench", "torch", "pyautoattack", "python"}
+    assert len(config["checkpoint"]["sha256"]) == 64 and config["seed"] == 0 and config["normalization"] is None
+    assert config["attacks"][0]["config"]["step_size"] == pytest.approx(2.5 * 0.1 / 20)
+    # the totals are counts of the per-example evidence, one character per example
+    status = record["evidence"]["status"]
+    assert len(status) == 100 and record["evidence"]["stages"] == ["pgd/pgd"]
+    assert record["clean_accuracy"] == sum(c != "-" for c in status) / 100
+    assert record["robust_accuracy"] == status.count("+") / 100
+    assert record["adversarial_examples"]["count"] == status.count("0")
+    assert path.with_name(path.name.replace(".json", ".adv.npz")).is_file()
 
 
 def test_same_seed_same_numbers_on_cpu(linear_submission):
@@ -41,5 +49,6 @@ def test_non_standard_eps_is_marked_and_stored_apart(linear_submission, tmp_path
         "--n-examples", "50", "--device", "cpu", "--results-dir", str(tmp_path),
     ])
     assert code == 0
-    record = json.loads((tmp_path / "fashion-mnist" / "linf-eps0.05" / "fmnist-linear.json").read_text())
-    assert record["threat_model"]["standard"] is False and record["threat_model"]["eps"] == 0.05
+    (path,) = (tmp_path / "fashion-mnist" / "linf-eps0.05" / "fmnist-linear").glob("*.json")
+    threat = json.loads(path.read_text())["config"]["threat_model"]
+    assert threat["standard"] is False and threat["eps"] == 0.05

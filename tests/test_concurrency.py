@@ -10,19 +10,22 @@ from pathlib import Path
 
 from robbench.results import EvalRecord, read_store, write_records
 
+from .conftest import build_record
+
 WRITERS, ROUNDS, READERS = 4, 20, 2
 
 
-def _pair(template: dict, writer: int, round_: int) -> list[EvalRecord]:
+def _pair(writer: int, round_: int) -> list[EvalRecord]:
     """Two records written together: a reader must see both or neither."""
-    return [EvalRecord.model_validate({**template, "name": f"w{writer}-{round_}-{half}"}) for half in "ab"]
+    return [build_record(f"w{writer}-{round_}-{half}", status="++0-") for half in "ab"]
 
 
-def _write(results: str, template: dict, writer: int) -> None:
+def _write(results: str, writer: int) -> None:
     for round_ in range(ROUNDS):
-        write_records(_pair(template, writer, round_), Path(results))
-        shared = {**template, "name": "shared", "robust_accuracy": (writer + 1) / 10}
-        write_records([EvalRecord.model_validate(shared)], Path(results))  # every writer overwrites this one
+        write_records(_pair(writer, round_), Path(results))
+        # the same run (same configuration) with other outcomes: every writer overwrites this one
+        shared = build_record("shared", status="+" * writer + "0" * (4 - writer))
+        write_records([shared], Path(results))
 
 
 def _read(results: str, done, failures) -> None:
@@ -38,13 +41,10 @@ def _read(results: str, done, failures) -> None:
 
 
 def test_concurrent_writers_and_readers_lose_and_corrupt_nothing(tmp_path):
-    from tests.test_leaderboard import make_record
-
-    template = make_record("template").model_dump(mode="json")
     context = multiprocessing.get_context("fork")  # the children use no torch; fork skips re-importing
     done, failures = context.Event(), context.Queue()
     readers = [context.Process(target=_read, args=(str(tmp_path), done, failures)) for _ in range(READERS)]
-    writers = [context.Process(target=_write, args=(str(tmp_path), template, w)) for w in range(WRITERS)]
+    writers = [context.Process(target=_write, args=(str(tmp_path), w)) for w in range(WRITERS)]
     for process in readers + writers:
         process.start()
     for process in writers:

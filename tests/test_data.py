@@ -44,6 +44,7 @@ def test_missing_dataset_says_where_it_looked(monkeypatch, tmp_path):
     empty = idx.IdxSource(
         name="fashion-mnist", files=idx.FASHION_MNIST.files, sha256=idx.FASHION_MNIST.sha256, urls=(),
         system_dirs=(str(tmp_path / "nowhere"),), install_hint=idx.FASHION_MNIST.install_hint,
+        threat_models=idx.FASHION_MNIST.threat_models,
     )
     monkeypatch.setitem(idx.SOURCES, "fashion-mnist", empty)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -27,7 +27,7 @@ from robbench.reports.explain import (
     write_report,
 )
 from robbench.reports.sample_size import train_model
-from robbench.threat_models import ThreatModel
+from robbench.threat_models import linf
 
 from .conftest import fit_linear_fashion_mnist, write_submission
 
@@ -97,7 +97,7 @@ def submissions(tmp_path_factory) -> list:
     x, y = dataset.load("test")
     x, y = x[5000:6000], y[5000:6000]
     robust = train_model(
-        x, y, dataset=dataset, architecture="linear", architecture_kwargs=None, threat=ThreatModel("linf", "Linf", 0.1),
+        x, y, dataset=dataset, architecture="linear", architecture_kwargs=None, threat=linf(0.1),
         method="pgd-at", steps=60, batch_size=100, lr=0.05, momentum=0.9, weight_decay=0.0, attack_steps=3, seed=0,
         device=torch.device("cpu"),
     )

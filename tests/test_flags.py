@@ -13,11 +13,11 @@ from robbench.data import get_dataset
 from robbench.evaluation import run_attacks
 from robbench.flags import BoardStandard, attack_flags, board_flags, eps_flags, model_flags
 from robbench.results import Flag, read_record, write_record
-from robbench.threat_models import ThreatModel
+from robbench.threat_models import ThreatModel, linf
 from tests.conftest import fit_linear_fashion_mnist
 
 MODEL_BEHAVIOUR = {"randomized", "softmax-output", "masked-gradients", "eps-not-monotone", "no-collapse-at-large-eps"}
-LINF = ThreatModel("linf", "Linf", 0.1)
+LINF = linf(0.1)
 CPU = torch.device("cpu")
 
 
@@ -134,7 +134,7 @@ def test_board_flags_and_the_record_keep_them(linear_submission, tmp_path):
 
     record = evaluate(linear_submission, threat_models="linf", attacks=["pgd"], n_examples=20, device="cpu", seed=3)[0]
     codes = [f.code for f in record.flags]
-    assert {"non-standard-subset", "non-standard-seed", "non-standard-attacks"} <= set(codes)
+    assert {"non-standard-seed", "non-standard-attacks"} <= set(codes) and "non-standard-subset" not in codes  # a subset is a marker
     assert "version-mismatch" not in codes
     assert {f.code for f in board_flags(record, BoardStandard(pyautoattack="9.9.9"))} >= {"version-mismatch"}
     again = read_record(write_record(record, tmp_path))

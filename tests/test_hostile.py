@@ -25,7 +25,6 @@ from torch import nn
 from robbench.cli import main
 from robbench.data import DATASETS, Dataset, get_dataset, idx
 from robbench.models import ARCHITECTURES
-from robbench.threat_models import THREAT_MODELS, ThreatModel
 from tests.test_checkpoints import _RunsCode
 
 Case = tuple[list[str], str]  # (CLI arguments, a fragment the one-line error must contain)
@@ -94,11 +93,6 @@ def _sticky(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
 def _labels_out_of_range(data_dir: str | None = None) -> Dataset:
     base = get_dataset("fashion-mnist")
     return replace(base, name="labels-out-of-range", loader=lambda split: (base.load(split)[0], base.load(split)[1] + 1))
-
-
-@THREAT_MODELS.register("labels-out-of-range/linf")
-def _labels_linf(dataset: Dataset) -> ThreatModel:
-    return ThreatModel("linf", "Linf", 0.1)
 
 
 def _safetensors_bytes(header: dict, body: bytes) -> bytes:

@@ -6,81 +6,21 @@ from pathlib import Path
 
 import pytest
 
+import json
+import math
+
+import numpy as np
+
+from .conftest import build_record as make_record
 from robbench.config import Metadata
-from robbench.leaderboard import (
-    board_stems,
-    board_key,
-    check_leaderboards,
-    eps_slug,
-    pareto_frontier,
-    render_all,
-    render_board,
-    render_plot,
-    write_leaderboards,
-)
-from robbench.results import (
-    AttackRecord,
-    Checkpoint,
-    EvalRecord,
-    Flag,
-    Examples,
-    StageRecord,
-    ThreatModelRecord,
-    Versions,
-    write_record,
-)
-
-
-def make_record(
-    name: str,
-    clean: float = 0.9,
-    robust: float = 0.5,
-    *,
-    pgd: float | None = None,
-    dataset: str = "fashion-mnist",
-    threat: str = "linf",
-    norm: str = "Linf",
-    eps: float = 0.1,
-    standard: bool = True,
-    start: int = 0,
-    stop: int = 10_000,
-    test_size: int = 10_000,
-    training: str = "pgd-at",
-    paper: str | None = None,
-) -> EvalRecord:
-    """A valid record with every required field filled; accuracies are fractions."""
-    pgd = robust if pgd is None else pgd
-    n = stop - start
-    return EvalRecord(
-        name=name,
-        dataset=dataset,
-        threat_model=ThreatModelRecord(name=threat, norm=norm, eps=eps, standard=standard),
-        examples=Examples(start=start, stop=stop, test_size=test_size),
-        n_examples=n,
-        clean_accuracy=clean,
-        robust_accuracy=robust,
-        attacks=[
-            AttackRecord(
-                name="pgd", accuracy=pgd, config={"steps": 10},
-                stages=[StageRecord(name="pgd", n_attacked=n, n_broken=round(n * (clean - pgd)), accuracy=pgd)],
-            ),
-            AttackRecord(
-                name="autoattack", accuracy=robust, config={"version": "standard"},
-                stages=[StageRecord(name="apgd-ce", n_attacked=round(n * pgd), n_broken=round(n * (pgd - robust)),
-                                    accuracy=robust)],
-            ),
-        ],
-        architecture="small-cnn",
-        parameter_count=123_456,
-        metadata=Metadata(training=training, paper=paper),
-        checkpoint=Checkpoint(path=f"{name}.safetensors", sha256="0" * 64),
-        seed=0,
-        batch_size=500,
-        device="cpu",
-        versions=Versions(robbench="0.1.0", torch="2.4.0", pyautoattack="0.2.0", python="3.11"),
-        wall_time_s=1.0,
-        timestamp="2024-01-01T00:00:00+00:00",
-    )
+from robbench.errors import RobbenchError
+from robbench.leaderboard import check_leaderboards, render_all, write_leaderboards
+from robbench.leaderboard.entries import board_entries, board_key, combine
+from robbench.leaderboard.markdown import render_board
+from robbench.leaderboard.names import board_stems, eps_slug
+from robbench.leaderboard.plots import pareto_frontier, render_plot
+from robbench.results import Flag, read_record, record_json, write_record
+from robbench.stats import mcnemar_p, wilson_interval
 
 
 def read(path: Path) -> str:
@@ -89,7 +29,7 @@ def read(path: Path) -> str:
 
 def board_rows(text: str) -> list[str]:
     """Table body rows of a board page (rank column first)."""
-    return [line for line in text.splitlines() if line.startswith("| ") and line[2:3].isdigit()]
+    return [line for line in text.splitlines() if line.startswith("| ") and line[2:3] in "=0123456789"]
 
 
 @pytest.fixture
@@ -167,14 +107,16 @@ def test_non_standard_eps_gets_its_own_board(store: Path, tmp_path: Path) -> Non
     assert "non-standard ε" in other and "non-standard" not in main
 
 
-def test_ties_on_robust_ordered_by_clean(store: Path, tmp_path: Path) -> None:
+def test_ranks_ordered_by_robust_then_clean_and_tied_when_not_significant(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "boards"
     write_leaderboards(store, out)
     rows = board_rows(read(out / "fashion-mnist-linf-0p1.md"))
-    order = [row.split("|")[2].strip().split(" ")[0].strip("[") for row in rows]
-    order = [name.split("]")[0] for name in order]
+    order = [row.split("|")[2].strip().split(" ")[0].strip("[").split("]")[0] for row in rows]
     assert order == ["partial", "beta", "alpha", "gamma"]
-    assert rows[1].startswith("| 2 |") and rows[2].startswith("| 3 |")
+    # partial: other examples, so not compared; beta vs alpha: the same robust examples (p = 1): tied;
+    # gamma is far below alpha on the same 10,000 examples: its own rank
+    assert [row.split("|")[1].strip() for row in rows] == ["1", "2", "=2", "4"]
+    assert "| 1 |" in rows[2]  # alpha's p-value against beta
 
 
 def test_subset_record_is_marked(store: Path, tmp_path: Path) -> None:
@@ -191,13 +133,23 @@ def test_subset_record_is_marked(store: Path, tmp_path: Path) -> None:
 def test_flagged_record_is_marked_not_hidden() -> None:
     flag = Flag(code="masked-gradients", message="zero input gradients on 40% of correct examples")
     flagged = make_record("odd", robust=0.6).model_copy(update={"flags": [flag]})
-    key = board_key(flagged)
-    text = render_board(key, "x", [flagged, make_record("plain")])
+    entries, _ = board_entries([flagged, make_record("plain")])
+    text = render_board(board_key(flagged), "x", entries)
     rows = board_rows(text)
     assert len(rows) == 2  # shown, not hidden
     (row,) = [r for r in rows if "odd" in r]
     assert "⚠ odd" in row and "masked-gradients" in row
     assert "\n⚠ " in text  # the footnote explaining the marker
+
+
+def test_subset_and_board_departures_are_not_warnings() -> None:
+    departure = Flag(code="non-standard-seed", message="seed 3")
+    subset = make_record("subset", stop=1_000).model_copy(update={"flags": [departure]})
+    entries, _ = board_entries([subset])
+    text = render_board(board_key(subset), "x", entries)
+    (row,) = board_rows(text)
+    assert "⚠" not in text and "†" in row and "non-standard-seed" in row
+    assert "(46.9–53.1)" in row  # its Wilson interval: 500 of 1,000
 
 
 def test_corrupt_json_reported_and_skipped(store: Path, tmp_path: Path) -> None:
@@ -224,7 +176,8 @@ def test_rendering_is_byte_identical(store: Path, tmp_path: Path) -> None:
     for rel in files_one:
         assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
     # and in-process: no Software/time chunk, fixed size
-    args = ("t", ["a", "b"], [0.9, 0.8], [0.1, 0.4], ["standard", "pgd-at"])
+    args = ("t", ["a", "b"], [0.9, 0.8], [0.1, 0.4], ["standard", "pgd-at"], [(0.88, 0.92), (0.78, 0.82)],
+            [(0.08, 0.12), (0.38, 0.42)])
     png = render_plot(*args)
     assert png == render_plot(*args)
     assert b"Software" not in png and b"matplotlib version" not in png
@@ -255,7 +208,8 @@ def test_stale_generated_pages_reported_and_removed(store: Path, tmp_path: Path)
     out = tmp_path / "boards"
     write_leaderboards(store, out)
     (out / "notes.md").write_text("hand-written, not ours\n", encoding="utf-8")
-    (store / "fashion-mnist" / "linf-eps0.25" / "alpha.json").unlink()
+    for run in (store / "fashion-mnist" / "linf-eps0.25" / "alpha").glob("*.json"):
+        run.unlink()
     stale, _ = check_leaderboards(store, out)
     assert {"fashion-mnist-linf-0p25.md", "fashion-mnist-linf-0p25.png"} <= set(stale)
     assert "notes.md" not in stale
@@ -278,16 +232,78 @@ def test_render_all_keys_are_sorted(store: Path) -> None:
     assert list(files) == sorted(files) and problems == []
 
 
-def test_duplicate_record_reported_once_shown(store: Path, tmp_path: Path) -> None:
-    source = store / "fashion-mnist" / "linf" / "beta.json"
-    copy = store / "fashion-mnist" / "linf" / "zz-copy" / "beta.json"
-    copy.parent.mkdir()
-    copy.write_bytes(source.read_bytes())
-    out = tmp_path / "boards"
-    _, problems = write_leaderboards(store, out)
-    assert len(problems) == 1 and "'beta'" in problems[0]
-    rows = board_rows(read(out / "fashion-mnist-linf-0p1.md"))
-    assert sum("beta" in row for row in rows) == 1
+def test_best_known_is_the_per_example_union_of_breaks() -> None:
+    board = make_record("m", status="++++++0-", timestamp="2024-01-01T00:00:00+00:00")
+    # a later run with another attack (a plugin, say) breaks examples 1 and 6 (6 was already broken)
+    extra = make_record("m", status="+0++++0-", attacks=("square",), timestamp="2024-02-01T00:00:00+00:00")
+    entry = combine([extra, board])
+    assert entry.primary is board  # the board-standard run leads
+    assert entry.robust.tolist() == [True, False, True, True, True, True, False, False]
+    assert entry.robust_accuracy == 5 / 8 and entry.clean_accuracy == 7 / 8
+    assert entry.breaks_by == {"pgd": 1, "square": 1}  # square is credited only with what it added
+    assert combine([board]).robust_accuracy == 6 / 8  # the later run can only lower it
+
+
+def test_runs_on_other_examples_or_checkpoints_do_not_combine() -> None:
+    board = make_record("m", status="++++++0-")
+    other_examples = make_record("m", status="0" * 4, stop=4)
+    other_checkpoint = make_record("m", status="0" * 8, sha256="f" * 64, timestamp="2025-01-01T00:00:00+00:00")
+    (entry,), problems = board_entries([board, other_examples, other_checkpoint])
+    assert entry.runs == [board] and entry.robust_accuracy == 6 / 8
+    assert len(problems) == 1 and "another checkpoint" in problems[0]
+
+
+def test_wilson_interval_against_the_formula() -> None:
+    def by_hand(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+        p = k / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        return centre - half, centre + half
+
+    for k, n in ((725, 1000), (0, 250), (1000, 1000), (1, 3)):
+        assert wilson_interval(k, n) == pytest.approx(by_hand(k, n), abs=1e-12)
+    assert wilson_interval(725, 1000) == pytest.approx((0.696504, 0.751774), abs=1e-6)
+
+
+def test_mcnemar_against_the_exact_binomial() -> None:
+    # 10 examples robust for the first model only, 2 for the second only, 5 for both:
+    # p = 2 * P(Binomial(12, 1/2) <= 2) = 2 * (1 + 12 + 66) / 4096
+    first = np.array([True] * 10 + [False] * 2 + [True] * 5)
+    second = np.array([False] * 10 + [True] * 2 + [True] * 5)
+    assert mcnemar_p(first, second) == pytest.approx(158 / 4096, rel=1e-12)
+    assert mcnemar_p(first, first) == 1.0
+
+
+def test_totals_that_disagree_with_the_evidence_are_refused(tmp_path: Path) -> None:
+    record = make_record("m", status="++0-")
+    data = json.loads(record_json(record))
+    data["robust_accuracy"] = 0.75
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(RobbenchError, match="totals disagree with the per-example evidence: robust_accuracy 0.75"):
+        read_record(path)
+    data["robust_accuracy"], data["attacks"][0]["stages"][0]["n_broken"] = 0.5, 2
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(RobbenchError, match="attack and stage counts differ"):
+        read_record(path)
+
+
+def test_old_schema_record_gets_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"schema_version": 1, "name": "old", "clean_accuracy": 0.9}), encoding="utf-8")
+    with pytest.raises(RobbenchError) as caught:
+        read_record(path)
+    assert str(caught.value) == (f"{path}: a schema 1 record (totals only, no per-example evidence); "
+                                 "regenerate it with `robbench evaluate`")
+
+
+def test_submitter_metadata_is_escaped() -> None:
+    hostile = make_record("m").model_copy(update={"metadata": Metadata(
+        training="<img src=x onerror=alert(1)>", paper="javascript:alert(1)", venue="[click](https://evil.example)")})
+    entries, _ = board_entries([hostile])
+    text = render_board(board_key(hostile), "x", entries)
+    assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "javascript:" not in text.split("| m ")[0] and "](javascript" not in text
 
 
 def test_training_cost_is_shown_beside_accuracy() -> None:
@@ -295,7 +311,8 @@ def test_training_cost_is_shown_beside_accuracy() -> None:
 
     cost = TrainingCost(device="cuda (NVIDIA H200)", epochs=6, train_examples=60_000, seconds_per_epoch=13.27, total_seconds=88.65)
     trained = make_record("trained").model_copy(update={"metadata": Metadata(training="pgd-at", training_cost=cost)})
-    text = render_board(board_key(trained), "x", [trained, make_record("outside", robust=0.4)])
+    entries, _ = board_entries([trained, make_record("outside", robust=0.4)])
+    text = render_board(board_key(trained), "x", entries)
     header = next(line for line in text.splitlines() if line.startswith("| rank"))
     assert "| training cost |" in header
     (row,) = [r for r in board_rows(text) if "trained" in r]

@@ -15,8 +15,8 @@ import torch
 
 import robbench.evaluation as evaluation
 from robbench.cli import main
-from robbench.progress_state import Position, StateFile, config_key, state_path
-from robbench.results import EvalRecord, read_record, read_store, record_json
+from robbench.progress_state import Found, Position, StateFile
+from robbench.results import EvalRecord, adversarial_path, read_record, read_store, record_json, state_path
 from tests.test_flags import single_thread  # noqa: F401  (autouse: one torch thread, as in the subprocess)
 
 #: a run of ~20 batches: PGD leaves a dozen survivors at this radius, so AutoAttack has several batches
@@ -31,13 +31,13 @@ def _stable(record: EvalRecord) -> str:
     return record_json(record.model_copy(update={"wall_time_s": 0.0, "timestamp": ""}))
 
 
-def _state_file(results: Path) -> Path:
-    return state_path(results, "fashion-mnist", "linf-eps0.02", "fmnist-linear")
+def _state_file(results: Path) -> Path | None:
+    return next(results.rglob(".*.state"), None) if results.is_dir() else None
 
 
-def _saved(path: Path) -> dict | None:
+def _saved(path: Path | None) -> dict | None:
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text()) if path is not None else None
     except (OSError, ValueError):
         return None
 
@@ -48,20 +48,20 @@ def test_killed_evaluation_resumes_to_the_uninterrupted_record(linear_submission
     (expected,) = read_store(uninterrupted)[0]
 
     results = tmp_path / "killed"
-    state = _state_file(results)
     process = subprocess.Popen(
         [sys.executable, "-m", "robbench", "evaluate", str(linear_submission), *ARGS, "--results-dir", str(results)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     try:
         deadline = time.monotonic() + 300
-        while (saved := _saved(state)) is None or saved["stage"] < 1:  # past PGD, inside AutoAttack
+        while (saved := _saved(_state_file(results))) is None or saved["stage"] < 1:  # past PGD, inside AutoAttack
             assert process.poll() is None, "the evaluation ended before it could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.02)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
+    state = _state_file(results)
     saved = _saved(state)
     assert not list(results.rglob("*.json"))  # no record, half or whole
 
@@ -77,26 +77,31 @@ def test_killed_evaluation_resumes_to_the_uninterrupted_record(linear_submission
     assert ran[0] == (saved["stage"], saved["batch"])  # continued where it stopped, did not start over
     (resumed,) = read_store(results)[0]
     assert _stable(resumed) == _stable(expected)
+    assert resumed.adversarial_examples.count > 0  # the examples saved before the kill were kept, exactly
+    expected_file = adversarial_path(uninterrupted / expected.relative_path())
+    assert adversarial_path(results / resumed.relative_path()).read_bytes() == expected_file.read_bytes()
     assert resumed.wall_time_s >= saved["elapsed_s"]  # wall time sums every run
-    assert not state.exists()
+    assert not state.exists() and not state.with_name(state.name + ".d").exists()
 
 
 def test_state_for_another_configuration_is_ignored(linear_submission, tmp_path):
     from robbench import evaluate
 
     kwargs = dict(threat_models="linf", attacks=["pgd"], n_examples=20, batch_size=5, device="cpu")
-    state = state_path(tmp_path, "fashion-mnist", "linf", "fmnist-linear")
-    StateFile(state, config_key({"other": "configuration"})).save(torch.full((20,), 0), Position(1, 9))
-    resumed = evaluate(linear_submission, results_dir=tmp_path, **kwargs)[0]
-    assert _stable(resumed) == _stable(evaluate(linear_submission, **kwargs)[0])
-    assert not state.exists() and read_record(tmp_path / resumed.relative_path()) == resumed
+    fresh = evaluate(linear_submission, results_dir=tmp_path / "fresh", **kwargs)[0]
+    results = tmp_path / "stale"
+    state = state_path(results, fresh.config)
+    StateFile(state, "another configuration", (1, 28, 28)).save(torch.full((20,), 0), Position(1, 9), Found())
+    resumed = evaluate(linear_submission, results_dir=results, **kwargs)[0]
+    assert _stable(resumed) == _stable(fresh)
+    assert not state.exists() and read_record(results / resumed.relative_path()) == resumed
 
 
 @pytest.mark.parametrize("content", ["", "{not json", '{"format": 1}', "[]"])
 def test_unreadable_state_starts_afresh(tmp_path, content):
     path = tmp_path / ".x.state"
     path.write_text(content)
-    assert StateFile(path, "key").load(torch.ones(3, dtype=torch.bool), 2) is None
+    assert StateFile(path, "key", (1, 28, 28)).load(torch.ones(3, dtype=torch.bool), 2) is None
 
 
 def test_same_seed_same_record_byte_for_byte(linear_submission):

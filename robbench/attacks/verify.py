@@ -13,6 +13,19 @@ ABS_TOLERANCE = 1e-5
 REL_TOLERANCE = 1e-5
 
 
+def allowed_inputs(x_adv: torch.Tensor, x: torch.Tensor, threat: ThreatModel,
+                   value_range: tuple[float, float] | None) -> torch.Tensor:
+    """Per example: finite, inside the threat model's ball around ``x`` and inside the value range."""
+    finite = torch.isfinite(x_adv.flatten(1)).all(1)
+    in_ball = distance(x_adv, x, threat.norm) <= threat.eps * (1 + REL_TOLERANCE) + ABS_TOLERANCE
+    in_range = torch.ones_like(in_ball)
+    if value_range is not None:
+        low, high = value_range
+        flat = x_adv.flatten(1)
+        in_range = (flat.amin(1) >= low - ABS_TOLERANCE) & (flat.amax(1) <= high + ABS_TOLERANCE)
+    return finite & in_ball & in_range
+
+
 def verified_successes(
     stage_name: str,
     logits_adv: torch.Tensor,
@@ -30,14 +43,7 @@ def verified_successes(
     if x_adv.shape != x.shape:
         raise RobbenchError(f"attack stage {stage_name!r} returned shape {tuple(x_adv.shape)} for inputs {tuple(x.shape)}")
     misclassified = logits_adv.argmax(1) != y
-    finite = torch.isfinite(x_adv.flatten(1)).all(1)
-    in_ball = distance(x_adv, x, threat.norm) <= threat.eps * (1 + REL_TOLERANCE) + ABS_TOLERANCE
-    in_range = torch.ones_like(in_ball)
-    if value_range is not None:
-        low, high = value_range
-        flat = x_adv.flatten(1)
-        in_range = (flat.amin(1) >= low - ABS_TOLERANCE) & (flat.amax(1) <= high + ABS_TOLERANCE)
-    invalid = misclassified & ~(finite & in_ball & in_range)
+    invalid = misclassified & ~allowed_inputs(x_adv, x, threat, value_range)
     if bool(invalid.any()):
         worst = float(distance(x_adv, x, threat.norm)[invalid].max())
         raise RobbenchError(

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import RobbenchError
 from ..registry import Registry
+from ..threat_models import ThreatModel
 
 Split = str  # "train" or "test"
 
@@ -28,6 +29,7 @@ class Dataset:
     value_range: tuple[float, float] | None  # None: unbounded reals
     test_size: int  # size of the full standard test split, for "subset" markers
     params: dict[str, Any] = field(default_factory=dict)  # builder parameters, recorded in results
+    threat_models: tuple[ThreatModel, ...] = ()  # its standard threat models, as data
     loader: Callable[[Split], tuple[torch.Tensor, torch.Tensor]] = field(repr=False, default=None)
 
     def load(self, split: Split = "test", n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,6 +59,15 @@ DATASETS: Registry[Callable[..., Dataset]] = Registry(
 
 def get_dataset(name: str, **params: Any) -> Dataset:
     return DATASETS.get(name).factory(**params)
+
+
+def threat_models_text(name: str) -> str:
+    """``linf 0.1, l2 1.5``: the standard threat models of the dataset built with default parameters."""
+    try:
+        dataset = get_dataset(name)
+    except (RobbenchError, TypeError):  # needs parameters (npz: a path), so its radii come from them
+        return "set by dataset_kwargs"
+    return ", ".join(f"{t.name} {t.eps:.4g}" for t in dataset.threat_models) or "none"
 
 
 def load_dataset(name: str, split: Split = "test", n: int | None = None, **params: Any):

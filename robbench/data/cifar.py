@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import RobbenchError
-from ..threat_models import THREAT_MODELS, ThreatModel
+from ..threat_models import l2, linf
 from . import DATASETS, Dataset, Split, cache_root, user_data_root
 from .npz import images_from_array, labels_from_array, read_npz_folder
 from .sources import candidate_dirs, check_digest, download
@@ -180,6 +180,7 @@ def _cifar_dataset(source: CifarSource, data_dir: str | None) -> Dataset:
         value_range=(0.0, 1.0),
         test_size=TEST_SIZE,
         params={},
+        threat_models=(linf(8 / 255), l2(0.5)),  # RobustBench's boards
         loader=lambda split: _load_split(source.name, split, str(root) if root else None),
     )
 
@@ -194,17 +195,3 @@ def cifar10(data_dir: str | None = None) -> Dataset:
 def cifar100(data_dir: str | None = None) -> Dataset:
     """CIFAR-100 (Krizhevsky, 2009): 32x32 colour images, 100 fine classes; canonical batches or npz folder."""
     return _cifar_dataset(CIFAR100, data_dir)
-
-
-@THREAT_MODELS.register("cifar100/linf")
-@THREAT_MODELS.register("cifar10/linf")
-def _cifar_linf(dataset: Dataset) -> ThreatModel:
-    """CIFAR L-inf, eps = 8/255 (RobustBench's board)"""
-    return ThreatModel("linf", "Linf", 8 / 255)
-
-
-@THREAT_MODELS.register("cifar100/l2")
-@THREAT_MODELS.register("cifar10/l2")
-def _cifar_l2(dataset: Dataset) -> ThreatModel:
-    """CIFAR L2, eps = 0.5 (RobustBench's board)"""
-    return ThreatModel("l2", "L2", 0.5)

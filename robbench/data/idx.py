@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import RobbenchError
-from ..threat_models import THREAT_MODELS, ThreatModel
+from ..threat_models import ThreatModel, l2, linf
 from . import DATASETS, Dataset, cache_root, user_data_root
 from .sources import candidate_dirs, check_digest, download
 
@@ -32,6 +32,7 @@ class IdxSource:
     urls: tuple[str, ...]  # mirrors, tried in order
     system_dirs: tuple[str, ...]  # distribution packages
     install_hint: str
+    threat_models: tuple[ThreatModel, ...]
 
 
 _MNIST_FILES = {
@@ -51,6 +52,7 @@ FASHION_MNIST = IdxSource(
     urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
     system_dirs=("/usr/share/datasets/fashion-mnist",),
     install_hint="apt-get install dataset-fashion-mnist, or pass --data-dir DIR with DIR/fashion-mnist/*.gz",
+    threat_models=(linf(0.1), l2(1.5)),
 )
 
 MNIST = IdxSource(
@@ -69,6 +71,7 @@ MNIST = IdxSource(
     ),
     system_dirs=(),
     install_hint="connect to the internet once, or pass --data-dir DIR with DIR/mnist/*-ubyte.gz",
+    threat_models=(linf(0.3), l2(2.0)),  # Madry et al.'s L-inf radius
 )
 
 SOURCES = {source.name: source for source in (FASHION_MNIST, MNIST)}
@@ -127,6 +130,7 @@ def _idx_dataset(source: IdxSource, data_dir: str | None) -> Dataset:
         value_range=(0.0, 1.0),
         test_size=10_000,
         params={},
+        threat_models=source.threat_models,
         loader=lambda split: _load_idx_split(source.name, split, str(root) if root else None),
     )
 
@@ -141,27 +145,3 @@ def mnist(data_dir: str | None = None) -> Dataset:
 def fashion_mnist(data_dir: str | None = None) -> Dataset:
     """Fashion-MNIST (Xiao et al., 2017): 28x28 grey clothing images, 10 classes; test set bundled."""
     return _idx_dataset(FASHION_MNIST, data_dir)
-
-
-@THREAT_MODELS.register("fashion-mnist/linf")
-def _fashion_mnist_linf(dataset: Dataset) -> ThreatModel:
-    """Fashion-MNIST L-inf, eps = 0.1"""
-    return ThreatModel("linf", "Linf", 0.1)
-
-
-@THREAT_MODELS.register("fashion-mnist/l2")
-def _fashion_mnist_l2(dataset: Dataset) -> ThreatModel:
-    """Fashion-MNIST L2, eps = 1.5"""
-    return ThreatModel("l2", "L2", 1.5)
-
-
-@THREAT_MODELS.register("mnist/linf")
-def _mnist_linf(dataset: Dataset) -> ThreatModel:
-    """MNIST L-inf, eps = 0.3 (Madry et al.)"""
-    return ThreatModel("linf", "Linf", 0.3)
-
-
-@THREAT_MODELS.register("mnist/l2")
-def _mnist_l2(dataset: Dataset) -> ThreatModel:
-    """MNIST L2, eps = 2.0"""
-    return ThreatModel("l2", "L2", 2.0)

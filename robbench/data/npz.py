@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import RobbenchError
-from ..threat_models import THREAT_MODELS, ThreatModel
+from ..threat_models import l2, linf
 from . import DATASETS, Dataset, Split, user_data_root
 from .sources import check_digest, file_digest
 
@@ -157,17 +157,6 @@ def npz(
         value_range=(0.0, 1.0),
         test_size=len(y),
         params=params,
+        threat_models=(linf(linf_eps), l2(l2_eps)),
         loader=load,
     )
-
-
-@THREAT_MODELS.register("npz/linf")
-def _npz_linf(dataset: Dataset) -> ThreatModel:
-    """npz L-inf, eps = dataset_kwargs linf_eps (default 8/255)"""
-    return ThreatModel("linf", "Linf", dataset.params["linf_eps"])
-
-
-@THREAT_MODELS.register("npz/l2")
-def _npz_l2(dataset: Dataset) -> ThreatModel:
-    """npz L2, eps = dataset_kwargs l2_eps (default 0.5)"""
-    return ThreatModel("l2", "L2", dataset.params["l2_eps"])

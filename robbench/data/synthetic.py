@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import RobbenchError
-from ..threat_models import THREAT_MODELS, ThreatModel
+from ..threat_models import linf
 from . import DATASETS, Dataset
 
 _SPLIT_STREAM = {"train": 0, "test": 1}
@@ -47,11 +47,6 @@ def tsipras(
         value_range=None,
         test_size=n,
         params=params,
+        threat_models=(linf(2.0 * eta),),  # the adversary of Theorem 2.1
         loader=lambda split: sample_tsipras(n, d, p, eta, seed, _SPLIT_STREAM[split]),
     )
-
-
-@THREAT_MODELS.register("tsipras/linf")
-def _tsipras_linf(dataset: Dataset) -> ThreatModel:
-    """tsipras L-inf, eps = 2·eta (the adversary of Theorem 2.1)"""
-    return ThreatModel("linf", "Linf", 2.0 * dataset.params["eta"])

@@ -1,0 +1,161 @@
+"""From a submission to records: ``evaluate(model.yaml)`` (lm-evaluation-harness's ``simple_evaluate``).
+
+The run's identity is built once per threat model, as a ``RunConfig``: the resume state is keyed by
+its digest and the record embeds it, so what is resumed is exactly what is recorded. The attacks
+themselves run in the engine, ``robbench.evaluation``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from . import distributed
+from .adversarial import digest, encode
+from .attacks import AttackContext, create_attack, derive_seed
+from .config import ModelSpec, load_model_spec
+from .data import Dataset
+from .errors import RobbenchError
+from .evaluation import Outcome, ProgressFactory, auto_batch_size, ensure_eval_mode, run_attacks
+from .flags import attack_flags, board_flags, model_flags
+from .loader import LoadedModel, load_submission
+from .progress_state import StateFile
+from .results import (
+    ADVERSARIAL_SUFFIX, AdversarialExamples, AttackSpec, EvalRecord, Examples, RunConfig, Versions, check_name_owner,
+    state_path, write_records,
+)
+from .runtime import describe_device, resolve_device, seed_everything, versions
+from .threat_models import ThreatModel, get_threat_model, standard_threat_models
+
+
+def data_digest(x: torch.Tensor, y: torch.Tensor) -> str:
+    """SHA-256 of the evaluated examples (x float32, y int64): a record and its state name their data."""
+    sha = hashlib.sha256()
+    for tensor in (x, y):
+        sha.update(tensor.contiguous().cpu().numpy().tobytes())
+    return sha.hexdigest()
+
+
+def select_threat_models(spec: ModelSpec, dataset: Dataset, threat_models: "str | list[str]",
+                         eps: float | None) -> list[ThreatModel]:
+    """``"all"``: the spec's list, else the dataset's standard set; ``eps``: one of them at another radius."""
+    if threat_models == "all":
+        names = spec.threat_models or sorted(standard_threat_models(dataset))
+    else:
+        names = [threat_models] if isinstance(threat_models, str) else list(threat_models)
+    threats = [get_threat_model(dataset, name) for name in names]
+    if eps is not None:
+        if len(threats) != 1:
+            raise RobbenchError("a non-standard eps applies to one threat model; name that threat model as well")
+        threats = [threats[0].with_eps(eps)]
+    return threats
+
+
+def evaluate(
+    model_yaml: "str | Path | ModelSpec",
+    *,
+    threat_models: "str | list[str]" = "all",
+    attacks: "tuple[str, ...] | list[str]" = ("pgd", "autoattack"),
+    n_examples: int | None = None,
+    batch_size: "int | str" = "auto",
+    device: str = "auto",
+    seed: int = 0,
+    eps: float | None = None,
+    data_dir: str | None = None,
+    progress: ProgressFactory | None = None,
+    results_dir: "str | Path | None" = None,
+) -> list[EvalRecord]:
+    """Evaluate a submission under its threat models; one record per threat model.
+
+    ``threat_models``: ``"all"`` (the spec's list, else the dataset's standard set) or names.
+    ``eps`` evaluates a single threat model at another radius, marked non-standard.
+    ``results_dir``: progress is saved there after every batch (a rerun of a killed evaluation
+    continues it) and the records, with their adversarial-example files, are written there,
+    together, at the end. ``batch_size``: a number, or ``"auto"`` (``auto_batch_size``; the
+    record holds the number).
+    """
+    spec = model_yaml if isinstance(model_yaml, ModelSpec) else load_model_spec(model_yaml)
+    if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):
+        raise RobbenchError(f"the batch size must be a positive integer or 'auto', got {batch_size!r}")
+    if not 0 <= seed < 2**63:
+        raise RobbenchError(f"the seed must be between 0 and 2**63 - 1, got {seed}")
+    attack_objects = [create_attack(name) for name in attacks]
+    torch_device = distributed.world().device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
+    loaded = load_submission(spec, data_dir)
+    results = Path(results_dir) if results_dir is not None else None
+    if results is not None:  # before an hour of attacks, not after
+        check_name_owner(results, spec.name, loaded.checkpoint)
+    threats = select_threat_models(spec, loaded.dataset, threat_models, eps)
+    x, y = loaded.dataset.load("test", n_examples)
+    model = loaded.model.to(torch_device)
+    eval_notes = ensure_eval_mode(model)  # once: with several threat models, every record gets the note
+    if batch_size == "auto":  # rank 0 probes its device; every rank must split the examples alike
+        batch_size = distributed.world().on_main(lambda: auto_batch_size(model, x[:1], torch_device, int(x.shape[0])))
+    common = {
+        "name": spec.name, "dataset": loaded.dataset.name, "dataset_params": loaded.dataset.params,
+        "data_sha256": data_digest(x, y),
+        "examples": Examples(start=0, stop=int(x.shape[0]), test_size=loaded.dataset.test_size),
+        "architecture": spec.architecture, "architecture_kwargs": spec.architecture_kwargs,
+        "normalization": spec.normalization, "checkpoint": loaded.checkpoint, "seed": seed,
+        "batch_size": batch_size, "device": distributed.world().describe(describe_device(torch_device)),
+        "versions": Versions(**versions()),
+    }
+    records, payloads, states = [], [], []
+    for threat in threats:
+        context = AttackContext(model, threat, loaded.dataset.value_range, loaded.dataset.num_classes, seed, torch_device)
+        config = RunConfig(
+            **common, threat_model=threat,
+            attacks=[AttackSpec(name=attack.name, config=attack.config(context)) for attack in attack_objects],
+        )
+        state = StateFile(state_path(results, config), config.key(), loaded.dataset.input_shape) if results else None
+        seed_everything(seed)
+        started = time.perf_counter()
+        outcome = run_attacks(model, x, y, attacks=attack_objects, batch_size=batch_size, context=context,
+                              progress=progress, state=state)
+        wall_time = state.elapsed_s() if state is not None else time.perf_counter() - started
+        payload = _adversarial_file(outcome, config) if results is not None else None
+        records.append(_record(config, loaded, outcome, context, x, y, eval_notes, wall_time, payload))
+        payloads.append(payload)
+        states.append(state)
+    if results is not None and distributed.is_main_process():  # every rank holds the records; rank 0 writes
+        write_records(records, results, payloads)
+        for state in states:
+            state.remove()
+    return records
+
+
+def _adversarial_file(outcome: Outcome, config: RunConfig) -> bytes:
+    """The encoded file: test-set indices (evaluated positions offset by the first example) and inputs."""
+    index = outcome.adversarial_index.numpy() + config.examples.start
+    return encode(index, outcome.adversarial_x.numpy())
+
+
+def _record(config: RunConfig, loaded: LoadedModel, outcome: Outcome, context: AttackContext, x: torch.Tensor,
+            y: torch.Tensor, eval_notes: list[str], wall_time: float, payload: bytes | None) -> EvalRecord:
+    seed_everything(derive_seed(config.seed, "flags"))
+    flags = model_flags(context.model, x, y, threat=context.threat, value_range=context.value_range,
+                        seed=config.seed, device=context.device)
+    flags += attack_flags(outcome.attacks, outcome.n_examples)
+    adversarial = None
+    if payload is not None:
+        adversarial = AdversarialExamples(file=f"{config.run_id}{ADVERSARIAL_SUFFIX}", sha256=digest(payload),
+                                          count=int(outcome.adversarial_index.numel()))
+    record = EvalRecord(
+        config=config,
+        metadata=loaded.spec.metadata,
+        parameter_count=loaded.parameter_count,
+        clean_accuracy=outcome.clean_accuracy,
+        robust_accuracy=outcome.robust_accuracy,
+        attacks=outcome.attacks,
+        evidence=outcome.evidence,
+        adversarial_examples=adversarial,
+        notes=[*eval_notes, *outcome.notes],
+        flags=flags,
+        wall_time_s=round(wall_time, 3),
+        timestamp=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+    )
+    return record.model_copy(update={"flags": [*flags, *board_flags(record)]})

@@ -1,0 +1,151 @@
+"""``robbench verify RECORD``: re-check a record's numbers in seconds, without re-running any attack.
+
+It loads the checkpoint (its SHA-256 must be the record's), the evaluated test examples (their
+digest must be the record's), and the record's adversarial-example file (its digest must be the
+one the record names), then confirms:
+
+- the clean pass: the model misclassifies exactly the examples the evidence says it does;
+- every saved example: finite, inside the ε-ball around its test image and inside the value
+  range (the tolerances the evaluation used), and misclassified, with finite logits;
+- the saved examples are exactly the ones the evidence says some attack broke.
+
+The robust accuracy is then the evidence's, and every total in the record derives from the
+evidence (``read_record`` refuses a record whose totals disagree). A check failing is a finding
+about the record, not a usage error: the command prints the verdict and exits 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .adversarial import decode, digest
+from .attacks.verify import allowed_inputs
+from .config import ModelSpec, load_model_spec
+from .errors import RobbenchError
+from .evaluation import ensure_eval_mode, predict
+from .loader import load_submission
+from .pipeline import data_digest
+from .results import EvalRecord, adversarial_path, read_record
+from .runtime import resolve_device
+
+
+@dataclass
+class Verdict:
+    n_examples: int
+    confirmed: int = 0  # saved examples that passed every check
+    failures: list[str] = field(default_factory=list)  # one line each, first found first
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> str:
+        text = f"{self.n_examples:,} examples: {self.confirmed:,} breaks confirmed, {len(self.failures):,} failed"
+        return text + (f"; first: {self.failures[0]}" if self.failures else "")
+
+
+def find_model_yaml(record: EvalRecord, submissions_dir: Path) -> Path:
+    """The model.yaml under ``submissions_dir`` whose name is the record's (the checkpoint digest is checked later)."""
+    for path in sorted(submissions_dir.glob("**/model.yaml")):
+        try:
+            if load_model_spec(path).name == record.name:
+                return path
+        except RobbenchError:
+            continue
+    raise RobbenchError(
+        f"no model.yaml named {record.name!r} under {submissions_dir}; pass --model path/to/model.yaml"
+    )
+
+
+def verify_record(record_file: Path, model_yaml: Path | None = None, *, submissions_dir: Path = Path("submissions"),
+                  data_dir: str | None = None, device: str = "auto", batch_size: int = 500) -> Verdict:
+    record = read_record(record_file)
+    verdict = Verdict(record.n_examples)
+    if record.adversarial_examples is None:
+        raise RobbenchError(f"{record_file}: the record has no saved adversarial examples; re-run `robbench evaluate` "
+                            "with --results-dir to get a verifiable record")
+    spec = load_model_spec(model_yaml or find_model_yaml(record, submissions_dir))
+    loaded = load_submission(_pinned(spec, record), data_dir)
+    if loaded.dataset.params != record.dataset_params:
+        raise RobbenchError(f"the dataset parameters differ from the record's ({record.dataset_params}); "
+                            "pass the model.yaml the record was made from")
+    start, stop = record.examples.start, record.examples.stop
+    x, y = loaded.dataset.load("test", stop)
+    x, y = x[start:], y[start:]
+    if data_digest(x, y) != record.config.data_sha256:
+        verdict.failures.append(f"test examples {start}..{stop} differ from the evaluated ones (data SHA-256)")
+        return verdict
+    file = adversarial_path(record_file)
+    if not file.is_file():
+        verdict.failures.append(f"{file.name} is missing")
+        return verdict
+    if digest(file.read_bytes()) != record.adversarial_examples.sha256:
+        verdict.failures.append(f"{file.name} is not the file the record names (SHA-256 differs)")
+    index, x_adv = decode(file, loaded.dataset.input_shape)
+
+    torch_device = resolve_device(device)
+    model = loaded.model.to(torch_device)
+    ensure_eval_mode(model)
+    correct = (predict(model, x, batch_size, torch_device, loaded.dataset.num_classes) == y).numpy()
+    evidence_correct = record.evidence.clean_correct()
+    for position in np.flatnonzero(correct != evidence_correct):
+        said = "correctly" if evidence_correct[position] else "wrongly"
+        verdict.failures.append(f"test index {start + position}: the record says it is {said} classified clean; it is not")
+
+    claimed = set((np.flatnonzero(record.evidence.broken()) + start).tolist())
+    saved = index.tolist()
+    for test_index in sorted(claimed - set(saved)):
+        verdict.failures.append(f"test index {test_index}: the record counts it broken but saved no adversarial example")
+    for test_index in sorted(set(saved) - claimed):
+        verdict.failures.append(f"test index {test_index}: an adversarial example is saved but the record does not count it broken")
+    if len(set(saved)) != len(saved):
+        verdict.failures.append("the file saves an example twice")
+
+    keep = np.array([i in claimed and start <= i < stop for i in saved], dtype=bool)
+    positions = index[keep] - start
+    candidates = torch.from_numpy(x_adv[keep])
+    for begin in range(0, len(positions), batch_size):
+        part = positions[begin : begin + batch_size]
+        _check_batch(model, candidates[begin : begin + batch_size], x[part], y[part], part + start, record,
+                     loaded.dataset.value_range, torch_device, verdict)
+    verdict.failures.sort(key=_index_of)
+    return verdict
+
+
+def _check_batch(model: torch.nn.Module, x_adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor, test_index: np.ndarray,
+                 record: EvalRecord, value_range: tuple[float, float] | None, device: torch.device,
+                 verdict: Verdict) -> None:
+    allowed = allowed_inputs(x_adv, x, record.threat_model, value_range)
+    with torch.inference_mode():
+        logits = model(x_adv.to(device)).float().cpu()
+    finite = torch.isfinite(logits).all(1)
+    misclassified = finite & (logits.argmax(1) != y)
+    for i, number in enumerate(test_index.tolist()):
+        if not allowed[i]:
+            verdict.failures.append(f"test index {number}: the saved example lies outside the {record.threat_model.norm} "
+                                    f"ball of radius {record.threat_model.eps:g} or the value range")
+        elif not finite[i]:
+            verdict.failures.append(f"test index {number}: the model's logits on the saved example are not finite")
+        elif not misclassified[i]:
+            verdict.failures.append(f"test index {number}: the model classifies the saved example correctly")
+        else:
+            verdict.confirmed += 1
+
+
+def _pinned(spec: ModelSpec, record: EvalRecord) -> ModelSpec:
+    """The spec with the record's checkpoint digest pinned, so other weights are refused before any check."""
+    if spec.sha256 not in (None, record.checkpoint.sha256):
+        raise RobbenchError(f"the model.yaml pins sha256 {spec.sha256}, the record was made with {record.checkpoint.sha256}")
+    pinned = spec.model_copy(update={"sha256": record.checkpoint.sha256})
+    pinned._base_dir = spec._base_dir
+    return pinned
+
+
+def _index_of(failure: str) -> int:
+    """Failures sort by test index where they name one (file-level failures first)."""
+    words = failure.split()
+    return int(words[2].rstrip(":")) if failure.startswith("test index ") else -1

@@ -1,0 +1,144 @@
+"""``robbench verify``: an honest record is confirmed; every kind of tampering is caught."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robbench.adversarial import decode, digest, encode
+from robbench.cli import main
+from robbench.results import adversarial_path, read_record, record_json
+
+ARGS = ["--threat-model", "linf", "--eps", "0.05", "--attacks", "pgd", "--n-examples", "60", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def evaluated(linear_submission, tmp_path_factory) -> Path:
+    results = tmp_path_factory.mktemp("results")
+    assert main(["evaluate", str(linear_submission), *ARGS, "--results-dir", str(results)]) == 0
+    (path,) = results.rglob("*.json")
+    return path
+
+
+@pytest.fixture
+def record_file(evaluated: Path, tmp_path: Path) -> Path:
+    """A private copy of the evaluated record and its adversarial-example file, to tamper with."""
+    copy = tmp_path / evaluated.name
+    copy.write_bytes(evaluated.read_bytes())
+    adversarial_path(copy).write_bytes(adversarial_path(evaluated).read_bytes())
+    return copy
+
+
+def _verify(record_file: Path, linear_submission: Path, capsys) -> tuple[int, str]:
+    code = main(["verify", str(record_file), "--model", str(linear_submission), "--device", "cpu"])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def _rewrite(record_file: Path, change) -> None:
+    """Change the saved examples and re-pin their digest in the record: a consistent forgery."""
+    index, x_adv = decode(adversarial_path(record_file), (1, 28, 28))
+    index, x_adv = change(index, x_adv)
+    data = encode(index, x_adv)
+    adversarial_path(record_file).write_bytes(data)
+    record = read_record(record_file)
+    pinned = record.adversarial_examples.model_copy(update={"sha256": digest(data), "count": len(index)})
+    record_file.write_text(record_json(record.model_copy(update={"adversarial_examples": pinned})))
+
+
+def _clean_images(n: int) -> np.ndarray:
+    from robbench.data import get_dataset
+
+    return get_dataset("fashion-mnist").load("test", n)[0].numpy()
+
+
+def test_honest_record_is_confirmed(record_file, linear_submission, capsys):
+    record = read_record(record_file)
+    broken = record.evidence.status.count("0")
+    assert broken > 5  # the check below means something
+    code, output = _verify(record_file, linear_submission, capsys)
+    assert code == 0
+    assert f"60 examples: {broken} breaks confirmed, 0 failed" in output
+
+
+def test_example_moved_outside_the_ball_fails(record_file, linear_submission, capsys):
+    def push(index, x_adv):
+        x_adv = x_adv.copy()
+        x = _clean_images(60)[index[0]]
+        x_adv[0] = np.clip(x + 0.2 * np.sign(x_adv[0] - x + 1e-9), 0, 1).astype(np.float32)
+        return index, x_adv
+
+    _rewrite(record_file, push)
+    code, output = _verify(record_file, linear_submission, capsys)
+    first = int(decode(adversarial_path(record_file), (1, 28, 28))[0][0])
+    assert code == 1 and f"1 failed; first: test index {first}: the saved example lies outside the Linf ball" in output
+
+
+def test_example_out_of_range_fails(record_file, linear_submission, capsys):
+    def overflow(index, x_adv):
+        x_adv = x_adv.copy()
+        x_adv[0, 0, 0, 0] = 1.04  # inside eps of a white pixel would need eps 0.04: but above the range [0, 1]
+        return index, x_adv
+
+    clean = _clean_images(60)
+    index, _ = decode(adversarial_path(record_file), (1, 28, 28))
+    assert clean[index[0], 0, 0, 0] == 0.0  # the corner pixel is background, so 1.04 is also far outside the ball
+    _rewrite(record_file, overflow)
+    code, output = _verify(record_file, linear_submission, capsys)
+    assert code == 1 and f"test index {index[0]}: the saved example lies outside" in output
+
+
+def test_clean_image_in_place_of_the_example_fails(record_file, linear_submission, capsys):
+    def clean_instead(index, x_adv):
+        x_adv = x_adv.copy()
+        x_adv[1] = _clean_images(60)[index[1]]
+        return index, x_adv
+
+    _rewrite(record_file, clean_instead)
+    index, _ = decode(adversarial_path(record_file), (1, 28, 28))
+    code, output = _verify(record_file, linear_submission, capsys)
+    assert code == 1 and f"first: test index {index[1]}: the model classifies the saved example correctly" in output
+
+
+def test_missing_example_fails(record_file, linear_submission, capsys):
+    index, _ = decode(adversarial_path(record_file), (1, 28, 28))
+    _rewrite(record_file, lambda index, x_adv: (index[1:], x_adv[1:]))
+    code, output = _verify(record_file, linear_submission, capsys)
+    assert code == 1 and f"test index {index[0]}: the record counts it broken but saved no adversarial example" in output
+
+
+def test_break_claimed_without_an_example_fails(record_file, linear_submission, capsys):
+    data = json.loads(record_file.read_text())
+    status = data["evidence"]["status"]
+    survivor = status.index("+")
+    data["evidence"]["status"] = status[:survivor] + "0" + status[survivor + 1:]
+    data["robust_accuracy"] = data["evidence"]["status"].count("+") / 60
+    stage = data["attacks"][0]["stages"][0]
+    stage["n_broken"] += 1
+    stage["accuracy"] = data["attacks"][0]["accuracy"] = data["robust_accuracy"]
+    record_file.write_text(json.dumps(data))
+    code, output = _verify(record_file, linear_submission, capsys)
+    assert code == 1 and f"test index {survivor}: the record counts it broken but saved no adversarial example" in output
+
+
+def test_file_not_the_one_the_record_names_fails(record_file, linear_submission, capsys):
+    path = adversarial_path(record_file)
+    index, x_adv = decode(path, (1, 28, 28))
+    path.write_bytes(encode(index[::-1].copy(), x_adv[::-1].copy()) + b"\0")  # same content, other bytes
+    code, output = _verify(record_file, linear_submission, capsys)
+    assert code == 1 and "is not the file the record names (SHA-256 differs)" in output
+
+
+def test_other_weights_are_refused(record_file, tmp_path, capsys):
+    import yaml
+
+    from tests.conftest import fit_linear_fashion_mnist, write_submission
+
+    other = write_submission(tmp_path / "other", "fmnist-linear", "linear", fit_linear_fashion_mnist(seed=1).state_dict())
+    code = main(["verify", str(record_file), "--model", str(other), "--device", "cpu"])
+    assert code == 2
+    assert "SHA-256" in capsys.readouterr().err
+    assert yaml.safe_load(other.read_text())["name"] == "fmnist-linear"
