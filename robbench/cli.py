@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .errors import RobbenchError
+from .config import DEFAULT_N_EXAMPLES
+from .errors import AttackBugError, RobbenchError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -373,8 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--threat-model", default="all", help="a threat model name, or 'all' (default)")
     evaluate.add_argument("--attacks", default="pgd,autoattack", help="comma-separated, run in order (default: pgd,autoattack)")
     evaluate.add_argument(
-        "--n-examples", type=int, default=250,
-        help="first N test examples (default: 250, so pgd+autoattack of a robust small model fits 10 minutes on 2 CPU cores)",
+        "--n-examples", type=int, default=DEFAULT_N_EXAMPLES,
+        help=f"first N test examples (default: {DEFAULT_N_EXAMPLES}, so pgd+autoattack of a robust small model fits "
+        "10 minutes on 2 CPU cores)",
     )
     evaluate.add_argument("--batch-size", type=_batch_size, default="auto", help=BATCH_SIZE_HELP)
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -433,7 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     queue_add.set_defaults(func=cmd_queue_add)
     queue_run = queue_sub.add_parser("run", help="evaluate pending requests one by one, writing results")
     queue_run.add_argument("--attacks", default="pgd,autoattack", help="comma-separated, run in order (default: pgd,autoattack)")
-    queue_run.add_argument("--n-examples", type=int, default=1000, help="first N test examples (default: 1000)")
+    queue_run.add_argument("--n-examples", type=int, default=DEFAULT_N_EXAMPLES,
+                           help=f"first N test examples (default: {DEFAULT_N_EXAMPLES}; 10000 for a leaderboard entry)")
     queue_run.add_argument("--batch-size", type=_batch_size, default="auto", help=BATCH_SIZE_HELP)
     queue_run.add_argument("--device", default="auto", help="auto, cpu or cuda")
     queue_run.add_argument("--seed", type=int, default=0)
@@ -500,8 +503,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.modules["robbench.distributed"].leave()
         return code
     except RobbenchError as exc:
-        err_console.print(f"robbench: error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        err_console.print(f"robbench: error: {exc.cli_message()}", highlight=False, markup=False, soft_wrap=True)
         return 2
+    except AttackBugError as exc:  # not the user's input: say so, with its own status
+        err_console.print(f"robbench: attack bug: {exc}", highlight=False, markup=False, soft_wrap=True)
+        return 3
     except KeyboardInterrupt:
         err_console.print("robbench: interrupted")
         return 130

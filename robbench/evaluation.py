@@ -25,6 +25,7 @@ from torch import nn
 from . import distributed
 from .attacks import Attack, AttackContext, Stage, derive_seed
 from .attacks.verify import verified_successes
+from .config import DEFAULT_N_EXAMPLES
 from .errors import RobbenchError
 from .progress_state import CLEAN_WRONG, Position, StateFile, alive_at, fresh_status
 from .threat_models import ThreatModel
@@ -288,7 +289,7 @@ def evaluate(
     *,
     threat_models: "str | list[str]" = "all",
     attacks: "tuple[str, ...] | list[str]" = ("pgd", "autoattack"),
-    n_examples: int | None = None,
+    n_examples: int | None = DEFAULT_N_EXAMPLES,
     batch_size: "int | str" = "auto",
     device: str = "auto",
     seed: int = 0,

@@ -118,8 +118,8 @@ def board_title(key: BoardKey) -> str:
 
 
 def record_flags(record: EvalRecord) -> list[str]:
-    """The record's flags (a later schema field); none on records that predate it."""
-    return [str(flag) for flag in (getattr(record, "flags", None) or [])]
+    """The record's flags, as shown on the boards."""
+    return [str(flag) for flag in record.flags]
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,13 +9,13 @@ and last a download from the canonical source, checked against the published dig
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Iterable
 
+from ..digests import file_digest
 from ..errors import RobbenchError
 from . import cache_root, user_data_root
 
@@ -23,14 +23,6 @@ from . import cache_root, user_data_root
 Digest = tuple[str, str]
 
 _CHECKOUT = Path(__file__).resolve().parents[2]
-
-
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_digest(path: Path, digest: Digest) -> Path:
