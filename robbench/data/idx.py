@@ -32,6 +32,7 @@ class IdxSource:
     urls: tuple[str, ...]  # mirrors, tried in order
     system_dirs: tuple[str, ...]  # distribution packages
     install_hint: str
+    class_names: tuple[str, ...] | None = None
 
 
 _MNIST_FILES = {
@@ -51,6 +52,7 @@ FASHION_MNIST = IdxSource(
     urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
     system_dirs=("/usr/share/datasets/fashion-mnist",),
     install_hint="apt-get install dataset-fashion-mnist, or pass --data-dir DIR with DIR/fashion-mnist/*.gz",
+    class_names=("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"),
 )
 
 MNIST = IdxSource(
@@ -69,6 +71,7 @@ MNIST = IdxSource(
     ),
     system_dirs=(),
     install_hint="connect to the internet once, or pass --data-dir DIR with DIR/mnist/*-ubyte.gz",
+    class_names=tuple(str(digit) for digit in range(10)),
 )
 
 SOURCES = {source.name: source for source in (FASHION_MNIST, MNIST)}
@@ -128,6 +131,7 @@ def _idx_dataset(source: IdxSource, data_dir: str | None) -> Dataset:
         test_size=10_000,
         params={},
         loader=lambda split: _load_idx_split(source.name, split, str(root) if root else None),
+        class_names=source.class_names,
     )
 
 
