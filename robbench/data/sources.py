@@ -2,9 +2,10 @@
 
 Every file-backed dataset looks in the same places, in this order: ``--data-dir`` or
 ``ROBBENCH_DATA`` (``<root>/<name>/``), folders of its own (bundled files, distribution
-packages), a ``shared/data/<name>`` folder in the working directory or any folder above it
-(or above the checkout: machines without internet get their data that way), the user cache,
-and last a download from the canonical source, checked against the published digest.
+packages), a local data folder ``shared/data/<name>`` in the working directory or any folder
+above it, or above the robbench checkout (so a checkout placed beside a data folder finds it
+without ``--data-dir``), the user cache, and last a download from the canonical source, checked
+against the published digest.
 """
 
 from __future__ import annotations

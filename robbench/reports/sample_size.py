@@ -24,7 +24,7 @@ Protocol (every choice is recorded in the result):
 * On the CPU every model trains on one thread, ``workers`` models at a time in separate processes;
   the result does not depend on the number of workers or cores.
 
-``run(SampleSizeConfig.preset("cpu", ...))`` returns a ``SampleSizeResult``; ``sample_size_page``
+``run(SampleSizeConfig.from_preset("cpu", ...))`` returns a ``SampleSizeResult``; ``sample_size_page``
 renders it. Two presets: ``cpu`` (the default; 5 sizes x eps {0, 0.1}, 800 steps of 64, 7-step PGD, 2 workers;
 see the README for its measured time on 2 cores) and ``gpu`` (7 sizes up to the full 60 000 x eps
 {0, 0.1, 0.2}, 3000 steps of 128, 10-step PGD; about 75 s per adversarially trained model on an
