@@ -1,4 +1,5 @@
-"""Shared fixtures: small real models trained on the bundled data, written as submissions."""
+"""Shared fixtures (small real models trained on the bundled data, written as submissions), and the
+skip of ``needs_data`` tests on a machine without the Fashion-MNIST training split."""
 
 from __future__ import annotations
 
@@ -7,44 +8,36 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
-from safetensors.torch import save_file
 
-from robbench.data import get_dataset
-from robbench.loader import build_model
+from .helpers import fit_linear_fashion_mnist, write_submission
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def write_submission(folder: Path, name: str, architecture: str, state: dict, dataset: str = "fashion-mnist", **extra) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
-    spec = {
-        "name": name,
-        "dataset": dataset,
-        "architecture": architecture,
-        "checkpoint": "model.safetensors",
-        "metadata": {"training": "standard"},
-        **extra,
-    }
-    path = folder / "model.yaml"
-    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
-    return path
+NO_TRAINING_SPLIT = (
+    "needs the Fashion-MNIST training split: apt-get install dataset-fashion-mnist, "
+    "or ROBBENCH_DATA=DIR with DIR/fashion-mnist/train-*-ubyte.gz"
+)
 
 
-def fit_linear_fashion_mnist(n: int = 2000, steps: int = 150, seed: int = 0) -> torch.nn.Module:
-    """A linear classifier fitted on the bundled test images 5000.. (disjoint from the evaluated ones)."""
-    torch.manual_seed(seed)
-    dataset = get_dataset("fashion-mnist")
-    x, y = dataset.load("test")
-    x, y = x[5000 : 5000 + n], y[5000 : 5000 + n]
-    model = build_model("linear", {}, None, dataset)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-    return model.eval()
+def fashion_mnist_training_split_present() -> bool:
+    """Both training files are in a local folder robbench searches (no download is tried)."""
+    from robbench.data.idx import FASHION_MNIST, find_local
+
+    return all(find_local(FASHION_MNIST, name, "train", None) for name in FASHION_MNIST.files["train"].values())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    marked = [item for item in items if item.get_closest_marker("needs_data")]
+    if marked and not fashion_mnist_training_split_present():
+        for item in marked:
+            item.add_marker(pytest.mark.skip(reason=NO_TRAINING_SPLIT))
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread for a module's tests: on two shared cores it is many times faster than oversubscribed ones."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

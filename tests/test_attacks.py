@@ -83,6 +83,7 @@ def test_autoattack_components_depend_on_number_of_classes():
     assert components == ["apgd-ce", "square"] and set(skipped) == {"apgd-t", "fab-t"}
 
 
+@pytest.mark.slow
 def test_autoattack_on_unbounded_two_class_data_matches_closed_form():
     """The averaging classifier on tsipras: robust accuracy Phi((eta - 2 eta) sqrt(d)) ~ 0.13%."""
     from robbench.data import get_dataset

@@ -8,7 +8,7 @@ import pytest
 
 from robbench.cli import main
 
-from .conftest import REPO
+from .helpers import REPO
 
 
 def test_evaluate_writes_a_complete_record(linear_submission, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import multiprocessing
 import os
 import subprocess
@@ -37,8 +39,9 @@ def _read(results: str, done, failures) -> None:
         seen = len(records)
 
 
+@pytest.mark.slow
 def test_concurrent_writers_and_readers_lose_and_corrupt_nothing(tmp_path):
-    from tests.test_leaderboard import make_record
+    from .helpers import make_record
 
     template = make_record("template").model_dump(mode="json")
     context = multiprocessing.get_context("fork")  # the children use no torch; fork skips re-importing
@@ -59,6 +62,7 @@ def test_concurrent_writers_and_readers_lose_and_corrupt_nothing(tmp_path):
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_evaluations_finishing_together_while_leaderboards_render(linear_submission, tmp_path):
     from robbench.leaderboard import check_leaderboards, write_leaderboards
 

@@ -27,7 +27,7 @@ from robbench.reports.explain_page import render_adversarial_png, render_gradien
 from robbench.threat_models import ThreatModel
 from robbench.training.steps import train_new_model
 
-from .conftest import fit_linear_fashion_mnist, write_submission
+from .helpers import fit_linear_fashion_mnist, write_submission
 
 
 def test_rescale_gradient_maps_into_unit_interval():
@@ -114,6 +114,7 @@ def explained(submissions) -> ExplainResult:
     return run(ExplainConfig(submissions, **SMALL))
 
 
+@pytest.mark.slow
 def test_explain_numbers_and_comparisons(explained):
     assert [m.name for m in explained.models] == ["tiny-standard", "tiny-pgd-at"]
     assert explained.config["n_images"] == 6 and explained.config["n_pairs"] == 12  # 6 images x 2 other classes
@@ -135,6 +136,7 @@ def test_explain_numbers_and_comparisons(explained):
     assert public["dataset"]["class_names"][:2] == ["T-shirt", "Trouser"] and public["dataset"]["standard_linf_eps"] == 0.1
 
 
+@pytest.mark.slow
 def test_explain_is_deterministic(submissions, explained):
     threads = torch.get_num_threads()
     again = run(ExplainConfig(submissions, **SMALL))
@@ -145,6 +147,7 @@ def test_explain_is_deterministic(submissions, explained):
         assert render(again) == render(explained)
 
 
+@pytest.mark.slow
 def test_explain_writes_page_and_pngs(explained, tmp_path):
     paths = write_report(explain_page, explained, tmp_path / "explain.md", tmp_path / "explain.json")
     names = [p.name for p in paths]
@@ -157,6 +160,7 @@ def test_explain_writes_page_and_pngs(explained, tmp_path):
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and b"Software" not in data
 
 
+@pytest.mark.slow
 def test_explain_validation(submissions, tmp_path):
     with pytest.raises(RobbenchError):
         run(ExplainConfig([], **SMALL))

@@ -18,69 +18,9 @@ from robbench.leaderboard import (
     render_plot,
     write_leaderboards,
 )
-from robbench.results import (
-    AttackRecord,
-    Checkpoint,
-    EvalRecord,
-    Flag,
-    Examples,
-    StageRecord,
-    ThreatModelRecord,
-    Versions,
-    write_record,
-)
+from robbench.results import Flag, write_record
 
-
-def make_record(
-    name: str,
-    clean: float = 0.9,
-    robust: float = 0.5,
-    *,
-    pgd: float | None = None,
-    dataset: str = "fashion-mnist",
-    threat: str = "linf",
-    norm: str = "Linf",
-    eps: float = 0.1,
-    standard: bool = True,
-    start: int = 0,
-    stop: int = 10_000,
-    test_size: int = 10_000,
-    training: str = "pgd-at",
-    paper: str | None = None,
-) -> EvalRecord:
-    """A valid record with every required field filled; accuracies are fractions."""
-    pgd = robust if pgd is None else pgd
-    n = stop - start
-    return EvalRecord(
-        name=name,
-        dataset=dataset,
-        threat_model=ThreatModelRecord(name=threat, norm=norm, eps=eps, standard=standard),
-        examples=Examples(start=start, stop=stop, test_size=test_size),
-        n_examples=n,
-        clean_accuracy=clean,
-        robust_accuracy=robust,
-        attacks=[
-            AttackRecord(
-                name="pgd", accuracy=pgd, config={"steps": 10},
-                stages=[StageRecord(name="pgd", n_attacked=n, n_broken=round(n * (clean - pgd)), accuracy=pgd)],
-            ),
-            AttackRecord(
-                name="autoattack", accuracy=robust, config={"version": "standard"},
-                stages=[StageRecord(name="apgd-ce", n_attacked=round(n * pgd), n_broken=round(n * (pgd - robust)),
-                                    accuracy=robust)],
-            ),
-        ],
-        architecture="small-cnn",
-        parameter_count=123_456,
-        metadata=Metadata(training=training, paper=paper),
-        checkpoint=Checkpoint(path=f"{name}.safetensors", sha256="0" * 64),
-        seed=0,
-        batch_size=500,
-        device="cpu",
-        versions=Versions(robbench="0.1.0", torch="2.4.0", pyautoattack="0.2.0", python="3.11"),
-        wall_time_s=1.0,
-        timestamp="2024-01-01T00:00:00+00:00",
-    )
+from .helpers import make_record
 
 
 def read(path: Path) -> str:
@@ -214,6 +154,7 @@ def test_corrupt_json_reported_and_skipped(store: Path, tmp_path: Path) -> None:
     assert stale == [] and check_problems == problems
 
 
+@pytest.mark.slow
 def test_rendering_is_byte_identical(store: Path, tmp_path: Path) -> None:
     first, second = tmp_path / "one", tmp_path / "two"
     write_leaderboards(store, first)
@@ -230,6 +171,7 @@ def test_rendering_is_byte_identical(store: Path, tmp_path: Path) -> None:
     assert b"Software" not in png and b"matplotlib version" not in png
 
 
+@pytest.mark.slow
 def test_check_reports_nothing_then_changes(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "boards"
     assert "README.md" in check_leaderboards(store, out)[0]  # nothing written yet: all missing
@@ -251,6 +193,7 @@ def test_check_reports_nothing_then_changes(store: Path, tmp_path: Path) -> None
     assert check_leaderboards(store, out) == ([], [])
 
 
+@pytest.mark.slow
 def test_stale_generated_pages_reported_and_removed(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "boards"
     write_leaderboards(store, out)

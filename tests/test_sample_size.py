@@ -35,6 +35,8 @@ def test_nested_order_is_a_balanced_seeded_permutation():
     assert not torch.equal(order, nested_order(y, 10, seed=4))
 
 
+@pytest.mark.slow
+@pytest.mark.needs_data
 def test_tiny_run_measures_every_cell(result):
     assert [row.size for row in result.table] == [20, 60]
     assert len(result.runs) == 4 and {(r.size, r.eps) for r in result.runs} == {
@@ -47,6 +49,8 @@ def test_tiny_run_measures_every_cell(result):
     json.dumps(jsonable(result), allow_nan=False)  # every number is finite
 
 
+@pytest.mark.slow
+@pytest.mark.needs_data
 def test_deterministic_for_a_seed(result):
     again = run(SampleSizeConfig(seed=1, **TINY))
     strip = lambda r: {k: v for k, v in jsonable(r).items() if k != "wall_time_s"} | {
@@ -55,6 +59,8 @@ def test_deterministic_for_a_seed(result):
     assert render_png(again) == render_png(result)
 
 
+@pytest.mark.slow
+@pytest.mark.needs_data
 def test_worker_processes_give_the_same_numbers(result):
     threads = torch.get_num_threads()
     parallel = run(SampleSizeConfig(seed=1, **{**TINY, "workers": 2}))
@@ -63,6 +69,8 @@ def test_worker_processes_give_the_same_numbers(result):
     assert parallel.config["workers"] == 2
 
 
+@pytest.mark.slow
+@pytest.mark.needs_data
 def test_writes_markdown_png_and_json(result, tmp_path):
     paths = write_report(sample_size_page, result, tmp_path / "reports" / "sample-size.md", tmp_path / "reports" / "sample-size.json")
     markdown, png, data = paths
@@ -101,6 +109,7 @@ def test_verdict_finds_the_crossing_only_when_it_is_measured():
     assert verdict.crossing_size is None
 
 
+@pytest.mark.needs_data
 def test_presets_and_validation():
     assert SampleSizeConfig.from_preset("cpu").sizes == (100, 300, 1000, 3000, 10000)
     assert SampleSizeConfig.from_preset("cpu").eps == (0.0, 0.1)
@@ -114,6 +123,8 @@ def test_presets_and_validation():
         run(SampleSizeConfig(**{**TINY, "sizes": (100, 10**6)}))
 
 
+@pytest.mark.slow
+@pytest.mark.needs_data
 def test_cli_writes_the_report(tmp_path):
     out = tmp_path / "sample-size.md"
     code = main([

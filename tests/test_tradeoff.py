@@ -47,6 +47,7 @@ def test_bound_numbers_for_p_09():
         robust_accuracy_bound(0.4, 0.9)
 
 
+@pytest.mark.slow
 def test_default_report_includes_the_p_09_rows(result):
     rows = {(r.p, r.standard_accuracy): r.robust_accuracy_bound for r in result.bound["table"]}
     assert rows[(0.9, 0.95)] == pytest.approx(0.45, abs=1e-12)
@@ -65,6 +66,7 @@ def test_closed_forms():
     assert closed_forms(d=4, p=0.9, eta=1.5, eps=3.0)["robust-feature"].robust_accuracy == 0.0  # eps >= 1 flips x1
 
 
+@pytest.mark.slow
 def test_measured_closed_form_classifiers_match_the_formulas(result):
     n = result.config["n_test"]
     eta, d, p, eps = result.dataset["eta"], result.dataset["d"], result.dataset["p"], result.threat_model["eps"]
@@ -84,12 +86,14 @@ def test_measured_closed_form_classifiers_match_the_formulas(result):
     assert classifiers["robust-feature"].robust_accuracy == classifiers["robust-feature"].standard_accuracy
 
 
+@pytest.mark.slow
 def test_attack_reaches_the_exact_worst_case_of_every_linear_model(result):
     for c in result.classifiers:
         assert c.robust_accuracy == c.robust_accuracy_exact, c.name
     assert result.checks.attack_short_of_exact == []
 
 
+@pytest.mark.slow
 def test_no_classifier_violates_the_bound(result):
     trained = [c for c in result.classifiers if c.kind != "closed-form"]
     assert [c.train_eps_over_eta for c in trained] == [0.0, 0.5, 1.0, 1.5, 2.0]
@@ -110,6 +114,7 @@ def test_bound_check_can_fail():
     assert _check_bound(clean, torch.arange(1000) < 500, p=0.9, z=4.0, slack=1e-3).violates
 
 
+@pytest.mark.slow
 def test_adversarial_training_trades_standard_for_robust_accuracy(result):
     classifiers = _by_name(result)
     standard, robust = classifiers["standard"], classifiers["pgd-at-2eta"]
@@ -127,6 +132,7 @@ def test_adversarial_training_trades_standard_for_robust_accuracy(result):
     assert all(a.robust_accuracy <= b.robust_accuracy for a, b in zip(trained, trained[1:]))
 
 
+@pytest.mark.slow
 def test_json_markdown_and_png(result, tmp_path):
     markdown, png, path = write_report(tradeoff_page, result, tmp_path / "reports" / "tradeoff.md", tmp_path / "out" / "tradeoff.json")
     loaded = json.loads(path.read_text(encoding="utf-8"))

@@ -77,13 +77,22 @@ MNIST = IdxSource(
 SOURCES = {source.name: source for source in (FASHION_MNIST, MNIST)}
 
 
-def locate(source: IdxSource, filename: str, split: str, data_dir: str | None) -> Path:
+def _search_dirs(source: IdxSource, split: str, data_dir: str | None) -> list[Path]:
     own = [BUNDLED / source.name] if split == "test" and (BUNDLED / source.name).is_dir() else []
-    dirs = candidate_dirs(source.name, data_dir, own + [Path(d) for d in source.system_dirs])
+    return candidate_dirs(source.name, data_dir, own + [Path(d) for d in source.system_dirs])
+
+
+def find_local(source: IdxSource, filename: str, split: str, data_dir: str | None) -> Path | None:
+    """The first local copy of ``filename`` (not checked yet), without downloading; None when there is none."""
+    return next((folder / filename for folder in _search_dirs(source, split, data_dir) if (folder / filename).is_file()), None)
+
+
+def locate(source: IdxSource, filename: str, split: str, data_dir: str | None) -> Path:
     digest = ("sha256", source.sha256[filename])
-    for folder in dirs:
-        if (folder / filename).is_file():
-            return check_digest(folder / filename, digest)
+    local = find_local(source, filename, split, data_dir)
+    if local is not None:
+        return check_digest(local, digest)
+    dirs = _search_dirs(source, split, data_dir)
     downloaded = download(source.urls, filename, cache_root() / source.name, digest)
     if downloaded is not None:
         return downloaded
