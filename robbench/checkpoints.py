@@ -8,7 +8,6 @@ generically, by comparing with the model's own keys, never by model name.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import warnings
 from pathlib import Path
@@ -16,20 +15,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import RobbenchError
+from .digests import file_digest
+from .errors import RobbenchError, exception_summary
 
 WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")  # DataParallel, wrappers, torch.compile
 NESTED_STATE_KEYS = ("state_dict", "model_state_dict", "model", "net")
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -44,7 +36,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         try:
             state = load_file(str(path))
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise RobbenchError(f"{path} is not a valid safetensors file ({_first_line(exc)}); re-export the weights") from exc
+            raise RobbenchError(f"{path} is not a valid safetensors file ({exception_summary(exc)}); re-export the weights") from exc
     elif suffix in PICKLE_SUFFIXES:
         try:
             with warnings.catch_warnings():  # torch warns about pickle protocols; the error below says it all
@@ -56,7 +48,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 "save a plain state_dict, preferably as .safetensors"
             ) from exc
         except (RuntimeError, EOFError, OSError, ValueError) as exc:
-            raise RobbenchError(f"{path} is not a readable PyTorch checkpoint ({_first_line(exc)}); re-export the weights") from exc
+            raise RobbenchError(f"{path} is not a readable PyTorch checkpoint ({exception_summary(exc)}); re-export the weights") from exc
         state = _unwrap(loaded, path)
     else:
         raise RobbenchError(f"{path}: unknown checkpoint format {suffix!r}; use .safetensors (or .pt with a state_dict)")
@@ -111,17 +103,12 @@ def load_weights(model: nn.Module, path: Path) -> str:
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise RobbenchError(f"{path}: {key} contains NaN or Inf values; the checkpoint is broken")
     model.load_state_dict({k: v.to(target[k].dtype) for k, v in state.items()}, strict=True)
-    return file_sha256(path)
+    return file_digest(path)
 
 
 def _preview(keys: list[str], limit: int = 4) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def count_parameters(model: nn.Module) -> int:

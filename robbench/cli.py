@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .errors import RobbenchError
+from .config import DEFAULT_N_EXAMPLES
+from .errors import AttackBugError, RobbenchError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -203,59 +204,39 @@ def _batch_size(text: str) -> "int | str":
         return text
 
 
-def cmd_tradeoff(args: argparse.Namespace) -> int:
-    from .reports.tradeoff import run_tradeoff, write_json, write_report
+def _print_report(page, result, markdown_path: Path, json_path: Path | None) -> int:
+    """Every report the same way: its tables and lines, the files written, its problems (exit 1)."""
+    from .reports.common import write_report
 
-    attacks = _comma_separated(args.attacks, "--attacks", example="pgd or pgd,autoattack")
-    result = run_tradeoff(
+    summary = page.summary(result)
+    for spec in summary.tables:
+        table = Table(title=spec.title)
+        for i, column in enumerate(spec.columns):
+            table.add_column(column, justify="left" if i == 0 else "right", no_wrap=i == 0)
+        for row in spec.rows:
+            table.add_row(*row)
+        console.print(table)
+    for line in summary.lines:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    for path in write_report(page, result, markdown_path, json_path):
+        console.print(f"wrote {path}", highlight=False)
+    for problem in summary.problems:
+        err_console.print(f"robbench: error: {problem}", highlight=False, markup=False, soft_wrap=True)
+    return 1 if summary.problems else 0
+
+
+def cmd_tradeoff(args: argparse.Namespace) -> int:
+    from .reports import tradeoff_page
+    from .reports.tradeoff import TradeoffConfig, run
+
+    config = TradeoffConfig(
         d=args.d, p=args.p, eta=args.eta, n_train=args.n_train, n_test=args.n_test,
-        train_eps=_floats(args.train_eps, "--train-eps"), steps=args.steps, lr=args.lr, attacks=attacks,
+        train_eps=_floats(args.train_eps, "--train-eps"), steps=args.steps, lr=args.lr,
+        attacks=_comma_separated(args.attacks, "--attacks", example="pgd or pgd,autoattack"),
         bound_ps=_floats(args.bound_p, "--bound-p"), bound_standards=_floats(args.bound_standard, "--bound-standard"),
         seed=args.seed, device=args.device,
     )
-    bounds = Table(title="Theorem 2.1: standard accuracy >= 1 - delta implies robust accuracy <= p/(1-p)·delta")
-    for column in ("p", "standard %", "robust at most %"):
-        bounds.add_column(column, justify="right")
-    for row in result["bound"]["table"]:
-        vacuous = " (vacuous)" if row["vacuous"] else ""
-        bounds.add_row(f"{row['p']:g}", _percent(row["standard_accuracy"]), _percent(row["robust_accuracy_bound"]) + vacuous)
-    console.print(bounds)
-
-    data, threat, config = result["dataset"], result["threat_model"], result["config"]
-    table = Table(
-        title=f"tsipras d={data['d']} p={data['p']:g} eta={data['eta']:.4g}, Linf eps=2·eta={threat['eps']:.4g} "
-        f"({config['n_test']} test samples)"
-    )
-    table.add_column("classifier", no_wrap=True)
-    for column in ("eps_train/eta", "clean %", "robust %", "exact %", "formula clean %", "formula robust %", "bound %", "under bound"):
-        table.add_column(column, justify="right")
-    for c in result["classifiers"]:
-        form, bound = c["closed_form"], c["bound"]
-        under = "VIOLATED" if bound["violates"] else "within noise" if bound["exceeds_point_estimate"] else "yes"
-        table.add_row(
-            c["name"], "—" if c["train_eps_over_eta"] is None else f"{c['train_eps_over_eta']:g}",
-            _percent(c["standard_accuracy"]), _percent(c["robust_accuracy"]), _percent(c["robust_accuracy_exact"]),
-            _percent(form["standard_accuracy"]["expected"] if form else None),
-            _percent(form["robust_accuracy"]["expected"] if form else None),
-            _percent(bound["value_clipped"]), under,
-        )
-    console.print(table)
-
-    markdown, png = write_report(result, Path(args.out))
-    paths = [markdown, png] + ([write_json(result, Path(args.json))] if args.json else [])
-    for path in paths:
-        console.print(f"wrote {path}", highlight=False)
-    checks = result["checks"]
-    problems = []
-    if checks["bound_violations"]:
-        problems.append(f"the bound is violated beyond sampling error by {', '.join(checks['bound_violations'])}")
-    if not checks["closed_forms_match"]:
-        problems.append("a closed-form classifier does not match its formula within sampling error")
-    if checks["attack_short_of_exact"]:
-        problems.append(f"the attack fell short of the exact worst case for {', '.join(checks['attack_short_of_exact'])}")
-    for problem in problems:
-        err_console.print(f"robbench: error: {problem}", highlight=False, markup=False, soft_wrap=True)
-    return 1 if problems else 0
+    return _print_report(tradeoff_page, run(config), Path(args.out), Path(args.json) if args.json else None)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -315,67 +296,31 @@ def cmd_queue_status(args: argparse.Namespace) -> int:
 
 
 def cmd_sample_size(args: argparse.Namespace) -> int:
-    from .reports.sample_size import run_sample_size, write_report
+    from .reports import sample_size_page
+    from .reports.sample_size import SampleSizeConfig, run
 
-    def log(entry: dict) -> None:
-        err_console.print(
-            f"n={entry['size']} eps={entry['eps']:g}: standard {_percent(entry['standard_accuracy'])}%  "
-            f"robust {_percent(entry['robust_accuracy'])}%  train {_percent(entry['train_accuracy'])}%  "
-            f"{entry['seconds']:.0f}s", highlight=False,
-        )
-
-    result = run_sample_size(
-        preset=args.preset, sizes=_ints(args.sizes, "--sizes") if args.sizes else None,
+    config = SampleSizeConfig.from_preset(
+        args.preset, sizes=_ints(args.sizes, "--sizes") if args.sizes else None,
         eps=_floats(args.eps, "--eps") if args.eps else None, steps=args.steps, batch_size=args.batch_size,
         attack_steps=args.attack_steps, robust_examples=args.robust_examples, repeats=args.repeats, device=args.device,
-        workers=args.workers, architecture=args.architecture, lr=args.lr, seed=args.seed, data_dir=args.data_dir, log=log,
+        workers=args.workers, architecture=args.architecture, lr=args.lr, seed=args.seed, data_dir=args.data_dir,
     )
-    config = result["config"]
-    table = Table(title=f"{result['dataset']['name']}: standard accuracy % by training-set size ({config['steps']} steps per model)")
-    table.add_column("size", justify="right")
-    for radius in config["eps"]:
-        table.add_column("standard training" if radius == 0 else f"PGD-AT eps={radius:g}", justify="right")
-    for row in result["table"]:
-        table.add_row(str(row["size"]), *[_percent(row["by_eps"][f"{e:g}"]["standard_accuracy"]) for e in config["eps"]])
-    console.print(table)
-    for verdict in result["verdict"]:
-        console.print(
-            f"eps={verdict['eps']:g}: helps at {verdict['helps_at_sizes'] or 'no size'}, costs at "
-            f"{verdict['costs_at_sizes'] or 'no size'}; crossing "
-            + ("measured" if verdict["crossing_measured"] else "not measured"), highlight=False,
-        )
+    result = run(config, log=lambda entry: err_console.print(sample_size_page.run_line(entry), highlight=False))
     json_path = Path(args.json) if args.json else Path(args.out).with_suffix(".json")
-    for path in write_report(result, Path(args.out), json_path=json_path):
-        console.print(f"wrote {path}", highlight=False)
-    console.print(f"{result['wall_time_s'] / 60:.1f} minutes on {config['device']}", highlight=False)
-    return 0
+    return _print_report(sample_size_page, result, Path(args.out), json_path)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .reports.explain import METRICS, run_explain, write_report
+    from .reports import explain_page
+    from .reports.explain import ExplainConfig, run
 
-    result = run_explain(
-        args.model_yaml, classes=_ints(args.classes, "--classes") if args.classes else None,
+    config = ExplainConfig(
+        model_yamls=args.model_yaml, classes=_ints(args.classes, "--classes") if args.classes else None,
         n_per_class=args.n_per_class, eps=args.eps, norm=args.norm, steps=args.steps, judge=args.judge,
         judge_steps=args.judge_steps, holdout=args.holdout, seed=args.seed, device=args.device, data_dir=args.data_dir,
-        log=lambda message: err_console.print(message, highlight=False, markup=False),
     )
-    table = Table(title=f"explain: {result['config']['n_images']} images, {result['config']['n_pairs']} image/target pairs")
-    table.add_column("metric")
-    for model in result["models"]:
-        table.add_column(f"{model['name']} ({model['training']})", justify="right")
-    for key, (label, picture, _) in METRICS.items():
-        values = [m["metrics"][key]["mean"] for m in result["models"]]
-        table.add_row(f"({picture}) {label}", *["—" if v is None else f"{v:.3f}" for v in values])
-    console.print(table)
-    for comparison in result["comparisons"]:
-        console.print(
-            f"({comparison['picture']}) {comparison['label']}: {comparison['robust']} vs {comparison['standard']}: "
-            f"{comparison['outcome']}", highlight=False, markup=False,
-        )
-    for path in write_report(result, Path(args.out), json_path=Path(args.json) if args.json else None):
-        console.print(f"wrote {path}", highlight=False)
-    return 0
+    result = run(config, log=lambda message: err_console.print(message, highlight=False, markup=False))
+    return _print_report(explain_page, result, Path(args.out), Path(args.json) if args.json else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -391,8 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--threat-model", default="all", help="a threat model name, or 'all' (default)")
     evaluate.add_argument("--attacks", default="pgd,autoattack", help="comma-separated, run in order (default: pgd,autoattack)")
     evaluate.add_argument(
-        "--n-examples", type=int, default=250,
-        help="first N test examples (default: 250, so pgd+autoattack of a robust small model fits 10 minutes on 2 CPU cores)",
+        "--n-examples", type=int, default=DEFAULT_N_EXAMPLES,
+        help=f"first N test examples (default: {DEFAULT_N_EXAMPLES}, so pgd+autoattack of a robust small model fits "
+        "10 minutes on 2 CPU cores)",
     )
     evaluate.add_argument("--batch-size", type=_batch_size, default="auto", help=BATCH_SIZE_HELP)
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -462,7 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     queue_add.set_defaults(func=cmd_queue_add)
     queue_run = queue_sub.add_parser("run", help="evaluate pending requests one by one, writing results")
     queue_run.add_argument("--attacks", default="pgd,autoattack", help="comma-separated, run in order (default: pgd,autoattack)")
-    queue_run.add_argument("--n-examples", type=int, default=1000, help="first N test examples (default: 1000)")
+    queue_run.add_argument("--n-examples", type=int, default=DEFAULT_N_EXAMPLES,
+                           help=f"first N test examples (default: {DEFAULT_N_EXAMPLES}; 10000 for a leaderboard entry)")
     queue_run.add_argument("--batch-size", type=_batch_size, default="auto", help=BATCH_SIZE_HELP)
     queue_run.add_argument("--device", default="auto", help="auto, cpu or cuda")
     queue_run.add_argument("--seed", type=int, default=0)
@@ -529,8 +476,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.modules["robbench.distributed"].leave()
         return code
     except RobbenchError as exc:
-        err_console.print(f"robbench: error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        err_console.print(f"robbench: error: {exc.cli_message()}", highlight=False, markup=False, soft_wrap=True)
         return 2
+    except AttackBugError as exc:  # not the user's input: say so, with its own status
+        err_console.print(f"robbench: attack bug: {exc}", highlight=False, markup=False, soft_wrap=True)
+        return 3
     except KeyboardInterrupt:
         err_console.print("robbench: interrupted")
         return 130

@@ -13,6 +13,11 @@ from .errors import RobbenchError
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"  # no path separators; no leading dot, so no "." or ".."
 
+#: test examples an evaluation takes unless told otherwise (``robbench evaluate``, ``queue run``,
+#: ``robbench.evaluate``): PGD + AutoAttack of a robust small model on them fits 10 minutes on 2 CPU
+#: cores. Leaderboard entries evaluate the full test set (``n_examples=None``, ``--n-examples 10000``).
+DEFAULT_N_EXAMPLES = 250
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

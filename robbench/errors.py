@@ -1,8 +1,42 @@
-"""The one exception type users see: a one-line message that names the problem and the fix."""
+"""The exceptions users see, each a one-line message, and how an exception becomes one line.
+
+The CLI maps them to exit statuses: ``RobbenchError`` (the input or the environment: fix it and
+rerun) exits 2, ``AttackBugError`` (robbench or a plugin attack is wrong: report it) exits 3.
+"""
 
 
 class RobbenchError(Exception):
     """An error caused by the user's input or environment, not by a bug in robbench.
 
-    The CLI prints it as a single line (no traceback) and exits with status 2.
+    The CLI prints it as a single line (no traceback) and exits with status 2. A bad argument
+    names its ``parameter``: the message starts with the parameter's name for API callers
+    (``batch_size must be ...``) and with the flag on the command line (``--batch-size must be ...``).
     """
+
+    def __init__(self, message: str, *, parameter: str | None = None) -> None:
+        self.parameter, self.problem = parameter, message
+        super().__init__(f"{parameter} {message}" if parameter else message)
+
+    def cli_message(self) -> str:
+        """The message with the parameter spelled as the command line's flag."""
+        if not self.parameter:
+            return str(self)
+        return f"--{self.parameter.replace('_', '-')} {self.problem}"
+
+
+class AttackBugError(Exception):
+    """An attack returned a point that verification refuses: a bug in the attack, not in the input.
+
+    No number is recorded. The CLI prints it as a single line and exits with status 3.
+    """
+
+
+def first_line(text: str | None, limit: int = 200) -> str:
+    """The first non-empty line of ``text``, at most ``limit`` characters ('' for none)."""
+    lines = (text or "").strip().splitlines()
+    return lines[0][:limit] if lines else ""
+
+
+def exception_summary(exc: BaseException) -> str:
+    """One line for an exception from third-party code: its message's first line, else its type."""
+    return first_line(str(exc)) or type(exc).__name__

@@ -23,7 +23,7 @@ from torch import nn
 from . import distributed
 from .attacks import Attack, AttackContext, Stage, derive_seed
 from .attacks.verify import verified_successes
-from .errors import RobbenchError
+from .errors import RobbenchError, exception_summary
 from .evidence import AttackResult, Evidence
 from .progress_state import Found, Position, StateFile, alive_at, fresh_status
 from .threat_models import ThreatModel
@@ -75,11 +75,6 @@ def _no_progress(description: str, total: int) -> Callable[[int], None]:
     return lambda n: None
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
-
-
 def checked_logits(model: nn.Module, x: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
     """``model(x)``, refusing a model that cannot be evaluated honestly, with a one-line reason."""
     original = x.clone()
@@ -89,7 +84,7 @@ def checked_logits(model: nn.Module, x: torch.Tensor, num_classes: int | None = 
         raise  # not the model's fault: reported with the batch size to use (run_attacks)
     except MODEL_ERRORS as exc:
         raise RobbenchError(
-            f"the model failed on test inputs of shape {tuple(x.shape)} ({_first_line(exc)}); "
+            f"the model failed on test inputs of shape {tuple(x.shape)} ({exception_summary(exc)}); "
             "check 'architecture' and 'architecture_kwargs'"
         ) from exc
     if not isinstance(logits, torch.Tensor):

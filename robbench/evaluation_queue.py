@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .config import DEFAULT_N_EXAMPLES
 from .errors import RobbenchError
 from .hub import fetch, hub_digest, offline, resolve
 from .hub_ref import SPEC_FILE, parse_checkpoint_ref
@@ -72,7 +73,7 @@ def add(checkpoint: str, queue_dir: Path, threat_models: list[str] | None = None
     threats = [get_threat_model(dataset, name) for name in threat_models or spec.threat_models or sorted(standard_threat_models(dataset))]
     if eps is not None:
         if len(threats) != 1:
-            raise RobbenchError("--eps applies to one threat model; pass --threat-model NAME as well")
+            raise RobbenchError("applies to one threat model; name that threat model as well", parameter="eps")
         threats = [threats[0].with_eps(eps)]
     now = _now()
     new = [
@@ -111,7 +112,7 @@ def run(
     results_dir: Path,
     *,
     attacks: list[str],
-    n_examples: int | None,
+    n_examples: int | None = DEFAULT_N_EXAMPLES,
     batch_size: "int | str",
     device: str,
     seed: int,

@@ -31,7 +31,7 @@ a hundred examples at most.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 import torch
@@ -40,8 +40,9 @@ from torch import nn
 
 from . import __version__
 from .attacks import derive_seed
-from .attacks.pgd import pgd_perturb
+from .attacks.pgd import pgd_perturb, pgd_step_size
 from .results import EvalRecord, Flag
+from .runtime import pinned_version
 from .threat_models import ThreatModel
 
 SAMPLE_SIZE = 100
@@ -63,7 +64,7 @@ class BoardStandard:
     seed: int = 0
     attacks: tuple[str, ...] = ("pgd", "autoattack")
     robbench: str = __version__
-    pyautoattack: str = "0.2.0"  # the version pyproject.toml pins
+    pyautoattack: str | None = field(default_factory=lambda: pinned_version("pyautoattack"))
 
 
 BOARD = BoardStandard()
@@ -211,7 +212,7 @@ def _pgd_robust(
     """How many of (x, y) survive a PGD-20 at ``threat``; seeded from the recorded seed."""
     generator = torch.Generator(device=x.device).manual_seed(derive_seed(seed, "flags", f"pgd-{threat.eps!r}"))
     x_adv = pgd_perturb(
-        model, x, y, norm=threat.norm, eps=threat.eps, steps=PGD_STEPS, step_size=2.5 * threat.eps / PGD_STEPS,
+        model, x, y, norm=threat.norm, eps=threat.eps, steps=PGD_STEPS, step_size=pgd_step_size(threat.eps, PGD_STEPS),
         value_range=value_range, generator=generator,
     )
     with torch.no_grad():

@@ -88,9 +88,9 @@ def hub_digest(ref: HubRef) -> str:
 
 def _verify(local: Path, expected: str, ref: HubRef) -> str:
     """SHA-256 of ``local``, after checking it against ``expected`` (a SHA-256 or a git blob id)."""
-    from .checkpoints import file_sha256
+    from .digests import file_digest
 
-    sha256 = file_sha256(local)
+    sha256 = file_digest(local)
     actual = sha256 if len(expected) == 64 else _git_blob_id(local)
     if actual != expected:
         blob = Path(os.path.realpath(local))
@@ -145,7 +145,7 @@ def submit(spec: "ModelSpec", repo: str, results_dir: Path, private: bool = Fals
 
     Refuses without local results for exactly these weights: the card must show measured numbers.
     """
-    from .checkpoints import file_sha256
+    from .digests import file_digest
     from .results import read_store
 
     if is_hub_ref(spec.checkpoint):
@@ -155,7 +155,7 @@ def submit(spec: "ModelSpec", repo: str, results_dir: Path, private: bool = Fals
         raise RobbenchError(f"{weights}: the hub takes only .safetensors weights; convert the checkpoint first")
     if not weights.is_file():
         raise RobbenchError(f"checkpoint {weights} not found; check the 'checkpoint' path in model.yaml")
-    sha256 = file_sha256(weights)
+    sha256 = file_digest(weights)
     if spec.sha256 is not None and sha256 != spec.sha256:
         raise RobbenchError(f"{weights}: SHA-256 is {sha256}, model.yaml pins {spec.sha256}; the file was changed")
     records = [r for r in read_store(results_dir)[0] if r.name == spec.name and r.dataset == spec.dataset]

@@ -8,7 +8,6 @@ There are no per-model special cases here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from torch import nn
 
@@ -27,7 +26,6 @@ class LoadedModel:
     spec: ModelSpec
     model: nn.Module
     dataset: Dataset
-    checkpoint_path: Path  # local: for hub weights, the verified copy in the hub cache
     checkpoint: Checkpoint  # what the result records
     parameter_count: int
 
@@ -73,7 +71,7 @@ def load_submission(spec: ModelSpec, data_dir: str | None = None) -> LoadedModel
     if spec.sha256 is not None and sha256 != spec.sha256:
         raise RobbenchError(f"{path}: SHA-256 is {sha256}, model.yaml pins {spec.sha256}; the file was changed")
     model.eval()
-    return LoadedModel(spec, model, dataset, path, Checkpoint(sha256=sha256, **source), count_parameters(model))
+    return LoadedModel(spec, model, dataset, Checkpoint(sha256=sha256, **source), count_parameters(model))
 
 
 def _with_data_dir(kwargs: dict, data_dir: str | None) -> dict:

@@ -17,7 +17,7 @@ import torch
 from . import distributed
 from .adversarial import digest, encode
 from .attacks import AttackContext, create_attack, derive_seed
-from .config import ModelSpec, load_model_spec
+from .config import DEFAULT_N_EXAMPLES, ModelSpec, load_model_spec
 from .data import Dataset
 from .errors import RobbenchError
 from .evaluation import Outcome, ProgressFactory, auto_batch_size, ensure_eval_mode, run_attacks
@@ -50,7 +50,7 @@ def select_threat_models(spec: ModelSpec, dataset: Dataset, threat_models: "str 
     threats = [get_threat_model(dataset, name) for name in names]
     if eps is not None:
         if len(threats) != 1:
-            raise RobbenchError("a non-standard eps applies to one threat model; name that threat model as well")
+            raise RobbenchError("applies to one threat model; name that threat model as well", parameter="eps")
         threats = [threats[0].with_eps(eps)]
     return threats
 
@@ -60,7 +60,7 @@ def evaluate(
     *,
     threat_models: "str | list[str]" = "all",
     attacks: "tuple[str, ...] | list[str]" = ("pgd", "autoattack"),
-    n_examples: int | None = None,
+    n_examples: int | None = DEFAULT_N_EXAMPLES,
     batch_size: "int | str" = "auto",
     device: str = "auto",
     seed: int = 0,
@@ -80,9 +80,9 @@ def evaluate(
     """
     spec = model_yaml if isinstance(model_yaml, ModelSpec) else load_model_spec(model_yaml)
     if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):
-        raise RobbenchError(f"the batch size must be a positive integer or 'auto', got {batch_size!r}")
+        raise RobbenchError(f"must be a positive integer or 'auto', got {batch_size!r}", parameter="batch_size")
     if not 0 <= seed < 2**63:
-        raise RobbenchError(f"the seed must be between 0 and 2**63 - 1, got {seed}")
+        raise RobbenchError(f"must be between 0 and 2**63 - 1, got {seed}", parameter="seed")
     attack_objects = [create_attack(name) for name in attacks]
     torch_device = distributed.world().device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
     loaded = load_submission(spec, data_dir)

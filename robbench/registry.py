@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Callable, Generic, TypeVar
 
-from .errors import RobbenchError
+from .errors import RobbenchError, first_line
 
 T = TypeVar("T", bound=Callable)
 
@@ -41,7 +41,7 @@ class Registry(Generic[T]):
         def decorator(factory: T) -> T:
             if name in self._entries and self._entries[name].factory is not factory:
                 raise RobbenchError(f"{self.kind} {name!r} is registered twice; rename one of them")
-            text = description or _first_line(factory.__doc__)
+            text = description or first_line(factory.__doc__)
             self._entries[name] = Entry(name, factory, _source_of(factory), text)
             return factory
 
@@ -92,15 +92,10 @@ class Registry(Generic[T]):
                 ) from exc
             if name not in self._entries:  # a plain callable, not a module that self-registers
                 dist = ep.dist.name if ep.dist else ep.module
-                self._entries[name] = Entry(name, loaded, dist, _first_line(loaded.__doc__))
+                self._entries[name] = Entry(name, loaded, dist, first_line(loaded.__doc__))
             return
 
 
 def _source_of(factory: Callable) -> str:
     module = getattr(factory, "__module__", "") or ""
     return "built-in" if module.startswith("robbench.") else module
-
-
-def _first_line(doc: str | None) -> str:
-    lines = (doc or "").strip().splitlines()
-    return lines[0] if lines else ""

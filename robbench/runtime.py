@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import random
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, requires, version
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
         raise RobbenchError(f"unknown device {name!r}; use auto, cpu or cuda")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RobbenchError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+        raise RobbenchError(f"{name} was asked for but no CUDA GPU is available; use cpu", parameter="device")
     return torch.device(name)
 
 
@@ -33,6 +33,23 @@ def package_version(name: str) -> str:
         return version(name)
     except PackageNotFoundError:
         return "unknown"
+
+
+def pinned_version(package: str) -> str | None:
+    """The version robbench's own requirements pin ``package`` to (``package==X`` in pyproject.toml).
+
+    Read from the installed metadata, so pyproject.toml stays the one place of the pin; None when
+    robbench is not installed or does not pin ``package`` exactly.
+    """
+    try:
+        requirements = requires("robbench") or []
+    except PackageNotFoundError:
+        return None
+    for requirement in requirements:
+        name, _, rest = requirement.partition("==")
+        if rest and ";" not in rest and name.strip().lower() == package.lower():
+            return rest.strip()
+    return None
 
 
 def versions() -> dict[str, str]:

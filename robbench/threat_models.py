@@ -35,11 +35,11 @@ class ThreatModel(BaseModel):
     def with_eps(self, eps: float) -> "ThreatModel":
         """The same norm at another radius; marked non-standard unless the radius is unchanged."""
         if not math.isfinite(eps) or eps <= 0:
-            raise RobbenchError(f"eps must be a positive finite number, got {eps}")
+            raise RobbenchError(f"must be a positive finite number, got {eps}", parameter="eps")
         if eps > MAX_EPS_FACTOR * self.eps:
             raise RobbenchError(
-                f"eps {eps} is over {MAX_EPS_FACTOR:g}x the standard {self.name} radius {self.eps:g}; "
-                "pass a radius on the data's scale"
+                f"{eps} is over {MAX_EPS_FACTOR:g}x the standard {self.name} radius {self.eps:g}; "
+                "pass a radius on the data's scale", parameter="eps",
             )
         return self.model_copy(update={"eps": float(eps), "standard": math.isclose(eps, self.eps, rel_tol=1e-9)})
 

@@ -1,23 +1,23 @@
 #!/usr/bin/env bash
 # Train the FGSM-RS PreAct ResNet-18 baseline (submissions/cifar10/preact-resnet18-fgsm-rs) on the
 # CIFAR-10 training files present in $DATA_DIR/cifar10, then evaluate it on test images 0..999
-# with PGD and AutoAttack. Made for a lent GPU, which can carry 64 MiB per call: train-0.npz and
-# train-1.npz (20,000 images, 1,000 of them held out for early stopping) plus test-0-999.npz.
+# with PGD and AutoAttack, on one GPU. It needs only part of the training set: the npz files
+# train-0.npz and train-1.npz (20,000 images, 1,000 of them held out for early stopping) plus
+# test-0-999.npz and their SHA256SUMS, in the npz layout of robbench.data.npz.
 #
-# Prepare here:
-#   mkdir -p device/cifar10
-#   cp /work/shared/data/cifar10/{train-0.npz,train-1.npz,test-0-999.npz,SHA256SUMS} device/cifar10/
-# Run there (device tool, carry device/cifar10; Python packages the device lacks as wheels in
-# device/wheels, installed once into device/site, which later calls keep):
-#   bash scripts/gpu_cifar_fgsm_rs.sh
+#   mkdir -p device/cifar10 && cp CIFAR10_NPZ_DIR/{train-0.npz,train-1.npz,test-0-999.npz,SHA256SUMS} device/cifar10/
+#   OUT=/tmp/fgsm-rs bash scripts/gpu_cifar_fgsm_rs.sh
+#
+# Python packages missing on the GPU host can be put as wheels in device/wheels: they are installed
+# once into device/site (SITE), which later runs reuse.
 # CPU smoke test of the same path (about a minute with ATTACKS=pgd; AutoAttack on a CPU takes longer):
 #   TINY=1 DEVICE=cpu ATTACKS=pgd OUT=/tmp/fgsm-rs DATA_DIR=/folder/holding/cifar10 bash scripts/gpu_cifar_fgsm_rs.sh
 #
-# Environment: OUT (required; the device tool sets it), DATA_DIR (default device), EPOCHS
+# Environment: OUT (required: the output folder), DATA_DIR (default device), EPOCHS
 # (default 30: ~4,500 steps, 3/4 of Wong et al.'s 15 epochs on 50,000 images; expect a few seconds
 # per epoch on an H100), DEVICE (default cuda), N_TEST (default 1000), ATTACKS (default
 # pgd,autoattack), TINY=1 (width 8, one epoch, 64 training images, 32 held out, 16 test images).
-# The device's Python needs what robbench imports: pydantic, pyyaml, rich, safetensors, numpy,
+# The GPU host's Python needs what robbench imports: pydantic, pyyaml, rich, safetensors, numpy,
 # pyautoattack (not huggingface_hub: local weights never import it).
 # Writes under $OUT: train.yaml, model/{model.safetensors,model.yaml,train_log.json},
 # results/cifar10/linf/<name>.json, timings.txt, device.txt.

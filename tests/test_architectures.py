@@ -19,7 +19,7 @@ from robbench.evaluation import run_attacks
 from robbench.loader import load_submission
 from robbench.threat_models import get_threat_model
 
-from .conftest import REPO
+from .helpers import REPO
 
 PYAUTOATTACK = Path(importlib.util.find_spec("pyautoattack").submodule_search_locations[0])
 EXAMPLES = PYAUTOATTACK / "examples"
@@ -85,6 +85,7 @@ def test_wide_resnet_refuses_an_impossible_depth():
         create_model("wide-resnet", depth=27)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHARED, reason="no shared/data/cifar10 folder near the working directory or checkout")
 def test_autoattacks_checkpoint_loads_as_is_and_its_clean_accuracy_is_exact(tmp_path):
     """937 of CIFAR-10 test images 0..999, by robbench and by a plain PyTorch loop alike."""

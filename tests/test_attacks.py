@@ -7,7 +7,7 @@ from robbench.attacks import Stage, create_attack
 from robbench.attacks.autoattack import applicable_components
 from robbench.attacks.geometry import distance
 from robbench.attacks.pgd import pgd_perturb
-from robbench.errors import RobbenchError
+from robbench.errors import AttackBugError
 from robbench.evaluation import run_attacks
 from robbench.threat_models import linf
 
@@ -70,7 +70,7 @@ def test_verification_refuses_points_outside_the_ball():
         def config(self, context):
             return {}
 
-    with pytest.raises(RobbenchError, match="outside the Linf ball"):
+    with pytest.raises(AttackBugError, match="outside the Linf ball"):
         run_attacks(
             model, x, y, threat=linf(0.01), value_range=None, num_classes=3,
             attacks=[Cheater()], batch_size=8, device=torch.device("cpu"), seed=0,
@@ -83,6 +83,7 @@ def test_autoattack_components_depend_on_number_of_classes():
     assert components == ["apgd-ce", "square"] and set(skipped) == {"apgd-t", "fab-t"}
 
 
+@pytest.mark.slow
 def test_autoattack_on_unbounded_two_class_data_matches_closed_form():
     """The averaging classifier on tsipras: robust accuracy Phi((eta - 2 eta) sqrt(d)) ~ 0.13%."""
     from robbench.data import get_dataset

@@ -12,6 +12,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# a subprocess that times every benchmark, and trains on the Fashion-MNIST training split
+pytestmark = [pytest.mark.slow, pytest.mark.needs_data, pytest.mark.timeout(900)]
+
 
 def test_benchmarks_run_and_write_json_and_a_report(tmp_path):
     pytest.importorskip("torchattacks", reason="the benchmark extra: pip install --no-deps torchattacks==3.5.1")

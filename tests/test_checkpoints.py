@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import os
 import pickle
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,22 +10,14 @@ from robbench.checkpoints import load_weights, read_state_dict
 from robbench.errors import RobbenchError
 from robbench.models import create_model
 
-
-class _RunsCode:
-    """Unpickling this calls os.system: the classic malicious checkpoint."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
+from .helpers import RunsCode
 
 
 def test_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
     with open(path, "wb") as handle:
-        pickle.dump({"weight": _RunsCode(marker)}, handle)
+        pickle.dump({"weight": RunsCode(marker)}, handle)
     with pytest.raises(RobbenchError, match="never unpickles"):
         read_state_dict(path)
     assert not marker.exists()

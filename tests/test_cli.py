@@ -8,6 +8,8 @@ import pytest
 
 from robbench.cli import main
 
+from .helpers import REPO
+
 
 def test_evaluate_writes_a_complete_record(linear_submission, tmp_path):
     results = tmp_path / "results"
@@ -52,3 +54,42 @@ def test_non_standard_eps_is_marked_and_stored_apart(linear_submission, tmp_path
     (path,) = (tmp_path / "fashion-mnist" / "linf-eps0.05" / "fmnist-linear").glob("*.json")
     threat = json.loads(path.read_text())["config"]["threat_model"]
     assert threat["standard"] is False and threat["eps"] == 0.05
+
+
+def test_an_attack_bug_exits_3_not_as_a_user_error(linear_submission, monkeypatch, capsys):
+    import robbench.pipeline
+    from robbench.errors import AttackBugError, RobbenchError
+
+    assert not issubclass(AttackBugError, RobbenchError)
+
+    def buggy(*args, **kwargs):
+        raise AttackBugError("attack stage 'cheat' produced 1 misclassified points outside the Linf ball")
+
+    monkeypatch.setattr(robbench.pipeline, "evaluate", buggy)
+    code = main(["evaluate", str(linear_submission), "--device", "cpu", "--results-dir", "unused"])
+    assert code == 3
+    assert capsys.readouterr().err.strip() == (
+        "robbench: attack bug: attack stage 'cheat' produced 1 misclassified points outside the Linf ball"
+    )
+
+
+def test_library_errors_name_the_parameter_and_the_cli_the_flag():
+    from robbench.errors import RobbenchError
+    from robbench.threat_models import linf
+
+    with pytest.raises(RobbenchError) as caught:
+        linf(0.1).with_eps(-1.0)
+    assert str(caught.value) == "eps must be a positive finite number, got -1.0"
+    assert caught.value.cli_message() == "--eps must be a positive finite number, got -1.0"
+    assert RobbenchError("no such file").cli_message() == "no such file"
+
+
+def test_pinned_pyautoattack_version_is_read_from_the_package_metadata():
+    import re
+
+    from robbench.flags import BOARD
+    from robbench.runtime import pinned_version
+
+    (pin,) = re.findall(r'"pyautoattack==([^"]+)"', (REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert BOARD.pyautoattack == pinned_version("pyautoattack") == pin
+    assert pinned_version("torch") is None  # a lower bound, not a pin

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import multiprocessing
 import os
 import subprocess
@@ -10,21 +12,21 @@ from pathlib import Path
 
 from robbench.results import EvalRecord, read_store, write_records
 
-from .conftest import build_record
+from .helpers import make_record
 
 WRITERS, ROUNDS, READERS = 4, 20, 2
 
 
 def _pair(writer: int, round_: int) -> list[EvalRecord]:
     """Two records written together: a reader must see both or neither."""
-    return [build_record(f"w{writer}-{round_}-{half}", status="++0-") for half in "ab"]
+    return [make_record(f"w{writer}-{round_}-{half}", status="++0-") for half in "ab"]
 
 
 def _write(results: str, writer: int) -> None:
     for round_ in range(ROUNDS):
         write_records(_pair(writer, round_), Path(results))
         # the same run (same configuration) with other outcomes: every writer overwrites this one
-        shared = build_record("shared", status="+" * writer + "0" * (4 - writer))
+        shared = make_record("shared", status="+" * writer + "0" * (4 - writer))
         write_records([shared], Path(results))
 
 
@@ -40,6 +42,7 @@ def _read(results: str, done, failures) -> None:
         seen = len(records)
 
 
+@pytest.mark.slow
 def test_concurrent_writers_and_readers_lose_and_corrupt_nothing(tmp_path):
     context = multiprocessing.get_context("fork")  # the children use no torch; fork skips re-importing
     done, failures = context.Event(), context.Queue()
@@ -59,6 +62,7 @@ def test_concurrent_writers_and_readers_lose_and_corrupt_nothing(tmp_path):
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_evaluations_finishing_together_while_leaderboards_render(linear_submission, tmp_path):
     from robbench.leaderboard import check_leaderboards, write_leaderboards
 

@@ -23,6 +23,8 @@ def test_fashion_mnist_test_set_is_bundled_and_exact():
     assert torch.bincount(y).tolist() == [1000] * 10
 
 
+@pytest.mark.slow
+@pytest.mark.needs_data
 def test_fashion_mnist_train_from_debian_package():
     assert DEBIAN.is_dir(), "CI installs dataset-fashion-mnist (apt-get install -y dataset-fashion-mnist)"
     x, y = robbench.load_dataset("fashion-mnist", split="train", n=100)

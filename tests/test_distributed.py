@@ -18,6 +18,8 @@ from robbench.distributed import World, is_main_process, world
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 VOLATILE = ("wall_time_s", "timestamp", "device")  # what may differ between the two runs
 
+pytestmark = pytest.mark.timeout(900)  # a torchrun subprocess may take up to 600 s on a loaded machine
+
 
 def _env() -> dict[str, str]:
     """One thread per process (the same arithmetic in both runs), and no torchrun variables inherited."""
@@ -58,6 +60,8 @@ def test_without_torchrun_everything_is_one_process(monkeypatch):
     assert World(1, 2).describe("cpu (1 threads)") == "cpu (1 threads) x 2 processes (torchrun)"
 
 
+@pytest.mark.slow
+@pytest.mark.torchrun
 def test_two_process_evaluate_writes_the_single_process_record(linear_submission, tmp_path):
     # eps 0.05: PGD breaks most clean-correct examples; its 21 come in 7 batches (4 rounds, the last
     # with one batch), and AutoAttack's components get the 5 survivors in 2 batches
@@ -122,6 +126,8 @@ distributed.leave()
 """
 
 
+@pytest.mark.slow
+@pytest.mark.torchrun
 def test_two_processes_share_the_batches_and_agree_per_example(linear_submission, tmp_path):
     script = tmp_path / "attack.py"
     script.write_text(SCRIPT, encoding="utf-8")
@@ -171,6 +177,8 @@ distributed.leave()
 """
 
 
+@pytest.mark.slow
+@pytest.mark.torchrun
 def test_ddp_helpers_keep_the_replicas_identical(tmp_path):
     """What `robbench train` under torchrun relies on: attack the unwrapped model, update through DDP."""
 
@@ -187,6 +195,9 @@ def _train_config(path: Path, **config) -> Path:
     return path
 
 
+@pytest.mark.slow
+@pytest.mark.torchrun
+@pytest.mark.needs_data
 def test_two_process_training_takes_the_single_process_steps(tmp_path):
     """Without batch norm or dropout, DDP over a split global batch is the global batch's step.
 
@@ -227,6 +238,8 @@ train(TrainSpec(**yaml.safe_load(open(sys.argv[1]))), Path(sys.argv[2]), device=
 """
 
 
+@pytest.mark.slow
+@pytest.mark.torchrun
 def test_two_process_trades_with_batch_norm_resumes_exactly_and_saves_what_it_evaluated(tmp_path, tiny_cifar_dir):
     from robbench import evaluate
     from robbench.config import TrainSpec

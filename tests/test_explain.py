@@ -10,26 +10,24 @@ import torch
 from robbench.cli import main
 from robbench.data import get_dataset
 from robbench.errors import RobbenchError
-from robbench.reports.explain import (
+from robbench.reports import explain_page
+from robbench.reports.common import result_json, write_report
+from robbench.reports.explain import ExplainConfig, ExplainResult, run
+from robbench.reports.explain_metrics import (
     energy_on_object,
     first_true,
     interpolate,
     monotonicity,
     object_mask,
     pearson,
-    render_adversarial_png,
-    render_gradients_png,
-    render_interpolation_png,
     rescale_gradient,
-    result_json,
-    run_explain,
     targeted_large_eps,
-    write_report,
 )
-from robbench.reports.sample_size import train_model
+from robbench.reports.explain_page import render_adversarial_png, render_gradients_png, render_interpolation_png
 from robbench.threat_models import linf
+from robbench.training.steps import train_new_model
 
-from .conftest import fit_linear_fashion_mnist, write_submission
+from .helpers import fit_linear_fashion_mnist, write_submission
 
 
 def test_rescale_gradient_maps_into_unit_interval():
@@ -96,9 +94,9 @@ def submissions(tmp_path_factory) -> list:
     dataset = get_dataset("fashion-mnist")
     x, y = dataset.load("test")
     x, y = x[5000:6000], y[5000:6000]
-    robust = train_model(
+    robust = train_new_model(
         x, y, dataset=dataset, architecture="linear", architecture_kwargs=None, threat=linf(0.1),
-        method="pgd-at", steps=60, batch_size=100, lr=0.05, momentum=0.9, weight_decay=0.0, attack_steps=3, seed=0,
+        steps=60, batch_size=100, lr=0.05, momentum=0.9, weight_decay=0.0, attack_steps=3, seed=0,
         device=torch.device("cpu"),
     )
     standard = fit_linear_fashion_mnist(n=1000, steps=60)
@@ -112,57 +110,64 @@ SMALL = dict(classes=(0, 1, 7), n_per_class=2, steps=10, judge_steps=20, judge_a
 
 
 @pytest.fixture(scope="module")
-def explained(submissions) -> dict:
-    return run_explain(submissions, **SMALL)
+def explained(submissions) -> ExplainResult:
+    return run(ExplainConfig(submissions, **SMALL))
 
 
+@pytest.mark.slow
 def test_explain_numbers_and_comparisons(explained):
-    assert [m["name"] for m in explained["models"]] == ["tiny-standard", "tiny-pgd-at"]
-    assert explained["config"]["n_images"] == 6 and explained["config"]["n_pairs"] == 12  # 6 images x 2 other classes
-    assert all(0 <= i < 2000 for i in explained["config"]["image_indices"])  # explained images are outside the judge's data
-    for m in explained["models"]:
-        assert m["perturbation_l2"] <= 4.0 + 1e-4
+    assert [m.name for m in explained.models] == ["tiny-standard", "tiny-pgd-at"]
+    assert explained.config["n_images"] == 6 and explained.config["n_pairs"] == 12  # 6 images x 2 other classes
+    assert all(0 <= i < 2000 for i in explained.config["image_indices"])  # explained images are outside the judge's data
+    for m in explained.models:
+        assert m.perturbation_l2 <= 4.0 + 1e-4
         for key in ("gradient_energy_on_object", "judge_target_rate", "path_agreement", "model_target_rate"):
-            assert 0 <= m["metrics"][key]["mean"] <= 1
-    assert {c["metric"] for c in explained["comparisons"]} == {
+            assert 0 <= m.metrics[key]["mean"] <= 1
+    assert {c.metric for c in explained.comparisons} == {
         "gradient_energy_on_object", "gradient_image_correlation", "judge_target_rate", "judge_target_rate_where_reached",
         "class_mean_cosine", "path_agreement", "path_agreement_where_reached"}
-    for m in explained["models"]:  # the restricted metrics count only the pairs the attack moved to the target
-        reached = round(m["metrics"]["model_target_rate"]["mean"] * 12)
-        assert m["metrics"]["judge_target_rate_where_reached"]["n"] == reached == m["metrics"]["path_agreement_where_reached"]["n"]
-    assert all(c["robust"] == "tiny-pgd-at" and c["standard"] == "tiny-standard" for c in explained["comparisons"])
+    for m in explained.models:  # the restricted metrics count only the pairs the attack moved to the target
+        reached = round(m.metrics["model_target_rate"]["mean"] * 12)
+        assert m.metrics["judge_target_rate_where_reached"]["n"] == reached == m.metrics["path_agreement_where_reached"]["n"]
+    assert all(c.robust == "tiny-pgd-at" and c.standard == "tiny-standard" for c in explained.comparisons)
     public = json.loads(result_json(explained))
-    assert "_pictures" not in public and public["models"][0]["metrics"]["object_area"]["n"] == 6
+    assert "pictures" not in public and public["models"][0]["metrics"]["object_area"]["n"] == 6
+    # the dataset's facts come from the dataset, not from the renderer
+    assert public["dataset"]["class_names"][:2] == ["T-shirt", "Trouser"] and public["dataset"]["standard_linf_eps"] == 0.1
 
 
+@pytest.mark.slow
 def test_explain_is_deterministic(submissions, explained):
     threads = torch.get_num_threads()
-    again = run_explain(submissions, **SMALL)
+    again = run(ExplainConfig(submissions, **SMALL))
     assert torch.get_num_threads() == threads  # one thread while it runs on the CPU, then restored
-    assert again["models"][0]["metrics"] == explained["models"][0]["metrics"]
-    assert again["comparisons"] == explained["comparisons"]
+    assert again.models[0].metrics == explained.models[0].metrics
+    assert again.comparisons == explained.comparisons
     for render in (render_gradients_png, render_adversarial_png, render_interpolation_png):
         assert render(again) == render(explained)
 
 
+@pytest.mark.slow
 def test_explain_writes_page_and_pngs(explained, tmp_path):
-    paths = write_report(explained, tmp_path / "explain.md", json_path=tmp_path / "explain.json")
+    paths = write_report(explain_page, explained, tmp_path / "explain.md", tmp_path / "explain.json")
     names = [p.name for p in paths]
     assert names == ["explain.md", "explain-gradients.png", "explain-adversarial.png", "explain-interpolation.png", "explain.json"]
     text = (tmp_path / "explain.md").read_text(encoding="utf-8")
     assert "## Verdict" in text and "](explain-adversarial.png)" in text and "`tiny-pgd-at`" in text
+    assert "(the baselines were trained at L∞ ε = 0.1, i.e. an L2 reach of at most 2.8 on 28×28)" in text
     for png in paths[1:4]:
         data = png.read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and b"Software" not in data
 
 
+@pytest.mark.slow
 def test_explain_validation(submissions, tmp_path):
     with pytest.raises(RobbenchError):
-        run_explain([], **SMALL)
+        run(ExplainConfig([], **SMALL))
     with pytest.raises(RobbenchError, match="same name"):
-        run_explain([submissions[0], submissions[0]], **SMALL)
-    with pytest.raises(RobbenchError, match="classes"):
-        run_explain(submissions, **{**SMALL, "classes": (3,)})
+        run(ExplainConfig([submissions[0], submissions[0]], **SMALL))
+    with pytest.raises(RobbenchError, match="^classes must be at least two"):
+        run(ExplainConfig(submissions, **{**SMALL, "classes": (3,)}))
     code = main(["explain", str(submissions[1]), "--classes", "0,1", "--n-per-class", "1", "--steps", "3", "--judge",
                  str(submissions[0]), "--device", "cpu", "--out", str(tmp_path / "explain.md")])
     assert code == 0 and (tmp_path / "explain-gradients.png").is_file()

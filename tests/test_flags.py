@@ -14,20 +14,14 @@ from robbench.evaluation import run_attacks
 from robbench.flags import BoardStandard, attack_flags, board_flags, eps_flags, model_flags
 from robbench.results import Flag, read_record, write_record
 from robbench.threat_models import ThreatModel, linf
-from tests.conftest import fit_linear_fashion_mnist
+from .helpers import fit_linear_fashion_mnist
 
 MODEL_BEHAVIOUR = {"randomized", "softmax-output", "masked-gradients", "eps-not-monotone", "no-collapse-at-large-eps"}
 LINF = linf(0.1)
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Two shared cores: one torch thread per process is many times faster than oversubscribed ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +79,7 @@ def _attacked(model: nn.Module, data) -> set[str]:
     return {f.code for f in attack_flags(outcome.attacks, outcome.n_examples)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("code", sorted(TWISTS))
 def test_model_built_to_trip_a_flag_trips_it(linear, data, code):
     assert code in _flags(Around(linear, TWISTS[code]), data)
@@ -95,15 +90,18 @@ def test_robustness_that_grows_with_eps_is_flagged(linear, data):
     assert {"eps-not-monotone", "no-collapse-at-large-eps"} <= codes
 
 
+@pytest.mark.slow
 def test_plain_trained_model_raises_no_model_or_attack_flag(linear, data):
     assert _flags(linear, data) & MODEL_BEHAVIOUR == set()
     assert _attacked(linear, data) == set()
 
 
+@pytest.mark.slow
 def test_square_beating_masked_gradients_is_flagged(linear, data):
     assert "square-beats-white-box" in _attacked(Around(linear, TWISTS["masked-gradients"]), data)
 
 
+@pytest.mark.slow
 def test_pgd_far_above_autoattack_is_flagged(linear, data):
     """Logits scaled by 1e4 saturate cross-entropy (PGD's loss); AutoAttack's DLR loss is scale-free."""
     assert "pgd-above-autoattack" in _attacked(Around(linear, lambda f, x: f(x) * 1e4), data)

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+import pytest
 import torch
 import yaml
 from safetensors.torch import load_file, save_file
@@ -25,7 +26,7 @@ from torch import nn
 from robbench.cli import main
 from robbench.data import DATASETS, Dataset, get_dataset, idx
 from robbench.models import ARCHITECTURES
-from tests.test_checkpoints import _RunsCode
+from .helpers import RunsCode
 
 Case = tuple[list[str], str]  # (CLI arguments, a fragment the one-line error must contain)
 Twist = Callable[[nn.Module, torch.Tensor], torch.Tensor]
@@ -61,14 +62,11 @@ HOSTILE_MODELS: dict[str, Twist] = {
 }
 
 
-def _register(name: str, twist: Twist) -> None:
-    @ARCHITECTURES.register(f"hostile-{name}")
+def _twisted_factory(twist: Twist) -> Callable[..., nn.Module]:
     def factory(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         return Twisted(input_shape, num_classes, twist)
 
-
-for _name, _twist in HOSTILE_MODELS.items():
-    _register(_name, _twist)
+    return factory
 
 
 class StaysInTraining(Twisted):
@@ -84,15 +82,25 @@ class StaysInTraining(Twisted):
         return logits(self, x)
 
 
-@ARCHITECTURES.register("sticky-training")
 def _sticky(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     return StaysInTraining(input_shape, num_classes, logits)
 
 
-@DATASETS.register("labels-out-of-range")
 def _labels_out_of_range(data_dir: str | None = None) -> Dataset:
     base = get_dataset("fashion-mnist")
     return replace(base, name="labels-out-of-range", loader=lambda split: (base.load(split)[0], base.load(split)[1] + 1))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hostile_entries():
+    """The hostile architectures and the bad dataset, registered for this module's tests only (never at import)."""
+    entries = [(ARCHITECTURES, f"hostile-{name}", _twisted_factory(twist)) for name, twist in HOSTILE_MODELS.items()]
+    entries += [(ARCHITECTURES, "sticky-training", _sticky), (DATASETS, "labels-out-of-range", _labels_out_of_range)]
+    for registry, name, factory in entries:
+        registry.register(name)(factory)
+    yield
+    for registry, name, _ in entries:
+        registry._entries.pop(name)
 
 
 def _safetensors_bytes(header: dict, body: bytes) -> bytes:
@@ -142,8 +150,8 @@ def _corpus(tmp: Path, good_yaml: Path) -> dict[str, Case]:
     linear = str(good_yaml)
     return {
         # checkpoints
-        "pickle that runs code": (ev(checkpoint("evil", ".pt", pickle.dumps({"1.weight": _RunsCode(marker)}))), "never unpickles"),
-        "torch.save of a malicious object": (ev(checkpoint("evil-save", ".pth", {"1.weight": _RunsCode(marker)})), "never unpickles"),
+        "pickle that runs code": (ev(checkpoint("evil", ".pt", pickle.dumps({"1.weight": RunsCode(marker)}))), "never unpickles"),
+        "torch.save of a malicious object": (ev(checkpoint("evil-save", ".pth", {"1.weight": RunsCode(marker)})), "never unpickles"),
         "torch.save of a whole module": (ev(checkpoint("module", ".pt", nn.Linear(784, 10))), "never unpickles"),
         "pickle holding a bare tensor": (ev(checkpoint("bare", ".pt", torch.zeros(3))), "does not hold a state_dict"),
         "not a safetensors file": (ev(checkpoint("fake", ".safetensors", b"this is not a safetensors file")), "not a valid safetensors"),
@@ -225,10 +233,11 @@ def test_hostile_corpus(linear_submission, tmp_path, capsys):
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.slow
 def test_pickle_that_runs_code_through_the_real_command(linear_submission, tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
-    evil.write_bytes(pickle.dumps({"1.weight": _RunsCode(marker)}))
+    evil.write_bytes(pickle.dumps({"1.weight": RunsCode(marker)}))
     spec = tmp_path / "evil.yaml"
     spec.write_text(yaml.safe_dump({**yaml.safe_load(linear_submission.read_text()), "checkpoint": str(evil)}))
     done = subprocess.run(

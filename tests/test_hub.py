@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.hub_server import HubServer
-from tests.test_checkpoints import _RunsCode
+from .helpers import RunsCode
+from .hub_server import HubServer
 
 TOKEN = "hf_robbench_test_token"
 REPO = "robbench-test/fmnist-linear"
@@ -106,6 +106,7 @@ def published(hub, linear_submission, tmp_path_factory):
     return done.stdout.strip().splitlines()[-1], record(work / "results")
 
 
+@pytest.mark.slow
 def test_submit_uploads_weights_spec_and_model_card(hub, published):
     pinned, local = published
     commit = PINNED.match(pinned).group(1)
@@ -123,6 +124,7 @@ def test_submit_uploads_weights_spec_and_model_card(hub, published):
     assert robust["name"] == "robust accuracy (Linf, eps=0.1)" and robust["value"] == round(100 * local["robust_accuracy"], 2)
 
 
+@pytest.mark.slow
 def test_evaluation_from_the_hub_at_the_printed_sha_reproduces_the_local_result(hub, published, linear_submission, tmp_path):
     pinned, local = published
     spec = hub_yaml(tmp_path / "from-hub", linear_submission, pinned)
@@ -136,6 +138,7 @@ def test_evaluation_from_the_hub_at_the_printed_sha_reproduces_the_local_result(
     }
 
 
+@pytest.mark.slow
 def test_a_branch_resolves_to_a_commit_and_a_cached_model_evaluates_offline(hub, published, linear_submission, tmp_path):
     pinned, local = published
     spec = hub_yaml(tmp_path / "main", linear_submission, f"hf://{REPO}/model.safetensors@main")
@@ -165,6 +168,7 @@ def seed_repo(hub: HubServer, repo: str, folder: Path, **files: bytes) -> str:
     return hub.hub.commit(repo, {"model.safetensors": weights, "model.yaml": yaml.safe_dump(spec).encode(), **files})
 
 
+@pytest.mark.slow
 def test_a_tampered_download_is_refused_and_nothing_is_evaluated(hub, linear_submission, tmp_path):
     seed_repo(hub, "robbench-test/tampered", linear_submission.parent)
     hub.hub.tampered.add(("robbench-test/tampered", "model.safetensors"))
@@ -175,9 +179,10 @@ def test_a_tampered_download_is_refused_and_nothing_is_evaluated(hub, linear_sub
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and p.stat().st_size > 1000]  # bad copy dropped
 
 
+@pytest.mark.slow
 def test_pickles_and_code_in_a_repo_are_never_downloaded(hub, linear_submission, tmp_path):
     with open(tmp_path / "evil.pkl", "wb") as handle:
-        pickle.dump({"weight": _RunsCode(tmp_path / "pwned")}, handle)
+        pickle.dump({"weight": RunsCode(tmp_path / "pwned")}, handle)
     evil = (tmp_path / "evil.pkl").read_bytes()
     seed_repo(hub, "robbench-test/mixed", linear_submission.parent, **{"evil.pkl": evil, "pytorch_model.bin": evil, "modeling.py": b"open('pwned', 'w')\n"})
     good, *bad = robbench(
@@ -193,6 +198,7 @@ def test_pickles_and_code_in_a_repo_are_never_downloaded(hub, linear_submission,
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.slow
 def test_missing_revision_file_or_repo_and_missing_results_are_one_line_errors(hub, linear_submission, tmp_path):
     seed_repo(hub, "robbench-test/errors", linear_submission.parent)
     cases = {
@@ -222,6 +228,7 @@ def test_missing_revision_file_or_repo_and_missing_results_are_one_line_errors(h
     assert len(hub.hub.requests) == requests_before and "robbench-test/new" not in hub.hub.repos
 
 
+@pytest.mark.slow
 def test_queue_add_run_status_with_duplicates_failures_and_a_crashed_run(hub, linear_submission, tmp_path):
     commit = seed_repo(hub, "robbench-test/queued", linear_submission.parent)
     seed_repo(hub, "robbench-test/broken", linear_submission.parent)

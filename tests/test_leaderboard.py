@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .conftest import build_record as make_record
+from .helpers import make_record
 from robbench.config import Metadata
 from robbench.errors import RobbenchError
 from robbench.leaderboard import check_leaderboards, render_all, write_leaderboards
@@ -166,6 +166,7 @@ def test_corrupt_json_reported_and_skipped(store: Path, tmp_path: Path) -> None:
     assert stale == [] and check_problems == problems
 
 
+@pytest.mark.slow
 def test_rendering_is_byte_identical(store: Path, tmp_path: Path) -> None:
     first, second = tmp_path / "one", tmp_path / "two"
     write_leaderboards(store, first)
@@ -183,6 +184,7 @@ def test_rendering_is_byte_identical(store: Path, tmp_path: Path) -> None:
     assert b"Software" not in png and b"matplotlib version" not in png
 
 
+@pytest.mark.slow
 def test_check_reports_nothing_then_changes(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "boards"
     assert "README.md" in check_leaderboards(store, out)[0]  # nothing written yet: all missing
@@ -204,6 +206,7 @@ def test_check_reports_nothing_then_changes(store: Path, tmp_path: Path) -> None
     assert check_leaderboards(store, out) == ([], [])
 
 
+@pytest.mark.slow
 def test_stale_generated_pages_reported_and_removed(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "boards"
     write_leaderboards(store, out)

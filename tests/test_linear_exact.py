@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import torch
 
 from robbench import evaluate
@@ -26,6 +28,7 @@ def exact_linf_robust(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor,
     return robust
 
 
+@pytest.mark.slow
 def test_autoattack_equals_exact_linear_robust_accuracy(linear_submission):
     n = 200
     (record,) = evaluate(linear_submission, threat_models="linf", attacks=["autoattack"], n_examples=n, device="cpu")

@@ -23,6 +23,7 @@ def test_import_robbench_loads_no_architecture_or_torch():
     assert out.strip() == "['robbench'] False"
 
 
+@pytest.mark.slow
 def test_evaluating_local_weights_imports_no_hub_client(linear_submission):
     """huggingface_hub and its HTTP stack load only for hf:// weights (GPU hosts often lack them)."""
     code = (

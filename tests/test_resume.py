@@ -17,7 +17,8 @@ import robbench.evaluation as evaluation
 from robbench.cli import main
 from robbench.progress_state import Found, Position, StateFile
 from robbench.results import EvalRecord, adversarial_path, read_record, read_store, record_json, state_path
-from tests.test_flags import single_thread  # noqa: F401  (autouse: one torch thread, as in the subprocess)
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # one torch thread, as in the subprocess
 
 #: a run of ~20 batches: PGD leaves a dozen survivors at this radius, so AutoAttack has several batches
 ARGS = [
@@ -42,6 +43,7 @@ def _saved(path: Path | None) -> dict | None:
         return None
 
 
+@pytest.mark.slow
 def test_killed_evaluation_resumes_to_the_uninterrupted_record(linear_submission, tmp_path, monkeypatch):
     uninterrupted = tmp_path / "uninterrupted"
     assert main(["evaluate", str(linear_submission), *ARGS, "--results-dir", str(uninterrupted)]) == 0
@@ -104,6 +106,7 @@ def test_unreadable_state_starts_afresh(tmp_path, content):
     assert StateFile(path, "key", (1, 28, 28)).load(torch.ones(3, dtype=torch.bool), 2) is None
 
 
+@pytest.mark.slow
 def test_same_seed_same_record_byte_for_byte(linear_submission):
     from robbench import evaluate
 

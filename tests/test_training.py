@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 import json
 
 import torch
@@ -9,6 +11,7 @@ from robbench import evaluate
 from robbench.cli import main
 
 
+@pytest.mark.needs_data
 def test_train_writes_a_ready_submission(tmp_path):
     config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump({
@@ -28,6 +31,7 @@ def test_train_writes_a_ready_submission(tmp_path):
     assert record.clean_accuracy == log["epochs"][-1]["clean_accuracy"]  # same weights, same first 100 images
 
 
+@pytest.mark.needs_data
 def test_training_is_deterministic_for_a_seed(tmp_path):
     config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump({

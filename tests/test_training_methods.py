@@ -50,6 +50,7 @@ def _spec(**overrides) -> TrainSpec:
     return TrainSpec(**{"name": "tiny", **TINY, **overrides})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["standard", "pgd-at", "trades", "fgsm-rs"])
 def test_every_method_trains_and_writes_a_ready_submission(tmp_path, data_dir, method):
     log = train(_spec(method=method, epochs=1, holdout=16), tmp_path, device="cpu", data_dir=data_dir)

@@ -135,7 +135,7 @@ def test_file_not_the_one_the_record_names_fails(record_file, linear_submission,
 def test_other_weights_are_refused(record_file, tmp_path, capsys):
     import yaml
 
-    from tests.conftest import fit_linear_fashion_mnist, write_submission
+    from .helpers import fit_linear_fashion_mnist, write_submission
 
     other = write_submission(tmp_path / "other", "fmnist-linear", "linear", fit_linear_fashion_mnist(seed=1).state_dict())
     code = main(["verify", str(record_file), "--model", str(other), "--device", "cpu"])

@@ -19,6 +19,15 @@ from .geometry import ascent_direction, project, random_in_ball
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+#: Madry et al.'s step, as a multiple of eps/steps: enough to cross the ball and still move along its boundary
+STEP_SIZE_FACTOR = 2.5
+
+
+def pgd_step_size(eps: float, steps: int, factor: float = STEP_SIZE_FACTOR) -> float:
+    """PGD's default step size, ``factor``·eps/steps (2.5·eps/steps), wherever robbench runs PGD."""
+    return factor * eps / steps
+
+
 def _cross_entropy_sum(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, y, reduction="sum")
 
@@ -119,7 +128,7 @@ class PGDAttack(Attack):
 
     steps: int = 20
     restarts: int = 1
-    step_size_factor: float = 2.5  # step = factor · eps / steps (Madry et al.)
+    step_size_factor: float = STEP_SIZE_FACTOR  # step = factor · eps / steps (Madry et al.)
 
     def __post_init__(self) -> None:
         self.name = "pgd"
@@ -130,7 +139,7 @@ class PGDAttack(Attack):
 
     def stages(self, context: AttackContext) -> list[Stage]:
         threat = context.threat
-        step_size = self.step_size_factor * threat.eps / self.steps
+        step_size = pgd_step_size(threat.eps, self.steps, self.step_size_factor)
 
         def run(x: torch.Tensor, y: torch.Tensor, batch_seed: int) -> torch.Tensor:
             generator = torch.Generator(device=x.device).manual_seed(batch_seed)
@@ -157,13 +166,13 @@ class PGDAttack(Attack):
         return {
             "steps": self.steps,
             "restarts": self.restarts,
-            "step_size": self.step_size_factor * context.threat.eps / self.steps,
+            "step_size": pgd_step_size(context.threat.eps, self.steps, self.step_size_factor),
             "loss": "ce",
             "random_start": True,
         }
 
 
 @ATTACKS.register("pgd")
-def pgd(steps: int = 20, restarts: int = 1, step_size_factor: float = 2.5) -> Attack:
+def pgd(steps: int = 20, restarts: int = 1, step_size_factor: float = STEP_SIZE_FACTOR) -> Attack:
     """PGD (Madry et al.): cross-entropy, random start, 20 steps of 2.5·eps/steps"""
     return PGDAttack(steps=steps, restarts=restarts, step_size_factor=step_size_factor)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import RobbenchError
+from ..errors import AttackBugError
 from ..threat_models import ThreatModel
 from .geometry import distance
 
@@ -37,16 +37,16 @@ def verified_successes(
 ) -> torch.Tensor:
     """Mask of examples whose ``x_adv`` is a valid adversarial example.
 
-    A misclassified candidate outside the ball or the range is an attack bug, and an error:
+    A misclassified candidate outside the ball or the range is an attack bug (``AttackBugError``):
     counting it would report a number the threat model does not support.
     """
     if x_adv.shape != x.shape:
-        raise RobbenchError(f"attack stage {stage_name!r} returned shape {tuple(x_adv.shape)} for inputs {tuple(x.shape)}")
+        raise AttackBugError(f"attack stage {stage_name!r} returned shape {tuple(x_adv.shape)} for inputs {tuple(x.shape)}")
     misclassified = logits_adv.argmax(1) != y
     invalid = misclassified & ~allowed_inputs(x_adv, x, threat, value_range)
     if bool(invalid.any()):
         worst = float(distance(x_adv, x, threat.norm)[invalid].max())
-        raise RobbenchError(
+        raise AttackBugError(
             f"attack stage {stage_name!r} produced {int(invalid.sum())} misclassified points outside the "
             f"{threat.norm} ball of radius {threat.eps:g} or the value range (largest distance {worst:.6g}); "
             "this is an attack bug, no number was recorded"

@@ -31,6 +31,10 @@ class Dataset:
     params: dict[str, Any] = field(default_factory=dict)  # builder parameters, recorded in results
     threat_models: tuple[ThreatModel, ...] = ()  # its standard threat models, as data
     loader: Callable[[Split], tuple[torch.Tensor, torch.Tensor]] = field(repr=False, default=None)
+    class_names: tuple[str, ...] | None = None  # what each label means; None: the label numbers
+
+    def class_name(self, label: int) -> str:
+        return self.class_names[label] if self.class_names else str(label)
 
     def load(self, split: Split = "test", n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``n`` examples of ``split`` as (x float32, y int64)."""

@@ -33,6 +33,7 @@ class IdxSource:
     system_dirs: tuple[str, ...]  # distribution packages
     install_hint: str
     threat_models: tuple[ThreatModel, ...]
+    class_names: tuple[str, ...] | None = None
 
 
 _MNIST_FILES = {
@@ -53,6 +54,7 @@ FASHION_MNIST = IdxSource(
     system_dirs=("/usr/share/datasets/fashion-mnist",),
     install_hint="apt-get install dataset-fashion-mnist, or pass --data-dir DIR with DIR/fashion-mnist/*.gz",
     threat_models=(linf(0.1), l2(1.5)),
+    class_names=("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"),
 )
 
 MNIST = IdxSource(
@@ -72,18 +74,28 @@ MNIST = IdxSource(
     system_dirs=(),
     install_hint="connect to the internet once, or pass --data-dir DIR with DIR/mnist/*-ubyte.gz",
     threat_models=(linf(0.3), l2(2.0)),  # Madry et al.'s L-inf radius
+    class_names=tuple(str(digit) for digit in range(10)),
 )
 
 SOURCES = {source.name: source for source in (FASHION_MNIST, MNIST)}
 
 
-def locate(source: IdxSource, filename: str, split: str, data_dir: str | None) -> Path:
+def _search_dirs(source: IdxSource, split: str, data_dir: str | None) -> list[Path]:
     own = [BUNDLED / source.name] if split == "test" and (BUNDLED / source.name).is_dir() else []
-    dirs = candidate_dirs(source.name, data_dir, own + [Path(d) for d in source.system_dirs])
+    return candidate_dirs(source.name, data_dir, own + [Path(d) for d in source.system_dirs])
+
+
+def find_local(source: IdxSource, filename: str, split: str, data_dir: str | None) -> Path | None:
+    """The first local copy of ``filename`` (not checked yet), without downloading; None when there is none."""
+    return next((folder / filename for folder in _search_dirs(source, split, data_dir) if (folder / filename).is_file()), None)
+
+
+def locate(source: IdxSource, filename: str, split: str, data_dir: str | None) -> Path:
     digest = ("sha256", source.sha256[filename])
-    for folder in dirs:
-        if (folder / filename).is_file():
-            return check_digest(folder / filename, digest)
+    local = find_local(source, filename, split, data_dir)
+    if local is not None:
+        return check_digest(local, digest)
+    dirs = _search_dirs(source, split, data_dir)
     downloaded = download(source.urls, filename, cache_root() / source.name, digest)
     if downloaded is not None:
         return downloaded
@@ -132,6 +144,7 @@ def _idx_dataset(source: IdxSource, data_dir: str | None) -> Dataset:
         params={},
         threat_models=source.threat_models,
         loader=lambda split: _load_idx_split(source.name, split, str(root) if root else None),
+        class_names=source.class_names,
     )
 
 

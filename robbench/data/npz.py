@@ -23,7 +23,8 @@ import torch
 from ..errors import RobbenchError
 from ..threat_models import l2, linf
 from . import DATASETS, Dataset, Split, user_data_root
-from .sources import check_digest, file_digest
+from ..digests import file_digest
+from .sources import check_digest
 
 
 def images_from_array(x: np.ndarray, where: str) -> torch.Tensor:

@@ -2,20 +2,21 @@
 
 Every file-backed dataset looks in the same places, in this order: ``--data-dir`` or
 ``ROBBENCH_DATA`` (``<root>/<name>/``), folders of its own (bundled files, distribution
-packages), a ``shared/data/<name>`` folder in the working directory or any folder above it
-(or above the checkout: machines without internet get their data that way), the user cache,
-and last a download from the canonical source, checked against the published digest.
+packages), a local data folder ``shared/data/<name>`` in the working directory or any folder
+above it, or above the robbench checkout (so a checkout placed beside a data folder finds it
+without ``--data-dir``), the user cache, and last a download from the canonical source, checked
+against the published digest.
 """
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Iterable
 
+from ..digests import file_digest
 from ..errors import RobbenchError
 from . import cache_root, user_data_root
 
@@ -23,14 +24,6 @@ from . import cache_root, user_data_root
 Digest = tuple[str, str]
 
 _CHECKOUT = Path(__file__).resolve().parents[2]
-
-
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_digest(path: Path, digest: Digest) -> Path:

@@ -42,10 +42,10 @@ from safetensors.torch import save as safetensors_bytes
 
 from .. import distributed
 from ..attacks import derive_seed
-from ..attacks.pgd import PGDAttack
-from ..checkpoints import file_sha256
+from ..attacks.pgd import PGDAttack, pgd_step_size
 from ..config import Metadata, TrainSpec
 from ..data import get_dataset
+from ..digests import file_digest
 from ..errors import RobbenchError
 from ..evaluation import ProgressFactory, run_attacks
 from ..loader import build_model, inner_model
@@ -125,7 +125,7 @@ def train(
     threat = get_threat_model(dataset, spec.threat_model)
     if spec.eps is not None:
         threat = threat.with_eps(spec.eps)
-    default_step = 1.25 * threat.eps if spec.method == "fgsm-rs" else 2.5 * threat.eps / spec.attack_steps
+    default_step = 1.25 * threat.eps if spec.method == "fgsm-rs" else pgd_step_size(threat.eps, spec.attack_steps)
     adversary = AdversarySettings(
         threat=threat, steps=spec.attack_steps, step_size=spec.attack_step_size or default_step,
         value_range=dataset.value_range, beta=spec.trades_beta,
@@ -337,7 +337,7 @@ def _write_submission(spec: TrainSpec, model: torch.nn.Module, out_dir: Path, tr
         "architecture": spec.architecture,
         "architecture_kwargs": spec.architecture_kwargs,
         "checkpoint": weights.name,
-        "sha256": file_sha256(weights),
+        "sha256": file_digest(weights),
         "normalization": spec.normalization.model_dump() if spec.normalization else None,
         "threat_models": None,
         "metadata": metadata.model_dump(),

