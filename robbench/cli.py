@@ -6,16 +6,31 @@ import argparse
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .errors import RobbenchError
+from .errors import RobbenchError, quoted
 
 console = Console()
 err_console = Console(stderr=True)
+#: a message longer than this is cut: the promise is one line, whatever a value expands to
+MESSAGE_LIMIT = 1000
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are robbench's one-line errors (exit 2, no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise RobbenchError(f"{message}; see `{self.prog} --help`")
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line of bounded length, whatever it quotes."""
+    flat = message.replace("\r", "\\r").replace("\n", "\\n")
+    return flat if len(flat) <= MESSAGE_LIMIT else f"{flat[: MESSAGE_LIMIT - 1]}…"
 
 
 def _percent(value: float | None) -> str:
@@ -49,7 +64,7 @@ def _comma_separated(text: str, option: str, convert: Callable[[str], Any] = str
     try:
         values = [convert(v.strip()) for v in text.split(",") if v.strip()]
     except ValueError as exc:
-        raise RobbenchError(f"{option} takes comma-separated {kind}, got {text!r}") from exc
+        raise RobbenchError(f"{option} takes comma-separated {kind}, got {quoted(text)}") from exc
     if not values:
         raise RobbenchError(f"{option} is empty" + (f"; pass e.g. {example}" if example else ""))
     return values
@@ -361,7 +376,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="robbench", description="Adversarial-robustness benchmark.")
+    parser = ArgumentParser(prog="robbench", description="Adversarial-robustness benchmark.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("list", help="show registered architectures, datasets, threat models and attacks").set_defaults(
@@ -493,14 +508,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         code = args.func(args)
         if "robbench.distributed" in sys.modules:  # a command that ran under torchrun: leave together
             sys.modules["robbench.distributed"].leave()
         return code
     except RobbenchError as exc:
-        err_console.print(f"robbench: error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        err_console.print(f"robbench: error: {one_line(str(exc))}", highlight=False, markup=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("robbench: interrupted")

@@ -305,22 +305,18 @@ def evaluate(
     continues it) and the records are written there, together, at the end.
     ``batch_size``: a number, or ``"auto"`` (``auto_batch_size``; the record holds the number).
     """
-    from .attacks import create_attack
     from .config import ModelSpec, load_model_spec
     from .flags import attack_flags, board_flags, model_flags
     from .loader import load_submission
     from .progress_state import config_key, state_path
     from .results import AttackRecord, EvalRecord, Examples, StageRecord, ThreatModelRecord, Versions, write_records
-    from .runtime import describe_device, resolve_device, seed_everything, versions
+    from .run_options import check_run_options
+    from .runtime import describe_device, seed_everything, versions
     from .threat_models import get_threat_model, standard_threat_models
 
     spec = model_yaml if isinstance(model_yaml, ModelSpec) else load_model_spec(model_yaml)
-    if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):
-        raise RobbenchError(f"--batch-size must be a positive integer or 'auto', got {batch_size!r}")
-    if not 0 <= seed < 2**63:
-        raise RobbenchError(f"--seed must be between 0 and 2**63 - 1, got {seed}")
-    attack_objects = [create_attack(name) for name in attacks]
-    torch_device = distributed.world().device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
+    attack_objects, chosen_device = check_run_options(attacks, n_examples, batch_size, device, seed)
+    torch_device = distributed.world().device(chosen_device)  # cuda:LOCAL_RANK under torchrun
     loaded = load_submission(spec, data_dir)
     dataset = loaded.dataset
     if threat_models == "all":

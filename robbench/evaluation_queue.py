@@ -118,11 +118,16 @@ def run(
     data_dir: str | None = None,
     progress: ProgressFactory | None = None,
 ) -> Iterator[Request]:
-    """Evaluate PENDING requests (and RUNNING ones a crash left) one by one; yield each as it ends."""
+    """Evaluate PENDING requests (and RUNNING ones a crash left) one by one; yield each as it ends.
+
+    Every option is checked first: a bad one changes no request.
+    """
     from .config import ModelSpec
     from .evaluation import evaluate
     from .results import record_path
+    from .run_options import check_run_options
 
+    check_run_options(attacks, n_examples, batch_size, device, seed)
     if not queue_dir.is_dir():
         raise RobbenchError(f"{queue_dir}: no such queue folder; add a model with `robbench queue add` first")
     lock = FileLock(str(queue_dir / RUN_LOCK), timeout=0)
