@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import RobbenchError
+from .errors import RobbenchError, first_line
 
 WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")  # DataParallel, wrappers, torch.compile
 NESTED_STATE_KEYS = ("state_dict", "model_state_dict", "model", "net")
@@ -44,7 +44,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         try:
             state = load_file(str(path))
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise RobbenchError(f"{path} is not a valid safetensors file ({_first_line(exc)}); re-export the weights") from exc
+            raise RobbenchError(f"{path} is not a valid safetensors file ({first_line(exc)}); re-export the weights") from exc
     elif suffix in PICKLE_SUFFIXES:
         try:
             with warnings.catch_warnings():  # torch warns about pickle protocols; the error below says it all
@@ -56,7 +56,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 "save a plain state_dict, preferably as .safetensors"
             ) from exc
         except (RuntimeError, EOFError, OSError, ValueError) as exc:
-            raise RobbenchError(f"{path} is not a readable PyTorch checkpoint ({_first_line(exc)}); re-export the weights") from exc
+            raise RobbenchError(f"{path} is not a readable PyTorch checkpoint ({first_line(exc)}); re-export the weights") from exc
         state = _unwrap(loaded, path)
     else:
         raise RobbenchError(f"{path}: unknown checkpoint format {suffix!r}; use .safetensors (or .pt with a state_dict)")
@@ -118,10 +118,6 @@ def _preview(keys: list[str], limit: int = 4) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def count_parameters(model: nn.Module) -> int:

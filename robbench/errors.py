@@ -22,3 +22,9 @@ def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
     """
     text = repr(os.fspath(value)) if isinstance(value, os.PathLike) else repr(value)
     return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, cut to ``limit`` characters (its type name if empty)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__

@@ -25,7 +25,7 @@ from torch import nn
 from . import distributed
 from .attacks import Attack, AttackContext, Stage, derive_seed
 from .attacks.verify import verified_successes
-from .errors import RobbenchError
+from .errors import RobbenchError, first_line
 from .progress_state import CLEAN_WRONG, Position, StateFile, alive_at, fresh_status
 from .threat_models import ThreatModel
 
@@ -80,10 +80,6 @@ def _no_progress(description: str, total: int) -> Callable[[int], None]:
     return lambda n: None
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
-
 
 def checked_logits(model: nn.Module, x: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
     """``model(x)``, refusing a model that cannot be evaluated honestly, with a one-line reason."""
@@ -94,7 +90,7 @@ def checked_logits(model: nn.Module, x: torch.Tensor, num_classes: int | None = 
         raise  # not the model's fault: reported with the batch size to use (run_attacks)
     except MODEL_ERRORS as exc:
         raise RobbenchError(
-            f"the model failed on test inputs of shape {tuple(x.shape)} ({_first_line(exc)}); "
+            f"the model failed on test inputs of shape {tuple(x.shape)} ({first_line(exc)}); "
             "check 'architecture' and 'architecture_kwargs'"
         ) from exc
     if not isinstance(logits, torch.Tensor):
