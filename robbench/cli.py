@@ -55,7 +55,11 @@ def _progress_bars() -> Iterator:
             task = bars.add_task(description, total=total)
             return lambda n: bars.advance(task, n)
 
-        yield factory
+        try:
+            yield factory
+        except BaseException:
+            bars.live.transient = True  # a failed command ends with its one-line error alone
+            raise
 
 
 def _comma_separated(text: str, option: str, convert: Callable[[str], Any] = str, kind: str = "names",

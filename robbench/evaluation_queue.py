@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .errors import RobbenchError
 from .hub import fetch, hub_digest, offline, resolve
 from .hub_ref import SPEC_FILE, parse_checkpoint_ref
-from .results import atomic_write_text
+from .results import atomic_write_text, make_dirs
 
 if TYPE_CHECKING:
     from .evaluation import ProgressFactory
@@ -82,7 +82,7 @@ def add(checkpoint: str, queue_dir: Path, threat_models: list[str] | None = None
         )
         for threat in threats
     ]
-    queue_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(queue_dir)
     with FileLock(str(queue_dir / ADD_LOCK), timeout=ADD_LOCK_TIMEOUT_S):
         clashes = [
             f"{old.id} ({old.status})" for old in read_queue(queue_dir) for request in new

@@ -21,7 +21,7 @@ from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import NAME_PATTERN, Metadata
-from .errors import RobbenchError
+from .errors import RobbenchError, first_line, quoted
 
 SCHEMA_VERSION = 1
 LOCK_NAME = ".robbench.lock"
@@ -141,10 +141,21 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def make_dirs(folder: Path) -> None:
+    """``mkdir -p folder``; a file in the way or a refusing disk is the user's one-line error."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cannot_write(folder, exc) from exc
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same folder and rename: all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    make_dirs(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _cannot_write(path, exc) from exc
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as handle:
@@ -152,9 +163,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a full disk, a quota, a path that is a folder
+            raise _cannot_write(path, exc) from exc
         raise
+
+
+def _cannot_write(path: Path, exc: OSError) -> RobbenchError:
+    return RobbenchError(f"cannot write {quoted(path)} ({exc.strerror or first_line(exc)}); free space or choose another path")
 
 
 def record_json(record: EvalRecord) -> str:
@@ -170,7 +187,7 @@ def _lock(path: Path) -> FileLock:
 @contextmanager
 def store_lock(results_dir: Path) -> Iterator[None]:
     """Hold the results folder's lock (created if need be). The OS drops it when a process dies."""
-    results_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(results_dir)
     path = results_dir.resolve() / LOCK_NAME
     try:
         with _lock(path):
