@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..errors import RobbenchError
+from ..errors import RobbenchError, quoted
 from ..registry import Registry
 
 Split = str  # "train" or "test"
@@ -57,6 +57,22 @@ DATASETS: Registry[Callable[..., Dataset]] = Registry(
 
 def get_dataset(name: str, **params: Any) -> Dataset:
     return DATASETS.get(name).factory(**params)
+
+
+def check_hub_params(name: str, params: dict[str, Any]) -> None:
+    """Refuse dataset_kwargs that a hub submission may not set: any the dataset does not declare safe.
+
+    A hub model.yaml is written by a stranger: a file path in it would be read on the evaluating
+    machine, and the record would publish that file's path and digest.
+    """
+    allowed = DATASETS.get(name).hub_params
+    refused = sorted(set(params) - allowed)
+    if refused:
+        raise RobbenchError(
+            f"dataset_kwargs {quoted(refused[0])} of dataset {quoted(name)} cannot come from a hub submission "
+            f"(allowed: {', '.join(sorted(allowed)) or 'none'}; a hub model.yaml may name no file on this machine); "
+            "remove it from the repo's model.yaml"
+        )
 
 
 def load_dataset(name: str, split: Split = "test", n: int | None = None, **params: Any):

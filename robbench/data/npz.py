@@ -131,7 +131,7 @@ def _read_file(path: str) -> tuple[torch.Tensor, torch.Tensor, str]:
     return x, labels_from_array(arrays["y"], len(x), str(file)), file_digest(file)
 
 
-@DATASETS.register("npz")
+@DATASETS.register("npz", hub_params=("num_classes", "linf_eps", "l2_eps"))  # never path, train_path
 def npz(
     path: str,
     train_path: str | None = None,

@@ -37,7 +37,7 @@ def sample_tsipras(n: int, d: int, p: float, eta: float, seed: int, stream: int 
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
-@DATASETS.register("tsipras")
+@DATASETS.register("tsipras", hub_params=("d", "p", "eta", "n", "seed"))
 def tsipras(
     d: int = 100, p: float = 0.95, eta: float | None = None, n: int = 10_000, seed: int = 0, data_dir: str | None = None
 ) -> Dataset:
