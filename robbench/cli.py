@@ -273,7 +273,7 @@ def cmd_queue_add(args: argparse.Namespace) -> int:
     from .evaluation_queue import add
 
     threat_models = [args.threat_model] if args.threat_model else None
-    for request in add(args.checkpoint, Path(args.queue_dir), threat_models, args.eps):
+    for request in add(args.checkpoint, Path(args.queue_dir), threat_models, args.eps, Path(args.results_dir)):
         console.print(f"queued {request.id}", highlight=False)
     return 0
 
@@ -301,14 +301,18 @@ def cmd_queue_status(args: argparse.Namespace) -> int:
     from .hub_ref import parse_checkpoint_ref
 
     queue_dir = Path(args.queue_dir)
-    table = Table(title=f"evaluation queue {queue_dir}")
-    for column in ("request", "checkpoint", "eps", "status", "reason / results", "updated (UTC)"):
+    table = Table(title=f"evaluation queue {queue_dir}: what each request evaluates")
+    for column in ("request", "model · dataset · architecture", "checkpoint", "threat model", "pinned", "status",
+                   "reason / results", "updated (UTC)"):
         table.add_column(column, overflow="fold")
     for request in read_queue(queue_dir) if queue_dir.is_dir() else []:
         detail = request.reason if request.status == "FAILED" else ", ".join(request.results)
         ref = parse_checkpoint_ref(request.checkpoint)
+        spec = request.spec
         table.add_row(
-            request.id, f"{ref.repo}/{ref.path}@{ref.revision[:12]}", f"{request.eps:g}", request.status, detail or "",
+            request.id, " · ".join(quoted(spec.get(key), 40) for key in ("name", "dataset", "architecture")),
+            f"{ref.repo}/{ref.path}@{ref.revision[:12]}", f"{request.threat_model} eps={request.eps:g}",
+            "EDITED: will be refused" if request.edited else request.pinned[:12], request.status, detail or "",
             request.updated[:19].replace("T", " "),
         )
     console.print(table)
@@ -449,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     queue_add.add_argument("checkpoint")
     queue_add.add_argument("--threat-model", default=None, help="one threat model (default: the model's, else the dataset's)")
     queue_add.add_argument("--eps", type=float, default=None, help="another radius (non-standard); needs --threat-model")
+    queue_add.add_argument("--results-dir", default="results", help="names held by these records are refused to other sources")
     queue_add.set_defaults(func=cmd_queue_add)
     queue_run = queue_sub.add_parser("run", help="evaluate pending requests one by one, writing results")
     queue_run.add_argument("--attacks", default="pgd,autoattack", help="comma-separated, run in order (default: pgd,autoattack)")
