@@ -198,11 +198,11 @@ def describe_validation_error(path: Path | str, exc: ValidationError) -> str:
     key = ".".join(str(part) for part in first["loc"]) or "(top level)"
     kind = first["type"]
     if kind == "extra_forbidden":
-        message = f"unknown key {key!r}; remove it or check its spelling"
+        message = f"unknown key {quoted(key)}; remove it or check its spelling"
     elif kind == "missing":
-        message = f"missing required key {key!r}"
+        message = f"missing required key {quoted(key)}"
     else:
-        message = f"key {key!r}: {first['msg']} (got {quoted(first.get('input'))})"
+        message = f"key {quoted(key)}: {first['msg']} (got {quoted(first.get('input'))})"
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     return f"{path}: {message}{more}"
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Callable, Generic, TypeVar
 
-from .errors import RobbenchError
+from .errors import RobbenchError, quoted
 
 T = TypeVar("T", bound=Callable)
 
@@ -57,7 +57,7 @@ class Registry(Generic[T]):
             known = self.names()
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise RobbenchError(f"unknown {self.kind} {name!r}{hint}; known: {', '.join(known)}")
+            raise RobbenchError(f"unknown {self.kind} {quoted(name)}{hint}; known: {', '.join(known)}")
         return self._entries[name]
 
     def names(self) -> list[str]:

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable, Literal
 
-from .errors import RobbenchError
+from .errors import RobbenchError, quoted
 from .registry import Registry
 
 if TYPE_CHECKING:
@@ -69,6 +69,6 @@ def get_threat_model(dataset: "Dataset", name: str) -> ThreatModel:
     known = standard_threat_models(dataset)
     if name not in known:
         raise RobbenchError(
-            f"dataset {dataset.name!r} has no threat model {name!r}; known: {', '.join(sorted(known)) or 'none'}"
+            f"dataset {dataset.name!r} has no threat model {quoted(name)}; known: {', '.join(sorted(known)) or 'none'}"
         )
     return known[name]
