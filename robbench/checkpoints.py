@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .digests import file_digest
-from .errors import RobbenchError, exception_summary
+from .errors import RobbenchError, exception_summary, quoted
 
 WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")  # DataParallel, wrappers, torch.compile
 NESTED_STATE_KEYS = ("state_dict", "model_state_dict", "model", "net")
@@ -26,8 +26,12 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors from a checkpoint file, without running any code it might contain."""
-    if not path.is_file():
-        raise RobbenchError(f"checkpoint {path} not found; check the 'checkpoint' path in model.yaml")
+    try:
+        found = path.is_file()
+    except OSError as exc:  # e.g. a file name longer than the file system allows
+        raise RobbenchError(f"checkpoint {quoted(path)} not found ({exc.strerror}); check the 'checkpoint' path in model.yaml") from exc
+    if not found:
+        raise RobbenchError(f"checkpoint {quoted(path)} not found; check the 'checkpoint' path in model.yaml")
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
         from safetensors import SafetensorError
@@ -47,22 +51,29 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 f"{path} holds objects other than tensors, which robbench never unpickles; "
                 "save a plain state_dict, preferably as .safetensors"
             ) from exc
-        except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        except Exception as exc:  # the unpickler's own failures on malformed bytes: IndexError, KeyError, struct.error, ...
             raise RobbenchError(f"{path} is not a readable PyTorch checkpoint ({exception_summary(exc)}); re-export the weights") from exc
         state = _unwrap(loaded, path)
     else:
-        raise RobbenchError(f"{path}: unknown checkpoint format {suffix!r}; use .safetensors (or .pt with a state_dict)")
+        raise RobbenchError(f"{path}: unknown checkpoint format {quoted(suffix)}; use .safetensors (or .pt with a state_dict)")
+    for key, tensor in state.items():
+        if tensor.layout != torch.strided or tensor.device.type != "cpu":  # sparse, or meta (shapes without data)
+            raise RobbenchError(
+                f"{path}: {quoted(key)} is not a dense tensor with data ({tensor.layout}, {tensor.device}); save dense tensors"
+            )
     return state
 
 
-def _unwrap(loaded: object, path: Path) -> dict[str, torch.Tensor]:
-    """Accept a state_dict, or a training checkpoint holding one under a usual key."""
-    if isinstance(loaded, dict) and not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+def _unwrap(loaded: object, path: Path, depth: int = 0) -> dict[str, torch.Tensor]:
+    """Accept a state_dict, or a training checkpoint holding one under a usual key (two levels at most)."""
+    if isinstance(loaded, dict) and not all(isinstance(v, torch.Tensor) for v in loaded.values()) and depth < 2:
         for key in NESTED_STATE_KEYS:
             if isinstance(loaded.get(key), dict):
-                return _unwrap(loaded[key], path)
+                return _unwrap(loaded[key], path, depth + 1)
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise RobbenchError(f"{path} does not hold a state_dict (a mapping of names to tensors); save model.state_dict()")
+    if not all(isinstance(k, str) for k in loaded):
+        raise RobbenchError(f"{path} holds tensors under names that are not strings; save model.state_dict()")
     return dict(loaded)
 
 
@@ -100,9 +111,12 @@ def load_weights(model: nn.Module, path: Path) -> str:
             )
         if want.is_floating_point() != tensor.is_floating_point():
             raise RobbenchError(f"{path}: {key} has dtype {tensor.dtype}, expected {want.dtype}; re-export the weights")
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise RobbenchError(f"{path}: {key} contains NaN or Inf values; the checkpoint is broken")
     model.load_state_dict({k: v.to(target[k].dtype) for k, v in state.items()}, strict=True)
+    # Checked as loaded, in the model's dtype: float64 1e300 becomes Inf in float32, and isfinite has
+    # no float8 kernel (float8 NaN would pass a check before the cast).
+    for key, tensor in model.state_dict().items():
+        if key in state and tensor.is_floating_point() and not bool(torch.isfinite(tensor.float()).all()):
+            raise RobbenchError(f"{path}: {key} contains NaN or Inf values in the model's {tensor.dtype}; the checkpoint is broken")
     return file_digest(path)
 
 

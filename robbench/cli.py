@@ -6,17 +6,32 @@ import argparse
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from .config import DEFAULT_N_EXAMPLES
-from .errors import AttackBugError, RobbenchError
+from .errors import AttackBugError, RobbenchError, quoted
 
 console = Console()
 err_console = Console(stderr=True)
+#: a message longer than this is cut: the promise is one line, whatever a value expands to
+MESSAGE_LIMIT = 1000
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are robbench's one-line errors (exit 2, no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise RobbenchError(f"{message}; see `{self.prog} --help`")
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line of bounded length, whatever it quotes."""
+    flat = message.replace("\r", "\\r").replace("\n", "\\n")
+    return flat if len(flat) <= MESSAGE_LIMIT else f"{flat[: MESSAGE_LIMIT - 1]}…"
 
 
 def _percent(value: float | None) -> str:
@@ -41,7 +56,11 @@ def _progress_bars() -> Iterator:
             task = bars.add_task(description, total=total)
             return lambda n: bars.advance(task, n)
 
-        yield factory
+        try:
+            yield factory
+        except BaseException:
+            bars.live.transient = True  # a failed command ends with its one-line error alone
+            raise
 
 
 def _comma_separated(text: str, option: str, convert: Callable[[str], Any] = str, kind: str = "names",
@@ -50,7 +69,7 @@ def _comma_separated(text: str, option: str, convert: Callable[[str], Any] = str
     try:
         values = [convert(v.strip()) for v in text.split(",") if v.strip()]
     except ValueError as exc:
-        raise RobbenchError(f"{option} takes comma-separated {kind}, got {text!r}") from exc
+        raise RobbenchError(f"{option} takes comma-separated {kind}, got {quoted(text)}") from exc
     if not values:
         raise RobbenchError(f"{option} is empty" + (f"; pass e.g. {example}" if example else ""))
     return values
@@ -253,7 +272,7 @@ def cmd_queue_add(args: argparse.Namespace) -> int:
     from .evaluation_queue import add
 
     threat_models = [args.threat_model] if args.threat_model else None
-    for request in add(args.checkpoint, Path(args.queue_dir), threat_models, args.eps):
+    for request in add(args.checkpoint, Path(args.queue_dir), threat_models, args.eps, Path(args.results_dir)):
         console.print(f"queued {request.id}", highlight=False)
     return 0
 
@@ -281,14 +300,18 @@ def cmd_queue_status(args: argparse.Namespace) -> int:
     from .hub_ref import parse_checkpoint_ref
 
     queue_dir = Path(args.queue_dir)
-    table = Table(title=f"evaluation queue {queue_dir}")
-    for column in ("request", "checkpoint", "eps", "status", "reason / results", "updated (UTC)"):
+    table = Table(title=f"evaluation queue {queue_dir}: what each request evaluates")
+    for column in ("request", "model · dataset · architecture", "checkpoint", "threat model", "pinned", "status",
+                   "reason / results", "updated (UTC)"):
         table.add_column(column, overflow="fold")
     for request in read_queue(queue_dir) if queue_dir.is_dir() else []:
         detail = request.reason if request.status == "FAILED" else ", ".join(request.results)
         ref = parse_checkpoint_ref(request.checkpoint)
+        spec = request.spec
         table.add_row(
-            request.id, f"{ref.repo}/{ref.path}@{ref.revision[:12]}", f"{request.eps:g}", request.status, detail or "",
+            request.id, " · ".join(quoted(spec.get(key), 40) for key in ("name", "dataset", "architecture")),
+            f"{ref.repo}/{ref.path}@{ref.revision[:12]}", f"{request.threat_model} eps={request.eps:g}",
+            "EDITED: will be refused" if request.edited else request.pinned[:12], request.status, detail or "",
             request.updated[:19].replace("T", " "),
         )
     console.print(table)
@@ -324,7 +347,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="robbench", description="Adversarial-robustness benchmark.")
+    parser = ArgumentParser(prog="robbench", description="Adversarial-robustness benchmark.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("list", help="show registered architectures, datasets, threat models and attacks").set_defaults(
@@ -405,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     queue_add.add_argument("checkpoint")
     queue_add.add_argument("--threat-model", default=None, help="one threat model (default: the model's, else the dataset's)")
     queue_add.add_argument("--eps", type=float, default=None, help="another radius (non-standard); needs --threat-model")
+    queue_add.add_argument("--results-dir", default="results", help="names held by these records are refused to other sources")
     queue_add.set_defaults(func=cmd_queue_add)
     queue_run = queue_sub.add_parser("run", help="evaluate pending requests one by one, writing results")
     queue_run.add_argument("--attacks", default="pgd,autoattack", help="comma-separated, run in order (default: pgd,autoattack)")
@@ -469,14 +493,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         code = args.func(args)
         if "robbench.distributed" in sys.modules:  # a command that ran under torchrun: leave together
             sys.modules["robbench.distributed"].leave()
         return code
     except RobbenchError as exc:
-        err_console.print(f"robbench: error: {exc.cli_message()}", highlight=False, markup=False, soft_wrap=True)
+        err_console.print(f"robbench: error: {one_line(exc.cli_message())}", highlight=False, markup=False, soft_wrap=True)
         return 2
     except AttackBugError as exc:  # not the user's input: say so, with its own status
         err_console.print(f"robbench: attack bug: {exc}", highlight=False, markup=False, soft_wrap=True)

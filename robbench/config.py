@@ -2,16 +2,51 @@
 
 from __future__ import annotations
 
-import reprlib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from .errors import RobbenchError
+from .errors import RobbenchError, quoted
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"  # no path separators; no leading dot, so no "." or ".."
+#: deeper YAML is refused: no config nests more than a few levels, and the composer recurses per level
+MAX_YAML_DEPTH = 64
+
+
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, also refusing what safe_load lets through silently.
+
+    A duplicate key (safe_load keeps the last one, so a ``sha256:`` pin can vanish), a key that
+    is not a string, and nesting deeper than ``MAX_YAML_DEPTH``.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self._depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", self.peek_event().start_mark
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # <<: *base, whose keys the explicit ones override
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise yaml.constructor.ConstructorError(None, None, f"key {quoted(key)} is not a string", key_node.start_mark)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {quoted(key)}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 #: test examples an evaluation takes unless told otherwise (``robbench evaluate``, ``queue run``,
 #: ``robbench.evaluate``): PGD + AutoAttack of a robust small model on them fits 10 minutes on 2 CPU
@@ -148,7 +183,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RobbenchError(f"{path}: no such file; pass the path of an existing YAML file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)  # safe_load, stricter
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -168,11 +203,11 @@ def describe_validation_error(path: Path | str, exc: ValidationError) -> str:
     key = ".".join(str(part) for part in first["loc"]) or "(top level)"
     kind = first["type"]
     if kind == "extra_forbidden":
-        message = f"unknown key {key!r}; remove it or check its spelling"
+        message = f"unknown key {quoted(key)}; remove it or check its spelling"
     elif kind == "missing":
-        message = f"missing required key {key!r}"
+        message = f"missing required key {quoted(key)}"
     else:
-        message = f"key {key!r}: {first['msg']} (got {reprlib.repr(first.get('input'))})"  # bounded: YAML aliases can blow up
+        message = f"key {quoted(key)}: {first['msg']} (got {quoted(first.get('input'))})"
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     return f"{path}: {message}{more}"
 

@@ -4,6 +4,13 @@ The CLI maps them to exit statuses: ``RobbenchError`` (the input or the environm
 rerun) exits 2, ``AttackBugError`` (robbench or a plugin attack is wrong: report it) exits 3.
 """
 
+from __future__ import annotations
+
+import os
+
+#: the most characters of one user value a message quotes (YAML aliases can expand a value to megabytes)
+QUOTE_LIMIT = 120
+
 
 class RobbenchError(Exception):
     """An error caused by the user's input or environment, not by a bug in robbench.
@@ -40,3 +47,14 @@ def first_line(text: str | None, limit: int = 200) -> str:
 def exception_summary(exc: BaseException) -> str:
     """One line for an exception from third-party code: its message's first line, else its type."""
     return first_line(str(exc)) or type(exc).__name__
+
+
+def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` (paths as their text), cut to ``limit`` characters: any value, one short line.
+
+    repr() escapes newlines and control characters, so a quoted value never splits a message.
+    """
+    text = repr(os.fspath(value)) if isinstance(value, os.PathLike) else repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+

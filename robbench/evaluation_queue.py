@@ -8,6 +8,7 @@ was left by a run that crashed, and is evaluated again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,10 +18,11 @@ from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .config import DEFAULT_N_EXAMPLES
-from .errors import RobbenchError
+from .errors import RobbenchError, quoted
 from .hub import fetch, hub_digest, offline, resolve
 from .hub_ref import SPEC_FILE, parse_checkpoint_ref
-from .results import atomic_write_text
+from .ownership import conflicting_owner, same_owner
+from .results import atomic_write_text, make_dirs
 
 if TYPE_CHECKING:
     from .evaluation import ProgressFactory
@@ -39,6 +41,7 @@ class Request(BaseModel):
     spec: dict[str, Any]  # the repo's model.yaml, its checkpoint replaced by the pinned one
     threat_model: str
     eps: float
+    pinned: str  # pin_digest() at add time: a request edited since is refused, never evaluated
     status: Status = "PENDING"
     reason: str | None = None  # why it FAILED
     results: list[str] = []  # the records a FINISHED request wrote
@@ -51,16 +54,31 @@ class Request(BaseModel):
         ref = parse_checkpoint_ref(self.checkpoint)
         return ref.repo, ref.revision, self.spec["dataset"], self.threat_model, self.eps
 
+    @property
+    def edited(self) -> bool:
+        """Whether what would run differs from what ``queue add`` pinned."""
+        return pin_digest(self.checkpoint, self.spec, self.threat_model, self.eps) != self.pinned
 
-def add(checkpoint: str, queue_dir: Path, threat_models: list[str] | None = None, eps: float | None = None) -> list[Request]:
+
+def pin_digest(checkpoint: str, spec: dict[str, Any], threat_model: str, eps: float) -> str:
+    """SHA-256 of everything a request evaluates: weights, model.yaml, threat model and radius."""
+    pinned = {"checkpoint": checkpoint, "spec": spec, "threat_model": threat_model, "eps": eps}
+    return hashlib.sha256(json.dumps(pinned, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def add(
+    checkpoint: str, queue_dir: Path, threat_models: list[str] | None = None, eps: float | None = None,
+    results_dir: Path = Path("results"),
+) -> list[Request]:
     """Queue a hub model: one PENDING request per threat model, checked before anything is evaluated.
 
     Name, dataset and architecture come from the model.yaml next to the weights in the repo; the
     threat models default to its list, else the dataset's standard ones. Re-adding a FAILED request
-    queues it again; any other duplicate is refused.
+    queues it again; any other duplicate is refused, and so is a name that a record in
+    ``results_dir`` or a pending request holds for another source (``robbench.ownership``).
     """
     from .config import load_model_spec
-    from .data import get_dataset
+    from .data import check_hub_params, get_dataset
     from .models import ARCHITECTURES
     from .threat_models import get_threat_model, standard_threat_models
 
@@ -69,6 +87,8 @@ def add(checkpoint: str, queue_dir: Path, threat_models: list[str] | None = None
         hub_digest(ref)  # the weights exist at that commit (they are downloaded only by `run`)
     spec = load_model_spec(fetch(ref.sibling(SPEC_FILE)).local_path).model_copy(update={"checkpoint": str(ref)})
     ARCHITECTURES.get(spec.architecture)  # only registered architectures: no code comes from the hub
+    check_hub_params(spec.dataset, spec.dataset_kwargs)  # before the builder reads anything the spec names
+    _check_name_free(spec.name, ref.repo, results_dir)
     dataset = get_dataset(spec.dataset, **spec.dataset_kwargs)
     threats = [get_threat_model(dataset, name) for name in threat_models or spec.threat_models or sorted(standard_threat_models(dataset))]
     if eps is not None:
@@ -76,24 +96,47 @@ def add(checkpoint: str, queue_dir: Path, threat_models: list[str] | None = None
             raise RobbenchError("applies to one threat model; name that threat model as well", parameter="eps")
         threats = [threats[0].with_eps(eps)]
     now = _now()
+    pinned_spec = spec.model_dump(mode="json")
     new = [
         Request(
-            id=f"{spec.name}-{threat.slug}-{ref.revision[:12]}", checkpoint=str(ref), spec=spec.model_dump(mode="json"),
-            threat_model=threat.name, eps=threat.eps, submitted=now, updated=now,
+            id=f"{spec.name}-{threat.slug}-{ref.revision[:12]}", checkpoint=str(ref), spec=pinned_spec,
+            threat_model=threat.name, eps=threat.eps, pinned=pin_digest(str(ref), pinned_spec, threat.name, threat.eps),
+            submitted=now, updated=now,
         )
         for threat in threats
     ]
-    queue_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(queue_dir)
     with FileLock(str(queue_dir / ADD_LOCK), timeout=ADD_LOCK_TIMEOUT_S):
+        queued = read_queue(queue_dir)
         clashes = [
-            f"{old.id} ({old.status})" for old in read_queue(queue_dir) for request in new
+            f"{old.id} ({old.status})" for old in queued for request in new
             if old.status != "FAILED" and (old.key == request.key or old.id == request.id)
         ]
         if clashes:
             raise RobbenchError(f"already queued: {', '.join(clashes)}; see `robbench queue status`")
+        holder = next((
+            old for old in queued if old.status in ("PENDING", "RUNNING") and old.spec.get("name") == spec.name
+            and not same_owner(None, ref.repo, None, parse_checkpoint_ref(old.checkpoint).repo)
+        ), None)
+        if holder is not None:
+            raise RobbenchError(
+                f"the name {quoted(spec.name)} is taken by the queued request {holder.id} of "
+                f"hub repo {parse_checkpoint_ref(holder.checkpoint).repo}; rename the model in the repo's model.yaml"
+            )
         for request in new:
             _save(request, queue_dir)
     return new
+
+
+def _check_name_free(name: str, repo: str, results_dir: Path) -> None:
+    """Refuse a hub model whose name a record of another source holds: it would replace that record."""
+    from .results import read_store
+
+    holder = conflicting_owner(name, None, repo, read_store(results_dir)[0])
+    if holder is not None:
+        raise RobbenchError(
+            f"the name {quoted(name)} belongs to {holder}, not to hub repo {repo}; rename the model in the repo's model.yaml"
+        )
 
 
 def read_queue(queue_dir: Path) -> list[Request]:
@@ -119,11 +162,17 @@ def run(
     data_dir: str | None = None,
     progress: ProgressFactory | None = None,
 ) -> Iterator[Request]:
-    """Evaluate PENDING requests (and RUNNING ones a crash left) one by one; yield each as it ends."""
+    """Evaluate PENDING requests (and RUNNING ones a crash left) one by one; yield each as it ends.
+
+    Every option is checked first: a bad one changes no request.
+    """
     from .config import ModelSpec
+    from .data import check_hub_params
     from .pipeline import evaluate
     from .results import record_path
+    from .run_options import check_run_options
 
+    check_run_options(attacks, n_examples, batch_size, device, seed)
     if not queue_dir.is_dir():
         raise RobbenchError(f"{queue_dir}: no such queue folder; add a model with `robbench queue add` first")
     lock = FileLock(str(queue_dir / RUN_LOCK), timeout=0)
@@ -135,8 +184,16 @@ def run(
         while request := next((r for r in read_queue(queue_dir) if r.status in ("PENDING", "RUNNING")), None):
             request = _save(request.model_copy(update={"status": "RUNNING", "reason": None, "updated": _now()}), queue_dir)
             try:
+                if request.edited:
+                    raise RobbenchError(
+                        f"{request.id}.json was edited after `queue add` (it no longer matches its pinned digest "
+                        f"{request.pinned[:12]}); add the model again"
+                    )
+                spec = ModelSpec(**request.spec)
+                check_hub_params(spec.dataset, spec.dataset_kwargs)
+                _check_name_free(spec.name, parse_checkpoint_ref(request.checkpoint).repo, results_dir)  # a record may have appeared since
                 records = evaluate(
-                    ModelSpec(**request.spec), threat_models=[request.threat_model], eps=request.eps, attacks=attacks,
+                    spec, threat_models=[request.threat_model], eps=request.eps, attacks=attacks,
                     n_examples=n_examples, batch_size=batch_size, device=device, seed=seed, data_dir=data_dir,
                     progress=progress, results_dir=results_dir,  # saves progress: a crashed run's rerun continues it
                 )

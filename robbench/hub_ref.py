@@ -10,14 +10,16 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
-from .errors import RobbenchError
+from .errors import RobbenchError, quoted
 
 HF_SCHEME = "hf://"
 WEIGHTS_FILE = "model.safetensors"  # what ``robbench submit`` uploads
 SPEC_FILE = "model.yaml"
 METADATA_FILES = (SPEC_FILE, "config.json")  # besides *.safetensors, the only files ever fetched
-_REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
-_REVISION = re.compile(r"^[\w.][\w./-]*$")
+#: huggingface_hub's rules for ORG/NAME, in ASCII: each part 1-96 characters, no "--" or "..", no ".git" ending
+_REPO_PART = r"[A-Za-z0-9](?:[\w.-]{0,94}\w)?"
+_REPO = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$", re.ASCII)
+_REVISION = re.compile(r"^[\w.][\w./-]*$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -29,18 +31,21 @@ class HubRef:
     revision: str
 
     def __post_init__(self) -> None:
-        if not _REPO.fullmatch(self.repo):
-            raise RobbenchError(f"{self}: {self.repo!r} is not a hub repo id; write ORG/NAME")
+        where = quoted(str(self))
+        if not _REPO.fullmatch(self.repo) or "--" in self.repo or ".." in self.repo or self.repo.endswith(".git"):
+            raise RobbenchError(
+                f"{where}: {quoted(self.repo)} is not a hub repo id; write ORG/NAME (ASCII letters, digits, '-', '_', '.')"
+            )
         parts = self.path.split("/")
         if "\\" in self.path or any(part in ("", ".", "..") for part in parts):
-            raise RobbenchError(f"{self}: {self.path!r} is not a file path inside the repo")
+            raise RobbenchError(f"{where}: {quoted(self.path)} is not a file path inside the repo")
         if not (self.path.endswith(".safetensors") or parts[-1] in METADATA_FILES):
             raise RobbenchError(
-                f"{self}: robbench fetches only .safetensors weights and {'/'.join(METADATA_FILES)} from the hub, "
+                f"{where}: robbench fetches only .safetensors weights and {'/'.join(METADATA_FILES)} from the hub, "
                 "never pickles or code; convert the weights to .safetensors"
             )
         if not _REVISION.fullmatch(self.revision) or ".." in self.revision:
-            raise RobbenchError(f"{self}: {self.revision!r} is not a revision; write a commit sha, tag or branch")
+            raise RobbenchError(f"{where}: {quoted(self.revision)} is not a revision; write a commit sha, tag or branch")
 
     def __str__(self) -> str:
         return f"{HF_SCHEME}{self.repo}/{self.path}@{self.revision}"
@@ -58,10 +63,10 @@ def parse_checkpoint_ref(text: str) -> HubRef:
     body, at, revision = text[len(HF_SCHEME) :].partition("@")
     parts = body.split("/", 2)
     if not is_hub_ref(text) or len(parts) < 3:
-        raise RobbenchError(f"{text!r}: a hub checkpoint is written hf://ORG/REPO/PATH.safetensors@REVISION")
+        raise RobbenchError(f"{quoted(text)}: a hub checkpoint is written hf://ORG/REPO/PATH.safetensors@REVISION")
     if not at:
-        raise RobbenchError(f"{text!r}: add @REVISION (a commit sha, tag or branch) so the weights are pinned")
+        raise RobbenchError(f"{quoted(text)}: add @REVISION (a commit sha, tag or branch) so the weights are pinned")
     ref = HubRef("/".join(parts[:2]), parts[2], revision)
     if not ref.path.endswith(".safetensors"):
-        raise RobbenchError(f"{text!r}: a hub checkpoint must be a .safetensors file")
+        raise RobbenchError(f"{quoted(text)}: a hub checkpoint must be a .safetensors file")
     return ref

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from .checkpoints import count_parameters, load_weights
 from .config import ModelSpec, Normalization
 from .data import Dataset, get_dataset
-from .errors import RobbenchError
+from .errors import RobbenchError, exception_summary, quoted
 from .hub_ref import is_hub_ref, parse_checkpoint_ref
 from .models import create_model
 from .models.normalize import Normalized
 from .results import Checkpoint
+
+#: the most memory a model's weights may take (the largest published robust models take about 1 GiB)
+MAX_MODEL_BYTES = 16 * 2**30
 
 
 @dataclass(frozen=True)
@@ -35,10 +39,15 @@ def build_model(
 ) -> nn.Module:
     """A fresh model for ``dataset``; normalisation, when given, lives inside the model."""
     kwargs = {"input_shape": dataset.input_shape, "num_classes": dataset.num_classes, **architecture_kwargs}
-    try:
-        model = create_model(architecture, **kwargs)
-    except ValueError as exc:  # e.g. a dropout rate of 2: the factory's own check, reported as the user's
-        raise RobbenchError(f"architecture {architecture!r} rejected its arguments ({exc}); fix architecture_kwargs") from exc
+    with torch.device("meta"):  # shapes without memory: absurd kwargs are refused before anything is allocated
+        skeleton = _create(architecture, kwargs)
+    size = sum(t.numel() * t.element_size() for t in (*skeleton.parameters(), *skeleton.buffers()))
+    if size > MAX_MODEL_BYTES:
+        raise RobbenchError(
+            f"architecture {quoted(architecture)} with these architecture_kwargs has {count_parameters(skeleton):,} "
+            f"parameters, over the limit of {MAX_MODEL_BYTES / 2**30:g} GiB of weights; fix architecture_kwargs"
+        )
+    model = _create(architecture, kwargs)
     if normalization is not None:
         channels = dataset.input_shape[0]
         if len(normalization.mean) not in (1, channels):
@@ -49,6 +58,15 @@ def build_model(
     return model
 
 
+def _create(architecture: str, kwargs: dict) -> nn.Module:
+    try:
+        return create_model(architecture, **kwargs)
+    except (ValueError, RuntimeError, OverflowError) as exc:  # e.g. a dropout rate of 2, a negative width
+        raise RobbenchError(
+            f"architecture {quoted(architecture)} rejected its arguments ({exception_summary(exc)}); fix architecture_kwargs"
+        ) from exc
+
+
 def inner_model(model: nn.Module) -> nn.Module:
     """The network whose state_dict a checkpoint holds (inside any normalisation wrapper)."""
     return model.model if isinstance(model, Normalized) else model
@@ -57,8 +75,8 @@ def inner_model(model: nn.Module) -> nn.Module:
 def load_submission(spec: ModelSpec, data_dir: str | None = None) -> LoadedModel:
     try:
         dataset = get_dataset(spec.dataset, **_with_data_dir(spec.dataset_kwargs, data_dir))
-    except TypeError as exc:
-        raise RobbenchError(f"dataset {spec.dataset!r} rejected dataset_kwargs ({exc}); fix dataset_kwargs") from exc
+    except (TypeError, ValueError) as exc:  # a parameter of the wrong kind, refused by the builder's own code
+        raise RobbenchError(f"dataset {quoted(spec.dataset)} rejected dataset_kwargs ({exception_summary(exc)}); fix dataset_kwargs") from exc
     model = build_model(spec.architecture, spec.architecture_kwargs, spec.normalization, dataset)
     if is_hub_ref(spec.checkpoint):  # verified against the hub and the pin before any weight is read
         from .hub import fetch  # huggingface_hub is imported only for hub weights

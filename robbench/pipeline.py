@@ -16,7 +16,7 @@ import torch
 
 from . import distributed
 from .adversarial import digest, encode
-from .attacks import AttackContext, create_attack, derive_seed
+from .attacks import AttackContext, derive_seed
 from .config import DEFAULT_N_EXAMPLES, ModelSpec, load_model_spec
 from .data import Dataset
 from .errors import RobbenchError
@@ -28,7 +28,8 @@ from .results import (
     ADVERSARIAL_SUFFIX, AdversarialExamples, AttackSpec, EvalRecord, Examples, RunConfig, Versions, check_name_owner,
     state_path, write_records,
 )
-from .runtime import describe_device, resolve_device, seed_everything, versions
+from .run_options import check_run_options
+from .runtime import describe_device, seed_everything, versions
 from .threat_models import ThreatModel, get_threat_model, standard_threat_models
 
 
@@ -79,12 +80,8 @@ def evaluate(
     record holds the number).
     """
     spec = model_yaml if isinstance(model_yaml, ModelSpec) else load_model_spec(model_yaml)
-    if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):
-        raise RobbenchError(f"must be a positive integer or 'auto', got {batch_size!r}", parameter="batch_size")
-    if not 0 <= seed < 2**63:
-        raise RobbenchError(f"must be between 0 and 2**63 - 1, got {seed}", parameter="seed")
-    attack_objects = [create_attack(name) for name in attacks]
-    torch_device = distributed.world().device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
+    attack_objects, chosen_device = check_run_options(attacks, n_examples, batch_size, device, seed)
+    torch_device = distributed.world().device(chosen_device)  # cuda:LOCAL_RANK under torchrun
     loaded = load_submission(spec, data_dir)
     results = Path(results_dir) if results_dir is not None else None
     if results is not None:  # before an hour of attacks, not after

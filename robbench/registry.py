@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Callable, Generic, TypeVar
 
-from .errors import RobbenchError, first_line
+from .errors import RobbenchError, first_line, quoted
 
 T = TypeVar("T", bound=Callable)
 
@@ -25,6 +25,8 @@ class Entry:
     factory: Callable
     source: str  # "built-in" or the distribution/module that provided it
     description: str
+    #: the factory's parameters an untrusted (hub) model.yaml may set; datasets: those that name no file
+    hub_params: frozenset[str] = frozenset()
 
 
 class Registry(Generic[T]):
@@ -35,14 +37,14 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry] = {}
         self._builtins_loaded = False
 
-    def register(self, name: str, *, description: str = "") -> Callable[[T], T]:
-        """Decorator: ``@ARCHITECTURES.register("small-cnn")``."""
+    def register(self, name: str, *, description: str = "", hub_params: tuple[str, ...] = ()) -> Callable[[T], T]:
+        """Decorator: ``@ARCHITECTURES.register("small-cnn")``; ``hub_params``: see ``Entry``."""
 
         def decorator(factory: T) -> T:
             if name in self._entries and self._entries[name].factory is not factory:
                 raise RobbenchError(f"{self.kind} {name!r} is registered twice; rename one of them")
             text = description or first_line(factory.__doc__)
-            self._entries[name] = Entry(name, factory, _source_of(factory), text)
+            self._entries[name] = Entry(name, factory, _source_of(factory), text, frozenset(hub_params))
             return factory
 
         return decorator
@@ -55,7 +57,7 @@ class Registry(Generic[T]):
             known = self.names()
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise RobbenchError(f"unknown {self.kind} {name!r}{hint}; known: {', '.join(known)}")
+            raise RobbenchError(f"unknown {self.kind} {quoted(name)}{hint}; known: {', '.join(known)}")
         return self._entries[name]
 
     def names(self) -> list[str]:
@@ -92,7 +94,8 @@ class Registry(Generic[T]):
                 ) from exc
             if name not in self._entries:  # a plain callable, not a module that self-registers
                 dist = ep.dist.name if ep.dist else ep.module
-                self._entries[name] = Entry(name, loaded, dist, first_line(loaded.__doc__))
+                hub_params = frozenset(getattr(loaded, "hub_params", ()))  # a plugin declares them on its factory
+                self._entries[name] = Entry(name, loaded, dist, first_line(loaded.__doc__), hub_params)
             return
 
 

@@ -26,7 +26,7 @@ from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .config import NAME_PATTERN, Metadata, Normalization
-from .errors import RobbenchError
+from .errors import RobbenchError, exception_summary, quoted
 from .evidence import AttackResult, Evidence, disagreements
 from .threat_models import ThreatModel
 
@@ -203,10 +203,21 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def make_dirs(folder: Path) -> None:
+    """``mkdir -p folder``; a file in the way or a refusing disk is the user's one-line error."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cannot_write(folder, exc) from exc
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same folder and rename: all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    make_dirs(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _cannot_write(path, exc) from exc
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as handle:
@@ -214,9 +225,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a full disk, a quota, a path that is a folder
+            raise _cannot_write(path, exc) from exc
         raise
+
+
+def _cannot_write(path: Path, exc: OSError) -> RobbenchError:
+    return RobbenchError(f"cannot write {quoted(path)} ({exc.strerror or exception_summary(exc)}); free space or choose another path")
 
 
 def record_json(record: EvalRecord) -> str:
@@ -232,7 +249,7 @@ def _lock(path: Path) -> FileLock:
 @contextmanager
 def store_lock(results_dir: Path) -> Iterator[None]:
     """Hold the results folder's lock (created if need be). The OS drops it when a process dies."""
-    results_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(results_dir)
     path = results_dir.resolve() / LOCK_NAME
     try:
         with _lock(path):
@@ -275,25 +292,19 @@ def write_record(record: EvalRecord, results_dir: Path, adversarial: bytes | Non
     return write_records([record], results_dir, [adversarial])[0]
 
 
-def name_owner(results_dir: Path, name: str) -> Checkpoint | None:
-    """The checkpoint that the records under ``name`` hold (the first readable one), if any."""
+def check_name_owner(results_dir: Path, name: str, checkpoint: Checkpoint) -> None:
+    """Refuse records under ``name`` for another source than the one its records hold (``robbench.ownership``)."""
+    from .ownership import conflicting_owner
+
+    held = []
     for path in sorted(results_dir.glob(f"*/*/{name}/*.json")):
         try:
-            return read_record(path).checkpoint
+            held.append(read_record(path))
         except RobbenchError:
             continue
-    return None
-
-
-def check_name_owner(results_dir: Path, name: str, checkpoint: Checkpoint) -> None:
-    """Refuse records under ``name`` for a checkpoint (or hub repo) other than the one its records hold."""
-    owner = name_owner(results_dir, name)
-    if owner is not None and (owner.sha256, owner.repo) != (checkpoint.sha256, checkpoint.repo):
-        held = f"{owner.repo} " if owner.repo else ""
-        raise RobbenchError(
-            f"the name {name!r} is held by the records of another checkpoint ({held}sha256 {owner.sha256[:12]}...); "
-            "give this model another name in model.yaml"
-        )
+    holder = conflicting_owner(name, checkpoint.sha256, checkpoint.repo, held)
+    if holder is not None:
+        raise RobbenchError(f"the name {quoted(name)} belongs to {holder}; give this model another name in model.yaml")
 
 
 def read_record(path: Path) -> EvalRecord:

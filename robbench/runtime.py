@@ -9,14 +9,14 @@ from importlib.metadata import PackageNotFoundError, requires, version
 import numpy as np
 import torch
 
-from .errors import RobbenchError
+from .errors import RobbenchError, quoted
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise RobbenchError(f"unknown device {name!r}; use auto, cpu or cuda")
+        raise RobbenchError(f"unknown device {quoted(name)}; use auto, cpu or cuda")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RobbenchError(f"{name} was asked for but no CUDA GPU is available; use cpu", parameter="device")
     return torch.device(name)

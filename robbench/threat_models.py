@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import RobbenchError
+from .errors import RobbenchError, quoted
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -66,6 +66,6 @@ def get_threat_model(dataset: "Dataset", name: str) -> ThreatModel:
     known = standard_threat_models(dataset)
     if name not in known:
         raise RobbenchError(
-            f"dataset {dataset.name!r} has no threat model {name!r}; known: {', '.join(sorted(known)) or 'none'}"
+            f"dataset {dataset.name!r} has no threat model {quoted(name)}; known: {', '.join(sorted(known)) or 'none'}"
         )
     return known[name]

@@ -90,3 +90,24 @@ def test_tsipras_threat_model_is_twice_eta():
     threats = standard_threat_models(get_dataset("tsipras", d=25))
     assert threats["linf"].eps == pytest.approx(2 * 3 / 5)
     assert set(standard_threat_models(get_dataset("fashion-mnist"))) == {"linf", "l2"}
+
+
+@pytest.mark.parametrize(
+    ("dataset", "params", "refused"),
+    [
+        ("tsipras", {"d": 10, "p": 0.9, "eta": 0.5, "n": 100, "seed": 1}, None),
+        ("npz", {"num_classes": 10, "linf_eps": 0.03, "l2_eps": 0.5}, None),
+        ("npz", {"path": "/etc/test.npz", "linf_eps": 0.03}, "'path'"),
+        ("npz", {"train_path": "train.npz"}, "'train_path'"),
+        ("fashion-mnist", {"data_dir": "/srv/data"}, "'data_dir'"),
+        ("tsipras", {"data_dir": "x"}, "'data_dir'"),
+    ],
+)
+def test_hub_submissions_set_only_the_parameters_a_dataset_declares_safe(dataset, params, refused):
+    from robbench.data import check_hub_params
+
+    if refused is None:
+        check_hub_params(dataset, params)
+    else:
+        with pytest.raises(RobbenchError, match=f"dataset_kwargs {refused} of dataset '{dataset}' cannot come from a hub"):
+            check_hub_params(dataset, params)

@@ -7,16 +7,21 @@ models registered below are reachable from a model.yaml; one case also runs as a
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import math
+import os
 import pickle
 import struct
 import subprocess
 import sys
-from dataclasses import replace
+import zipfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -28,7 +33,6 @@ from robbench.data import DATASETS, Dataset, get_dataset, idx
 from robbench.models import ARCHITECTURES
 from .helpers import RunsCode
 
-Case = tuple[list[str], str]  # (CLI arguments, a fragment the one-line error must contain)
 Twist = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 
@@ -108,129 +112,262 @@ def _safetensors_bytes(header: dict, body: bytes) -> bytes:
     return struct.pack("<Q", len(text)) + text + body
 
 
-def _corpus(tmp: Path, good_yaml: Path) -> dict[str, Case]:
-    good = yaml.safe_load(good_yaml.read_text())
-    weights = good_yaml.parent / "model.safetensors"
-    state = load_file(str(weights))
-    marker = tmp / "pwned"
+def _npy_claiming(shape: tuple[int, ...]) -> bytes:
+    """An .npy member whose header claims ``shape`` (uint8) but which holds 16 bytes."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    return buffer.getvalue() + bytes(16)
 
-    def spec(label: str, **changes) -> str:
-        path = tmp / f"{label}.yaml"
-        path.write_text(yaml.safe_dump({**good, "checkpoint": str(weights), **changes}))
-        return str(path)
 
-    def text(label: str, content: str) -> str:
-        path = tmp / f"{label}.yaml"
+def _aliases_expanding_to(length: int) -> str:
+    """A YAML flow list a few hundred bytes long that expands to ``length`` characters."""
+    return f"[&r [&w {'x' * 100}{', *w' * 19}]{', *r' * (length // 2000 - 1)}]"
+
+
+@dataclass
+class Corpus:
+    """Writes the input files of the cases below under ``root``; each case writes its own."""
+
+    root: Path
+    good_yaml: Path
+
+    @property
+    def good(self) -> dict:
+        return yaml.safe_load(self.good_yaml.read_text())
+
+    @property
+    def weights(self) -> Path:
+        return self.good_yaml.parent / "model.safetensors"
+
+    @property
+    def marker(self) -> Path:
+        return self.root / "pwned"
+
+    def spec_text(self, **changes) -> str:
+        return yaml.safe_dump({**self.good, "checkpoint": str(self.weights), **changes})
+
+    def spec(self, label: str, **changes) -> str:
+        return self.text(label, self.spec_text(**changes))
+
+    def text(self, label: str, content: str) -> str:
+        path = self.root / f"{label}.yaml"
         path.write_text(content)
         return str(path)
 
-    def checkpoint(label: str, suffix: str, content: "bytes | dict | object") -> str:
-        path = tmp / f"{label}{suffix}"
+    def checkpoint(self, label: str, suffix: str, content: "bytes | dict | object") -> str:
+        path = self.root / f"{label}{suffix}"
         if isinstance(content, bytes):
             path.write_bytes(content)
         elif suffix == ".safetensors":
             save_file(content, str(path))
         else:
             torch.save(content, path)
-        return spec(label, checkpoint=str(path))
+        return self.spec(label, checkpoint=str(path))
 
-    def tensors(**changes: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {**state, **changes}
+    def tensors(self, **changes: torch.Tensor) -> dict:
+        return {**load_file(str(self.weights)), **changes}
 
-    def data_dir(label: str, damage: Callable[[bytes], bytes]) -> str:
-        folder = tmp / label / "fashion-mnist"
+    def bias(self, dtype: torch.dtype, value: float) -> dict:
+        return self.tensors(**{"1.bias": torch.full((10,), value, dtype=dtype)})
+
+    def data_dir(self, label: str, damage: Callable[[bytes], bytes]) -> str:
+        folder = self.root / label / "fashion-mnist"
         folder.mkdir(parents=True)
         for source in (idx.BUNDLED / "fashion-mnist").glob("t10k-*.gz"):
             (folder / source.name).write_bytes(damage(source.read_bytes()) if "images" in source.name else source.read_bytes())
-        return str(tmp / label)
+        return str(self.root / label)
 
-    lying = {"1.weight": {"dtype": "F32", "shape": [10, 784], "data_offsets": [0, 31360]}}
-    bias = state["1.bias"]
-    ev = lambda *args: ["evaluate", *args]  # noqa: E731
-    linear = str(good_yaml)
+    def npz(self, label: str, shape: tuple[int, ...]) -> str:
+        path = self.root / f"{label}.npz"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("x.npy", _npy_claiming(shape))
+            archive.writestr("y.npy", _npy_claiming(shape[:1]))
+        return self.spec(label, dataset="npz", dataset_kwargs={"path": str(path)})
+
+    def queue(self, label: str) -> str:
+        """A queue folder holding one PENDING request (never evaluated by these cases)."""
+        from robbench.evaluation_queue import Request, pin_digest
+
+        folder = self.root / label
+        folder.mkdir()
+        checkpoint = f"hf://org/model/model.safetensors@{'a' * 40}"
+        spec = {**self.good, "checkpoint": checkpoint}
+        request = Request(
+            id="fmnist-linear-linf-aaaaaaaaaaaa", checkpoint=checkpoint, spec=spec, threat_model="linf", eps=0.1,
+            pinned=pin_digest(checkpoint, spec, "linf", 0.1), submitted="2025-01-01T00:00:00", updated="2025-01-01T00:00:00",
+        )
+        (folder / f"{request.id}.json").write_text(request.model_dump_json(indent=2))
+        return str(folder)
+
+
+def ev(*args: str) -> list[str]:
+    return ["evaluate", *args]
+
+
+def run_queue(corpus: Corpus, label: str, *options: str) -> list[str]:
+    return ["queue", "run", "--queue-dir", corpus.queue(label), *options]
+
+
+def _full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", no_space)
+
+
+LYING = {"1.weight": {"dtype": "F32", "shape": [10, 784], "data_offsets": [0, 31360]}}
+NAN = float("nan")
+
+#: case name -> (corpus -> (CLI arguments, a fragment the one-line error must contain[, a patch of the environment]))
+CASES: dict[str, Callable[[Corpus], tuple]] = {
+    # checkpoints
+    "pickle that runs code": lambda c: (ev(c.checkpoint("evil", ".pt", pickle.dumps({"1.weight": RunsCode(c.marker)}))), "never unpickles"),
+    "torch.save of a malicious object": lambda c: (ev(c.checkpoint("evil-save", ".pth", {"1.weight": RunsCode(c.marker)})), "never unpickles"),
+    "torch.save of a whole module": lambda c: (ev(c.checkpoint("module", ".pt", nn.Linear(784, 10))), "never unpickles"),
+    "pickle holding a bare tensor": lambda c: (ev(c.checkpoint("bare", ".pt", torch.zeros(3))), "does not hold a state_dict"),
+    "unpickler fails: empty stack (IndexError)": lambda c: (ev(c.checkpoint("pop", ".pt", b"\x80\x02.")), "not a readable PyTorch checkpoint"),
+    "unpickler fails: unknown memo (KeyError)": lambda c: (ev(c.checkpoint("memo", ".pt", b"\x80\x02h\x05.")), "not a readable PyTorch checkpoint"),
+    "unpickler fails: short integer (struct.error)": lambda c: (ev(c.checkpoint("short", ".pt", b"\x80\x02J\x01")), "not a readable PyTorch checkpoint"),
+    "self-referential state dict": lambda c: (ev(c.checkpoint("loop", ".pt", _self_referential())), "does not hold a state_dict"),
+    "state dict with a non-string key": lambda c: (ev(c.checkpoint("int-key", ".pt", {**c.tensors(), 1: torch.zeros(3)})), "names that are not strings"),
+    "sparse tensor": lambda c: (ev(c.checkpoint("sparse", ".pt", c.tensors(**{"1.bias": torch.zeros(10).to_sparse()}))), "'1.bias' is not a dense tensor"),
+    "meta tensor": lambda c: (ev(c.checkpoint("meta", ".pt", c.tensors(**{"1.bias": torch.empty(10, device="meta")}))), "'1.bias' is not a dense tensor"),
+    "float8 NaN that isfinite cannot see": lambda c: (ev(c.checkpoint("fp8", ".safetensors", c.bias(torch.float8_e4m3fn, NAN))), "1.bias contains NaN or Inf"),
+    "float64 weights that overflow float32": lambda c: (ev(c.checkpoint("fp64", ".safetensors", c.bias(torch.float64, 1e300))), "1.bias contains NaN or Inf"),
+    "not a safetensors file": lambda c: (ev(c.checkpoint("fake", ".safetensors", b"this is not a safetensors file")), "not a valid safetensors"),
+    "empty safetensors file": lambda c: (ev(c.checkpoint("empty", ".safetensors", b"")), "not a valid safetensors"),
+    "header lies about sizes": lambda c: (ev(c.checkpoint("lying", ".safetensors", _safetensors_bytes(LYING, bytes(64)))), "not a valid safetensors"),
+    "header length absurd": lambda c: (ev(c.checkpoint("huge", ".safetensors", struct.pack("<Q", 2**60) + b"{}")), "not a valid safetensors"),
+    "wrong shapes": lambda c: (ev(c.checkpoint("shapes", ".safetensors", c.tensors(**{"1.bias": torch.zeros(3)}))), "1.bias has shape (3,)"),
+    "wrong architecture": lambda c: (ev(c.spec("arch", architecture="small-cnn")), "does not match the architecture"),
+    "checkpoint without tensors": lambda c: (ev(c.checkpoint("no-tensors", ".safetensors", {})), "missing keys"),
+    "integer weights": lambda c: (ev(c.checkpoint("ints", ".safetensors", c.bias(torch.int64, 0))), "dtype torch.int64"),
+    "NaN weights": lambda c: (ev(c.checkpoint("nan", ".safetensors", c.bias(torch.float32, NAN))), "NaN or Inf"),
+    "Inf weights": lambda c: (ev(c.checkpoint("inf", ".safetensors", c.bias(torch.float32, float("inf")))), "NaN or Inf"),
+    "unknown format": lambda c: (ev(c.checkpoint("weights", ".h5", b"\x89HDF")), "unknown checkpoint format"),
+    "missing checkpoint": lambda c: (ev(c.spec("missing", checkpoint=str(c.root / "absent.safetensors"))), "not found"),
+    "checkpoint name of 300 characters": lambda c: (ev(c.spec("long", checkpoint=str(c.root / f"{'w' * 300}.safetensors"))), "not found"),
+    "checkpoint path with a newline": lambda c: (ev(c.spec("newline", checkpoint=str(c.root / "two\nlines.safetensors"))), "two\\nlines"),
+    "sha256 pin differs": lambda c: (ev(c.spec("pin", sha256="0" * 64)), "pins 0000"),
+    # configs
+    "missing model.yaml": lambda c: (ev(str(c.root / "nope.yaml")), "no such file"),
+    "malformed YAML": lambda c: (ev(c.text("malformed", "name: x\ndataset: [unclosed\n")), "malformed YAML at line 3"),
+    "YAML tag that would run code": lambda c: (ev(c.text("tag", f"name: !!python/object/apply:os.system ['touch {c.marker}']\n")), "malformed YAML"),
+    "YAML that is not a mapping": lambda c: (ev(c.text("list", "- name\n- dataset\n")), "expected a mapping"),
+    "YAML duplicate key drops a pin": lambda c: (ev(c.text("duplicate", f"sha256: {'0' * 64}\n{c.spec_text()}sha256: null\n")), "duplicate key 'sha256'"),
+    "YAML non-string key": lambda c: (ev(c.text("int-key", f"1: one\n{c.spec_text()}")), "key 1 is not a string"),
+    "YAML nested 5,000 deep": lambda c: (ev(c.text("deep", f"{c.spec_text()}architecture_kwargs: {{a: {'[' * 5000}{']' * 5000}}}\n")), "nested deeper than"),
+    "YAML aliases expanding to 80,000 characters": lambda c: (ev(c.text("aliases", f"{c.spec_text(dataset='tsipras')}dataset_kwargs: {{d: {_aliases_expanding_to(80_000)}}}\n")), "tsipras needs"),
+    "unknown key": lambda c: (ev(c.spec("key", checkpoints="x")), "unknown key 'checkpoints'"),
+    "wrong type (list)": lambda c: (ev(c.spec("type", threat_models="linf")), "key 'threat_models'"),
+    "wrong type (mapping)": lambda c: (ev(c.spec("kwargs", architecture_kwargs="wide")), "key 'architecture_kwargs'"),
+    "name climbs out": lambda c: (ev(c.spec("climb", name="../../etc/x")), "key 'name'"),
+    "name is ..": lambda c: (ev(c.spec("dots", name="..")), "key 'name'"),
+    "name has a separator": lambda c: (ev(c.spec("slash", name="a/b")), "key 'name'"),
+    "name with a newline": lambda c: (ev(c.spec("name-newline", name="a\nb")), "key 'name'"),
+    "zero std": lambda c: (ev(c.spec("std", normalization={"mean": [0.5], "std": [0.0]})), "std must be positive"),
+    "unknown architecture": lambda c: (ev(c.spec("unknown-arch", architecture="resnet-9000")), "unknown architecture 'resnet-9000'"),
+    "unknown architecture argument": lambda c: (ev(c.spec("arch-kwarg", architecture_kwargs={"depth": 3})), "rejected its arguments"),
+    "architecture argument out of range": lambda c: (ev(c.spec("dropout", architecture="small-cnn", architecture_kwargs={"drop_rate": 5})), "rejected its arguments"),
+    "negative number of classes": lambda c: (ev(c.spec("negative", architecture_kwargs={"num_classes": -5})), "rejected its arguments"),
+    "negative input shape": lambda c: (ev(c.spec("negative-shape", architecture_kwargs={"input_shape": [-1, 28, 28]})), "rejected its arguments"),
+    "10^13 classes": lambda c: (ev(c.spec("huge-classes", architecture_kwargs={"num_classes": 10**13})), "parameters, over the limit"),
+    "unknown dataset": lambda c: (ev(c.spec("unknown-data", dataset="imagenet-9000")), "unknown dataset 'imagenet-9000'"),
+    "unknown dataset argument": lambda c: (ev(c.spec("data-kwarg", dataset_kwargs={"colour": True})), "rejected dataset_kwargs"),
+    "tsipras eta that is a word": lambda c: (ev(c.spec("eta", dataset="tsipras", dataset_kwargs={"eta": "abc"})), "tsipras needs"),
+    "tsipras fractional d": lambda c: (ev(c.spec("d-float", dataset="tsipras", dataset_kwargs={"d": 2.5})), "tsipras needs"),
+    "tsipras d of 10^9": lambda c: (ev(c.spec("d-huge", dataset="tsipras", dataset_kwargs={"d": 10**9})), "tsipras needs"),
+    "tsipras n of 10^13": lambda c: (ev(c.spec("n-huge", dataset="tsipras", dataset_kwargs={"n": 10**13})), "tsipras needs"),
+    "tsipras infinite eta": lambda c: (ev(c.spec("eta-inf", dataset="tsipras", dataset_kwargs={"eta": float("inf")})), "tsipras needs"),
+    "npz header claiming 10^13 examples": lambda c: (ev(c.npz("claims", (10**13, 28, 28))), "claims"),
+    "hub repo id ending in .git": lambda c: (ev(c.spec("git", checkpoint="hf://a/b.git/model.safetensors@main")), "not a hub repo id"),
+    "hub repo id with non-ASCII letters": lambda c: (ev(c.spec("ascii", checkpoint="hf://\u00e4/b/model.safetensors@main")), "not a hub repo id"),
+    "hub repo id with --": lambda c: (ev(c.spec("dashes", checkpoint="hf://a/b--c/model.safetensors@main")), "not a hub repo id"),
+    "dataset/threat-model mismatch": lambda c: (ev(c.spec("mismatch", threat_models=["l1"])), "has no threat model 'l1'"),
+    # options
+    "negative eps": lambda c: (ev(str(c.good_yaml), "--threat-model", "linf", "--eps", "-1"), "--eps must be a positive"),
+    "zero eps": lambda c: (ev(str(c.good_yaml), "--threat-model", "linf", "--eps", "0"), "--eps must be a positive"),
+    "NaN eps": lambda c: (ev(str(c.good_yaml), "--threat-model", "linf", "--eps", "nan"), "--eps must be a positive"),
+    "absurd eps": lambda c: (ev(str(c.good_yaml), "--threat-model", "linf", "--eps", "50"), "over 100x"),
+    "unknown threat model": lambda c: (ev(str(c.good_yaml), "--threat-model", "l1"), "has no threat model 'l1'"),
+    "unknown attack": lambda c: (ev(str(c.good_yaml), "--attacks", "pgdd"), "unknown attack 'pgdd'"),
+    "no attacks": lambda c: (ev(str(c.good_yaml), "--attacks", ","), "--attacks is empty"),
+    "zero examples": lambda c: (ev(str(c.good_yaml), "--n-examples", "0"), "--n-examples must be a positive"),
+    "zero batch size": lambda c: (ev(str(c.good_yaml), "--batch-size", "0"), "--batch-size must be a positive integer or 'auto', got 0"),
+    "batch size that is a word": lambda c: (ev(str(c.good_yaml), "--batch-size", "big"), "--batch-size must be a positive integer or 'auto', got 'big'"),
+    "batch size 1e20": lambda c: (ev(str(c.good_yaml), "--batch-size", "1e20"), "--batch-size must be a positive integer or 'auto', got '1e20'"),
+    "batch size 10^20": lambda c: (ev(str(c.good_yaml), "--batch-size", str(10**20)), "--batch-size must be at most"),
+    "negative seed": lambda c: (ev(str(c.good_yaml), "--seed", "-1"), "--seed must be between"),
+    "seed 1e3": lambda c: (ev(str(c.good_yaml), "--seed", "1e3"), "argument --seed: invalid int value: '1e3'"),
+    "missing train config": lambda c: (["train", str(c.root / "none.yaml")], "no such file"),
+    # writing
+    "results folder is a file": lambda c: (ev(str(c.good_yaml), "--results-dir", str(c.good_yaml)), "cannot write"),
+    "full disk": lambda c: (ev(str(c.good_yaml)), "No space left on device", _full_disk),
+    # the queue: a bad option changes no request
+    "queue run with an unknown attack": lambda c: (run_queue(c, "q-attack", "--attacks", "pgdd"), "unknown attack 'pgdd'"),
+    "queue run with zero examples": lambda c: (run_queue(c, "q-examples", "--n-examples", "0"), "--n-examples must be a positive"),
+    "queue run with CUDA absent": lambda c: (run_queue(c, "q-cuda", "--device", "cuda"), "no CUDA GPU is available"),
+    "queue run with an unknown device": lambda c: (run_queue(c, "q-device", "--device", "tpu"), "unknown device 'tpu'"),
+    "queue run with zero batch size": lambda c: (run_queue(c, "q-batch", "--batch-size", "0"), "--batch-size must be a positive"),
+    "queue run with a negative seed": lambda c: (run_queue(c, "q-seed", "--seed", "-1"), "--seed must be between"),
+    # models
+    "wrong number of classes": lambda c: (ev(c.spec("classes", architecture="hostile-wrong-classes")), "expected logits of shape (20, 10)"),
+    "NaN outputs": lambda c: (ev(c.spec("nan-out", architecture="hostile-nan")), "NaN or Inf logits"),
+    "changes its input in place": lambda c: (ev(c.spec("in-place", architecture="hostile-in-place")), "changes its input in place"),
+    "returns a tuple": lambda c: (ev(c.spec("tuple", architecture="hostile-tuple")), "not a tensor of logits"),
+    "forward crashes": lambda c: (ev(c.spec("crash", architecture="hostile-crash")), "the model failed on test inputs"),
+    "switches itself to training": lambda c: (ev(c.spec("trains", architecture="hostile-trains-itself")), "switches itself to training"),
+    # data
+    "corrupt dataset file": lambda c: (ev(str(c.good_yaml), "--data-dir", c.data_dir("corrupt", lambda b: b[:100] + bytes([b[100] ^ 1]) + b[101:])), "corrupt or truncated"),
+    "truncated dataset file": lambda c: (ev(str(c.good_yaml), "--data-dir", c.data_dir("truncated", lambda b: b[: len(b) // 2])), "corrupt or truncated"),
+    "labels out of range": lambda c: (ev(c.spec("labels", dataset="labels-out-of-range")), "labels fall outside"),
+}
+
+
+def _self_referential() -> dict:
+    state: dict = {}
+    state["state_dict"] = state
+    return state
+
+
+def _snapshot(*roots: Path, folders: bool = True) -> dict[Path, bytes]:
+    """Every file's bytes (and every folder) under ``roots``."""
     return {
-        # checkpoints
-        "pickle that runs code": (ev(checkpoint("evil", ".pt", pickle.dumps({"1.weight": RunsCode(marker)}))), "never unpickles"),
-        "torch.save of a malicious object": (ev(checkpoint("evil-save", ".pth", {"1.weight": RunsCode(marker)})), "never unpickles"),
-        "torch.save of a whole module": (ev(checkpoint("module", ".pt", nn.Linear(784, 10))), "never unpickles"),
-        "pickle holding a bare tensor": (ev(checkpoint("bare", ".pt", torch.zeros(3))), "does not hold a state_dict"),
-        "not a safetensors file": (ev(checkpoint("fake", ".safetensors", b"this is not a safetensors file")), "not a valid safetensors"),
-        "empty safetensors file": (ev(checkpoint("empty", ".safetensors", b"")), "not a valid safetensors"),
-        "header lies about sizes": (ev(checkpoint("lying", ".safetensors", _safetensors_bytes(lying, bytes(64)))), "not a valid safetensors"),
-        "header length absurd": (ev(checkpoint("huge", ".safetensors", struct.pack("<Q", 2**60) + b"{}")), "not a valid safetensors"),
-        "wrong shapes": (ev(checkpoint("shapes", ".safetensors", tensors(**{"1.bias": torch.zeros(3)}))), "1.bias has shape (3,)"),
-        "wrong architecture": (ev(spec("arch", architecture="small-cnn")), "does not match the architecture"),
-        "checkpoint without tensors": (ev(checkpoint("no-tensors", ".safetensors", {})), "missing keys"),
-        "integer weights": (ev(checkpoint("ints", ".safetensors", tensors(**{"1.bias": bias.to(torch.int64)}))), "dtype torch.int64"),
-        "NaN weights": (ev(checkpoint("nan", ".safetensors", tensors(**{"1.bias": bias * float("nan")}))), "NaN or Inf"),
-        "Inf weights": (ev(checkpoint("inf", ".safetensors", tensors(**{"1.bias": bias + float("inf")}))), "NaN or Inf"),
-        "unknown format": (ev(checkpoint("weights", ".h5", b"\x89HDF")), "unknown checkpoint format"),
-        "missing checkpoint": (ev(spec("missing", checkpoint=str(tmp / "absent.safetensors"))), "not found"),
-        "sha256 pin differs": (ev(spec("pin", sha256="0" * 64)), "pins 0000"),
-        # configs
-        "missing model.yaml": (ev(str(tmp / "nope.yaml")), "no such file"),
-        "malformed YAML": (ev(text("malformed", "name: x\ndataset: [unclosed\n")), "malformed YAML at line 3"),
-        "YAML tag that would run code": (ev(text("tag", f"name: !!python/object/apply:os.system ['touch {marker}']\n")), "malformed YAML"),
-        "YAML that is not a mapping": (ev(text("list", "- name\n- dataset\n")), "expected a mapping"),
-        "unknown key": (ev(spec("key", checkpoints="x")), "unknown key 'checkpoints'"),
-        "wrong type (list)": (ev(spec("type", threat_models="linf")), "key 'threat_models'"),
-        "wrong type (mapping)": (ev(spec("kwargs", architecture_kwargs="wide")), "key 'architecture_kwargs'"),
-        "name climbs out": (ev(spec("climb", name="../../etc/x")), "key 'name'"),
-        "name is ..": (ev(spec("dots", name="..")), "key 'name'"),
-        "name has a separator": (ev(spec("slash", name="a/b")), "key 'name'"),
-        "zero std": (ev(spec("std", normalization={"mean": [0.5], "std": [0.0]})), "std must be positive"),
-        "unknown architecture": (ev(spec("unknown-arch", architecture="resnet-9000")), "unknown architecture 'resnet-9000'"),
-        "unknown architecture argument": (ev(spec("arch-kwarg", architecture_kwargs={"depth": 3})), "rejected its arguments"),
-        "architecture argument out of range": (ev(spec("dropout", architecture="small-cnn", architecture_kwargs={"drop_rate": 5})), "rejected its arguments"),
-        "unknown dataset": (ev(spec("unknown-data", dataset="imagenet-9000")), "unknown dataset 'imagenet-9000'"),
-        "unknown dataset argument": (ev(spec("data-kwarg", dataset_kwargs={"colour": True})), "rejected dataset_kwargs"),
-        "dataset/threat-model mismatch": (ev(spec("mismatch", threat_models=["l1"])), "has no threat model 'l1'"),
-        "negative eps": (ev(linear, "--threat-model", "linf", "--eps", "-1"), "--eps must be a positive"),
-        "zero eps": (ev(linear, "--threat-model", "linf", "--eps", "0"), "--eps must be a positive"),
-        "NaN eps": (ev(linear, "--threat-model", "linf", "--eps", "nan"), "--eps must be a positive"),
-        "absurd eps": (ev(linear, "--threat-model", "linf", "--eps", "50"), "over 100x"),
-        "unknown threat model": (ev(linear, "--threat-model", "l1"), "has no threat model 'l1'"),
-        "unknown attack": (ev(linear, "--attacks", "pgdd"), "unknown attack 'pgdd'"),
-        "no attacks": (ev(linear, "--attacks", ","), "--attacks is empty"),
-        "zero examples": (ev(linear, "--n-examples", "0"), "must be positive"),
-        "zero batch size": (ev(linear, "--batch-size", "0"), "--batch-size must be a positive integer or 'auto', got 0"),
-        "batch size that is a word": (ev(linear, "--batch-size", "big"), "--batch-size must be a positive integer or 'auto', got 'big'"),
-        "negative seed": (ev(linear, "--seed", "-1"), "--seed must be between"),
-        "missing train config": (["train", str(tmp / "none.yaml")], "no such file"),
-        # models
-        "wrong number of classes": (ev(spec("classes", architecture="hostile-wrong-classes")), "expected logits of shape (20, 10)"),
-        "NaN outputs": (ev(spec("nan-out", architecture="hostile-nan")), "NaN or Inf logits"),
-        "changes its input in place": (ev(spec("in-place", architecture="hostile-in-place")), "changes its input in place"),
-        "returns a tuple": (ev(spec("tuple", architecture="hostile-tuple")), "not a tensor of logits"),
-        "forward crashes": (ev(spec("crash", architecture="hostile-crash")), "the model failed on test inputs"),
-        "switches itself to training": (ev(spec("trains", architecture="hostile-trains-itself")), "switches itself to training"),
-        # data
-        "corrupt dataset file": (ev(linear, "--data-dir", data_dir("corrupt", lambda b: b[:100] + bytes([b[100] ^ 1]) + b[101:])), "corrupt or truncated"),
-        "truncated dataset file": (ev(linear, "--data-dir", data_dir("truncated", lambda b: b[: len(b) // 2])), "corrupt or truncated"),
-        "labels out of range": (ev(spec("labels", dataset="labels-out-of-range")), "labels fall outside"),
+        path: path.read_bytes() if path.is_file() else b"<folder>"
+        for root in roots for path in root.rglob("*") if folders or path.is_file()
     }
 
 
-def _files(root: Path) -> set[Path]:
-    return set(root.rglob("*"))
+@pytest.fixture(scope="module")
+def corpus(linear_submission, tmp_path_factory) -> Corpus:
+    return Corpus(tmp_path_factory.mktemp("corpus"), linear_submission)
 
 
-def test_hostile_corpus(linear_submission, tmp_path, capsys):
-    cases = _corpus(tmp_path, linear_submission)
-    assert len(cases) >= 25
-    before = _files(tmp_path) | _files(linear_submission.parent)
-    results = tmp_path / "results"
-    failures = []
-    for name, (args, fragment) in cases.items():
-        extra = ["--results-dir", str(results), "--device", "cpu", "--n-examples", "20"] if args[0] == "evaluate" else []
-        code = main([args[0], *extra, *args[1:]])  # a case's own options come last, so they win
-        lines = capsys.readouterr().err.strip().splitlines()
-        one_line = len(lines) == 1 and lines[0].startswith("robbench: error: ") and fragment in lines[0]
-        if code != 2 or not one_line:
-            failures.append(f"{name}: exit {code}, stderr {lines}")
-    assert not failures, "\n".join(failures)
-    assert _files(tmp_path) | _files(linear_submission.parent) == before  # no results folder, no file anywhere
-    assert not (tmp_path / "pwned").exists()
+def test_the_corpus_covers_every_class():
+    assert len(CASES) >= 80
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_hostile_case(name, corpus, tmp_path, monkeypatch, capsys):
+    """Exit 2, one line naming the problem, no traceback, nothing written anywhere, no code run."""
+    if "CUDA" in name and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    args, fragment, *patch = CASES[name](corpus)
+    monkeypatch.chdir(tmp_path)  # relative defaults (results/, queue/) land here
+    extra = ["--device", "cpu", "--n-examples", "20"] if args[0] == "evaluate" else []
+    roots = (corpus.root, corpus.good_yaml.parent, tmp_path)
+    before = _snapshot(*roots, folders=not patch)
+    for apply in patch:
+        apply(monkeypatch)
+    code = main([args[0], *extra, *args[1:]])  # a case's own options come last, so they win
+    monkeypatch.undo()
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("robbench: error: "), captured.err
+    assert fragment in lines[0] and len(lines[0]) <= 600, lines[0]
+    assert not captured.out
+    assert _snapshot(*roots, folders=not patch) == before
+    assert not corpus.marker.exists()
 
 
 @pytest.mark.slow

@@ -90,7 +90,8 @@ def hub_yaml(folder: Path, local_yaml: Path, checkpoint: str, **changes) -> Path
 
 
 def record(results: Path) -> dict:
-    return json.loads((results / "fashion-mnist" / "linf" / "fmnist-linear.json").read_text())
+    (path,) = (results / "fashion-mnist" / "linf" / "fmnist-linear").glob("*.json")
+    return json.loads(path.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -161,9 +162,9 @@ def test_a_branch_resolves_to_a_commit_and_a_cached_model_evaluates_offline(hub,
     assert "not in the local hub cache" in one_line_error(missing)
 
 
-def seed_repo(hub: HubServer, repo: str, folder: Path, **files: bytes) -> str:
-    """A repo holding the linear weights and their model.yaml (plus ``files``), committed on main."""
-    spec = yaml.safe_load((folder / "model.yaml").read_text())
+def seed_repo(hub: HubServer, repo: str, folder: Path, spec_changes: dict | None = None, **files: bytes) -> str:
+    """A repo holding the linear weights and their model.yaml (with ``spec_changes``, plus ``files``), committed on main."""
+    spec = {**yaml.safe_load((folder / "model.yaml").read_text()), **(spec_changes or {})}
     weights = (folder / "model.safetensors").read_bytes()
     return hub.hub.commit(repo, {"model.safetensors": weights, "model.yaml": yaml.safe_dump(spec).encode(), **files})
 
@@ -231,7 +232,7 @@ def test_missing_revision_file_or_repo_and_missing_results_are_one_line_errors(h
 @pytest.mark.slow
 def test_queue_add_run_status_with_duplicates_failures_and_a_crashed_run(hub, linear_submission, tmp_path):
     commit = seed_repo(hub, "robbench-test/queued", linear_submission.parent)
-    seed_repo(hub, "robbench-test/broken", linear_submission.parent)
+    seed_repo(hub, "robbench-test/broken", linear_submission.parent, {"name": "fmnist-linear-broken"})
     hub.hub.tampered.add(("robbench-test/broken", "model.safetensors"))
     env, queue = hub_env(hub, tmp_path / "cache"), ["--queue-dir", str(tmp_path / "queue")]
     add = ["queue", "add", "--threat-model", "linf", *queue]
@@ -257,7 +258,7 @@ def test_queue_add_run_status_with_duplicates_failures_and_a_crashed_run(hub, li
         [*add, "hf://robbench-test/broken/model.safetensors@main"],
     )
     assert ran.returncode == 1 and "1 request(s) failed" in ran.stderr
-    assert re.search(r"^FAILED fmnist-linear-linf-\w+: .*refusing the download", ran.stdout, re.M), ran.stdout
+    assert re.search(r"^FAILED fmnist-linear-broken-linf-\w+: .*refusing the download", ran.stdout, re.M), ran.stdout
     statuses = {r["id"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "queue").glob("*.json"))}
     assert statuses[request_id]["status"] == "FINISHED"
     result = record(tmp_path / "results")
@@ -266,3 +267,49 @@ def test_queue_add_run_status_with_duplicates_failures_and_a_crashed_run(hub, li
     assert readd.returncode == 0, readd.stderr  # a FAILED request may be queued again
     [requeued] = [r for r in (json.loads(p.read_text()) for p in (tmp_path / "queue").glob("*.json")) if "broken" in r["checkpoint"]]
     assert requeued["status"] == "PENDING"
+
+
+def test_the_queue_never_lets_a_name_change_hands_nor_runs_an_edited_request(hub, published, linear_submission, tmp_path):
+    folder = linear_submission.parent
+    seed_repo(hub, "robbench-test/owner", folder)  # fmnist-linear
+    seed_repo(hub, "robbench-test/squatter", folder)  # the same name from another repo
+    seed_repo(hub, "robbench-test/npz", folder, {"name": "fmnist-npz", "dataset": "npz", "dataset_kwargs": {"path": "/etc/x.npz"}})
+    seed_repo(hub, "robbench-test/late", folder, {"name": "fmnist-late"})
+    seed_repo(hub, "robbench-test/edited", folder, {"name": "fmnist-edited"})
+    env, results, queue = hub_env(hub, tmp_path / "cache"), tmp_path / "results", ["--queue-dir", str(tmp_path / "queue")]
+    add = ["queue", "add", "--threat-model", "linf", "--results-dir", str(results), *queue]
+    hf = "hf://robbench-test/{}/model.safetensors@main".format
+    owner, squatter_queued, npz, late, edited = robbench(
+        env, tmp_path, [*add, hf("owner")], [*add, hf("squatter")], [*add, hf("npz")], [*add, hf("late")], [*add, hf("edited")],
+    )
+    assert owner.returncode == late.returncode == edited.returncode == 0, owner.stderr + late.stderr + edited.stderr
+    assert "the name 'fmnist-linear' is taken by the queued request fmnist-linear-linf-" in one_line_error(squatter_queued)
+    assert "of hub repo robbench-test/owner" in one_line_error(squatter_queued)
+    assert "dataset_kwargs 'path' of dataset 'npz' cannot come from a hub submission" in one_line_error(npz)
+
+    # meanwhile: a local evaluation takes the name fmnist-late, and someone edits a queued request
+    planted = results / "fashion-mnist" / "linf" / "fmnist-late" / "planted.json"
+    planted.parent.mkdir(parents=True)
+    planted.write_text(json.dumps({**published[1], "config": {**published[1]["config"], "name": "fmnist-late"}}))
+    planted_bytes = planted.read_bytes()
+    [edited_path] = (tmp_path / "queue").glob("fmnist-edited-*.json")
+    request = json.loads(edited_path.read_text())
+    edited_path.write_text(json.dumps({**request, "spec": {**request["spec"], "dataset": "npz", "dataset_kwargs": {"path": "/etc/x.npz"}}}))
+
+    status, ran, squatter_recorded = robbench(
+        env, tmp_path, ["queue", "status", *queue],
+        ["queue", "run", "--attacks", "pgd", "--n-examples", "50", "--device", "cpu", "--results-dir", str(results), *queue],
+        [*add, hf("squatter")],
+    )
+    [edited_row] = [line for line in status.stdout.splitlines() if "fmnist-edited" in line]
+    assert "EDITED: will be refused" in edited_row and "'npz'" in edited_row
+    assert ran.returncode == 1 and "2 request(s) failed" in ran.stderr
+    assert re.search(r"^FINISHED fmnist-linear-linf-\w+: ", ran.stdout, re.M), ran.stdout
+    assert re.search(r"^FAILED fmnist-late-linf-\w+: the name 'fmnist-late' belongs to the record "
+                     r"fashion-mnist/linf/fmnist-late/\S+\.json of local weights", ran.stdout, re.M), ran.stdout
+    assert re.search(r"^FAILED fmnist-edited-linf-\w+: fmnist-edited-linf-\w+\.json was edited after `queue add`", ran.stdout, re.M)
+    assert planted.read_bytes() == planted_bytes
+    assert [p.name for p in planted.parent.glob("*.json")] == ["planted.json"]
+    assert len(list((results / "fashion-mnist" / "linf" / "fmnist-linear").glob("*.json"))) == 1
+    assert re.search(r"belongs to the record fashion-mnist/linf/fmnist-linear/\S+\.json of hub repo robbench-test/owner",
+                     one_line_error(squatter_recorded))

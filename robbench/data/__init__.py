@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..errors import RobbenchError
+from ..errors import RobbenchError, quoted
 from ..registry import Registry
 from ..threat_models import ThreatModel
 
@@ -72,6 +72,20 @@ def threat_models_text(name: str) -> str:
     except (RobbenchError, TypeError):  # needs parameters (npz: a path), so its radii come from them
         return "set by dataset_kwargs"
     return ", ".join(f"{t.name} {t.eps:.4g}" for t in dataset.threat_models) or "none"
+def check_hub_params(name: str, params: dict[str, Any]) -> None:
+    """Refuse dataset_kwargs that a hub submission may not set: any the dataset does not declare safe.
+
+    A hub model.yaml is written by a stranger: a file path in it would be read on the evaluating
+    machine, and the record would publish that file's path and digest.
+    """
+    allowed = DATASETS.get(name).hub_params
+    refused = sorted(set(params) - allowed)
+    if refused:
+        raise RobbenchError(
+            f"dataset_kwargs {quoted(refused[0])} of dataset {quoted(name)} cannot come from a hub submission "
+            f"(allowed: {', '.join(sorted(allowed)) or 'none'}; a hub model.yaml may name no file on this machine); "
+            "remove it from the repo's model.yaml"
+        )
 
 
 def load_dataset(name: str, split: Split = "test", n: int | None = None, **params: Any):

@@ -55,9 +55,26 @@ def read_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
             missing = [key for key in keys if key not in data.files]
             if missing:
                 raise RobbenchError(f"{path} has no array {missing[0]!r} (it has {', '.join(data.files) or 'none'}); save it with np.savez")
+            for key in keys:
+                _check_claimed_size(data.zip, f"{key}.npy", path)
             return {key: data[key] for key in keys}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, MemoryError) as exc:
         raise RobbenchError(f"{path} is not a readable .npz file of plain arrays ({exc}); save it with np.savez") from exc
+
+
+def _check_claimed_size(archive: zipfile.ZipFile, member: str, path: Path) -> None:
+    """Refuse an array whose header claims more bytes than its member holds, before numpy allocates them."""
+    info = archive.getinfo(member)
+    with archive.open(info) as handle:
+        major, _ = np.lib.format.read_magic(handle)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(handle)
+        claimed = math.prod(shape) * dtype.itemsize
+        if claimed > info.file_size - handle.tell():
+            raise RobbenchError(
+                f"{path}: {member} claims shape {shape} ({claimed:,} bytes) but holds {info.file_size - handle.tell():,} bytes; "
+                "the file is corrupt"
+            )
 
 
 def _published_sums(folder: Path) -> dict[str, str]:
@@ -115,7 +132,7 @@ def _read_file(path: str) -> tuple[torch.Tensor, torch.Tensor, str]:
     return x, labels_from_array(arrays["y"], len(x), str(file)), file_digest(file)
 
 
-@DATASETS.register("npz")
+@DATASETS.register("npz", hub_params=("num_classes", "linf_eps", "l2_eps"))  # never path, train_path
 def npz(
     path: str,
     train_path: str | None = None,

@@ -12,11 +12,17 @@ import math
 import numpy as np
 import torch
 
-from ..errors import RobbenchError
+from ..errors import RobbenchError, quoted
 from ..threat_models import linf
 from . import DATASETS, Dataset
 
 _SPLIT_STREAM = {"train": 0, "test": 1}
+#: the most numbers one split may hold (400 MB of float32): parameters are data, memory is not theirs to claim
+MAX_VALUES = 10**8
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def sample_tsipras(n: int, d: int, p: float, eta: float, seed: int, stream: int = 0):
@@ -31,14 +37,24 @@ def sample_tsipras(n: int, d: int, p: float, eta: float, seed: int, stream: int 
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
-@DATASETS.register("tsipras")
+@DATASETS.register("tsipras", hub_params=("d", "p", "eta", "n", "seed"))
 def tsipras(
     d: int = 100, p: float = 0.95, eta: float | None = None, n: int = 10_000, seed: int = 0, data_dir: str | None = None
 ) -> Dataset:
     """Tsipras et al. (2019) synthetic trade-off distribution; unbounded real inputs, 2 classes."""
-    eta = 3.0 / math.sqrt(d) if eta is None else float(eta)
-    if d < 1 or not 0.5 < p < 1 or eta <= 0 or n < 1:
-        raise RobbenchError(f"tsipras needs d >= 1, 0.5 < p < 1, eta > 0, n >= 1; got d={d}, p={p}, eta={eta}, n={n}")
+    if _is_integer(d) and d >= 1 and eta is None:
+        eta = 3.0 / math.sqrt(d)
+    integers = all(_is_integer(v) for v in (d, n, seed))
+    reals = all(_is_integer(v) or isinstance(v, float) for v in (p, eta))
+    if not (
+        integers and reals and d >= 1 and n >= 1 and seed >= 0 and n * (d + 1) <= MAX_VALUES
+        and 0.5 < p < 1 and math.isfinite(eta) and eta > 0
+    ):
+        raise RobbenchError(
+            f"tsipras needs integers d >= 1, n >= 1 and seed >= 0 with n·(d+1) <= {MAX_VALUES:.0e}, 0.5 < p < 1 and a "
+            f"finite eta > 0; got d={quoted(d)}, p={quoted(p)}, eta={quoted(eta)}, n={quoted(n)}, seed={quoted(seed)}"
+        )
+    eta = float(eta)
     params = {"d": d, "p": p, "eta": eta, "n": n, "seed": seed}
     return Dataset(
         name="tsipras",

@@ -24,9 +24,9 @@ ARCHITECTURES: Registry[Callable[..., nn.Module]] = Registry(
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered architecture (random weights)."""
-    from ..errors import RobbenchError
+    from ..errors import RobbenchError, exception_summary, quoted
 
     try:
         return ARCHITECTURES.get(name).factory(**kwargs)
     except TypeError as exc:
-        raise RobbenchError(f"architecture {name!r} rejected its arguments ({exc}); fix architecture_kwargs") from exc
+        raise RobbenchError(f"architecture {quoted(name)} rejected its arguments ({exception_summary(exc)}); fix architecture_kwargs") from exc

@@ -49,7 +49,7 @@ from ..digests import file_digest
 from ..errors import RobbenchError
 from ..evaluation import ProgressFactory, run_attacks
 from ..loader import build_model, inner_model
-from ..results import atomic_write_bytes, atomic_write_text
+from ..results import atomic_write_bytes, atomic_write_text, make_dirs
 from ..runtime import describe_device, resolve_device, seed_everything, versions
 from ..threat_models import get_threat_model
 from .methods import METHODS, AdversarySettings
@@ -325,7 +325,7 @@ def _load_state(path: Path, spec: TrainSpec, device: torch.device, world_size: i
 
 
 def _write_submission(spec: TrainSpec, model: torch.nn.Module, out_dir: Path, train_log: dict) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(out_dir)
     weights = out_dir / "model.safetensors"
     state = {k: v.detach().cpu().contiguous() for k, v in inner_model(model).state_dict().items()}
     atomic_write_bytes(weights, safetensors_bytes(state, metadata={"robbench_name": spec.name}))
