@@ -244,7 +244,9 @@ def _run_stage(
             x_adv = stage.run(x_batch.clone(), y_batch, batch_seed).detach()
             with torch.inference_mode():
                 logits = context.model(x_adv.clone())  # the model cannot alter what is verified
-            broken = verified_successes(stage.name, logits, x_adv, x_batch, y_batch, context.threat, context.value_range)
+            broken = verified_successes(
+                stage.name, logits, x_adv, x_batch, y_batch, context.threat, context.value_range, example_ids=index
+            )
             status[index[broken.cpu()]] = number
         advance(int(index.numel()))
         if world.round_ends(batch_number - first_batch, len(batches) - first_batch):

@@ -42,6 +42,7 @@ from torch import nn
 from . import __version__
 from .attacks import derive_seed
 from .attacks.pgd import pgd_perturb
+from .attacks.verify import classified_correctly
 from .results import EvalRecord, Flag
 from .threat_models import ThreatModel
 
@@ -210,4 +211,4 @@ def _pgd_robust(
         value_range=value_range, generator=generator,
     )
     with torch.no_grad():
-        return int((model(x_adv).argmax(1) == y).sum())
+        return int(classified_correctly(model(x_adv), y).sum())
