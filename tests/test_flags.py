@@ -140,3 +140,18 @@ def test_board_flags_and_the_record_keep_them(linear_submission, tmp_path):
     again = read_record(write_record(record, tmp_path))
     assert again.flags == record.flags and all(isinstance(f, Flag) and f.message for f in again.flags)
     assert [str(f) for f in again.flags] == codes  # what a leaderboard cell shows
+
+
+def test_model_that_detaches_its_input_gets_squares_result_and_the_masked_gradients_flag(linear, data):
+    """No autograd path from input to logits: gradient attacks see a zero gradient, Square decides."""
+    detached = Around(linear, lambda f, x: f(x.detach()))
+    x, y = data
+    outcome = run_attacks(
+        detached.eval(), x, y, threat=LINF, value_range=(0.0, 1.0), num_classes=10,
+        attacks=[create_attack("pgd"), create_attack("autoattack")], batch_size=20, device=CPU, seed=0,
+    )
+    stages = {s.name: s for a in outcome.attacks for s in a.stages}
+    assert stages["square"].n_broken > 0
+    assert outcome.robust_accuracy < outcome.attacks[0].accuracy  # Square's breaks count
+    assert "masked-gradients" in _flags(detached, data)
+    assert "square-beats-white-box" in {f.code for f in attack_flags(outcome.attacks, outcome.n_examples)}

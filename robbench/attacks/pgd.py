@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..threat_models import Norm
-from . import ATTACKS, Attack, AttackContext, Stage
+from . import ATTACKS, Attack, AttackContext, Stage, with_input_gradient
 from .geometry import ascent_direction, project, random_in_ball
 from .verify import classified_correctly
 
@@ -133,6 +133,7 @@ class PGDAttack(Attack):
     def stages(self, context: AttackContext) -> list[Stage]:
         threat = context.threat
         step_size = self.step_size_factor * threat.eps / self.steps
+        model = with_input_gradient(context.model)
 
         def run(x: torch.Tensor, y: torch.Tensor, batch_seed: int) -> torch.Tensor:
             generator = torch.Generator(device=x.device).manual_seed(batch_seed)
@@ -143,7 +144,7 @@ class PGDAttack(Attack):
                 if index.numel() == 0:
                     break
                 candidate = pgd_perturb(
-                    context.model, x[index], y[index], norm=threat.norm, eps=threat.eps, steps=self.steps,
+                    model, x[index], y[index], norm=threat.norm, eps=threat.eps, steps=self.steps,
                     step_size=step_size, value_range=context.value_range, generator=generator,
                 )
                 best = best.index_copy(0, index, candidate)
