@@ -367,7 +367,8 @@ def evaluate(
             state=state,
         )
         seed_everything(derive_seed(seed, "flags"))
-        flags = model_flags(model, x, y, threat=threat, value_range=dataset.value_range, seed=seed, device=torch_device)
+        flags = model_flags(model, x, y, threat=threat, value_range=dataset.value_range, seed=seed, device=torch_device,
+                            standard_eps=get_threat_model(dataset, threat.name).eps)
         flags += attack_flags(outcome.attacks, outcome.n_examples)
         wall_time = state.elapsed_s() if state is not None else time.perf_counter() - started
         record = EvalRecord(

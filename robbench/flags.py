@@ -13,8 +13,9 @@ softmax-output             the outputs are probabilities, not logits
 masked-gradients           over 10% of the correctly classified sample has a zero cross-entropy
                            input gradient (AutoAttack's criterion, per example)
 eps-not-monotone           PGD robust accuracy on the sample rises with ε, or does not fall
-                           from ε to 4ε
-no-collapse-at-large-eps   PGD robust accuracy on the sample is above 10% at 4ε
+                           from ε to the collapse radius
+no-collapse-at-large-eps   PGD robust accuracy on the sample is above 10% at the collapse
+                           radius: 4× the threat model's standard radius (4× ε if larger)
 square-beats-white-box     Square (black-box) lowers robust accuracy by more than 0.2 points
                            after the gradient attacks (AutoAttack's own alarm)
 pgd-above-autoattack       AutoAttack, run after PGD, lowers robust accuracy by more than
@@ -27,7 +28,9 @@ version-mismatch           another robbench/pyautoattack  } pyautoattack it pins
 =========================  =====================================================================
 
 Model checks use the first ``SAMPLE_SIZE`` evaluated examples, so they cost a few PGD runs on
-a hundred examples at most.
+a hundred examples at most. The ε checks run PGD at ε, 2ε and the collapse radius, which is tied
+to the dataset's scale (its standard radius), not to the evaluated ε: at a small non-standard ε,
+4ε is well inside the radius an honest robust model was trained for.
 """
 
 from __future__ import annotations
@@ -47,13 +50,13 @@ from .results import EvalRecord, Flag
 from .threat_models import ThreatModel
 
 SAMPLE_SIZE = 100
-EPS_MULTIPLES = (1, 2, 4)
+COLLAPSE_FACTOR = 4  # the collapse radius, in standard radii (or in ε, when ε is larger)
 PGD_STEPS = 20
 RANDOMNESS_TOLERANCE = 1e-4  # relative output difference between identical passes
 PROBABILITY_TOLERANCE = 1e-4
 MASKED_FRACTION = 0.1
 MONOTONE_SLACK = 0.01  # PGD is not exact: one example in a hundred may survive a larger ε
-COLLAPSE_ACCURACY = 0.1  # "near zero" at 4ε
+COLLAPSE_ACCURACY = 0.1  # "near zero" at the collapse radius
 SQUARE_ALARM = 0.002  # AutoAttack's check_square_sr: 0.2 points
 PGD_GAP = 0.05
 
@@ -91,8 +94,12 @@ def model_flags(
     value_range: tuple[float, float] | None,
     seed: int,
     device: torch.device,
+    standard_eps: float | None = None,
 ) -> list[Flag]:
-    """Flags about the model's behaviour, from the first ``SAMPLE_SIZE`` examples."""
+    """Flags about the model's behaviour, from the first ``SAMPLE_SIZE`` examples.
+
+    ``standard_eps``: the standard radius of ``threat``'s norm on this dataset (default: ``threat.eps``).
+    """
     x, y = x[:SAMPLE_SIZE].to(device), y[:SAMPLE_SIZE].to(device)
     with torch.no_grad():
         first, second = model(x), model(x)
@@ -115,25 +122,31 @@ def model_flags(
         flags.append(Flag(code="masked-gradients", message=f"{zero} of {x.shape[0]} correctly classified sample "
                           "examples have a zero (or non-finite) input gradient; gradient attacks cannot move them"))
     sample = correct.numel()
-    accuracies = {m: _pgd_robust(model, x, y, replace(threat, eps=m * threat.eps), value_range, seed) / sample
-                  for m in EPS_MULTIPLES}
-    return flags + eps_flags(accuracies, threat.eps, sample)
+    radii = check_radii(threat.eps, threat.eps if standard_eps is None else standard_eps)
+    accuracies = {r: _pgd_robust(model, x, y, replace(threat, eps=r), value_range, seed) / sample for r in radii}
+    return flags + eps_flags(accuracies, sample)
 
 
-def eps_flags(accuracies: dict[int, float], eps: float, sample: int) -> list[Flag]:
-    """From PGD robust accuracy at multiples of ε: it must fall as ε grows, to near zero at the largest."""
-    multiples = sorted(accuracies)
-    described = ", ".join(f"{100 * accuracies[m]:.0f}% at {m if m != 1 else ''}ε" for m in multiples)
-    smallest, largest = accuracies[multiples[0]], accuracies[multiples[-1]]
-    rises = any(accuracies[b] > accuracies[a] + MONOTONE_SLACK for a, b in zip(multiples, multiples[1:]))
+def check_radii(eps: float, standard_eps: float) -> tuple[float, ...]:
+    """ε, 2ε and the collapse radius (``COLLAPSE_FACTOR`` standard radii, or ε's when larger), ascending."""
+    collapse = COLLAPSE_FACTOR * max(eps, standard_eps)
+    return tuple(sorted({eps, min(2 * eps, collapse), collapse}))
+
+
+def eps_flags(accuracies: dict[float, float], sample: int) -> list[Flag]:
+    """From PGD robust accuracy by radius: it must fall as ε grows, to near zero at the largest (the collapse radius)."""
+    radii = sorted(accuracies)
+    described = ", ".join(f"{100 * accuracies[r]:.0f}% at ε = {r:g}" for r in radii)
+    smallest, largest = accuracies[radii[0]], accuracies[radii[-1]]
+    rises = any(accuracies[b] > accuracies[a] + MONOTONE_SLACK for a, b in zip(radii, radii[1:]))
     flags = []
     if rises or MONOTONE_SLACK < smallest <= largest:
         flags.append(Flag(code="eps-not-monotone", message=f"PGD robust accuracy on {sample} examples: {described}; "
                           "it should fall as ε grows"))
     if largest > COLLAPSE_ACCURACY:
         flags.append(Flag(code="no-collapse-at-large-eps", message=f"PGD robust accuracy is still "
-                          f"{100 * largest:.0f}% at ε = {multiples[-1] * eps:g} ({multiples[-1]}ε, {sample} "
-                          "examples); an honest model is near 0% there"))
+                          f"{100 * largest:.0f}% at the collapse radius ε = {radii[-1]:g} ({sample} examples); "
+                          "an honest model is near 0% there"))
     return flags
 
 

@@ -11,10 +11,10 @@ from torch import nn
 from robbench.attacks import create_attack
 from robbench.data import get_dataset
 from robbench.evaluation import run_attacks
-from robbench.flags import BoardStandard, attack_flags, board_flags, eps_flags, model_flags
+from robbench.flags import BoardStandard, attack_flags, board_flags, check_radii, eps_flags, model_flags
 from robbench.results import Flag, read_record, write_record
 from robbench.threat_models import ThreatModel
-from tests.conftest import fit_linear_fashion_mnist
+from tests.conftest import REPO, fit_linear_fashion_mnist
 
 MODEL_BEHAVIOUR = {"randomized", "softmax-output", "masked-gradients", "eps-not-monotone", "no-collapse-at-large-eps"}
 LINF = ThreatModel("linf", "Linf", 0.1)
@@ -118,15 +118,23 @@ def test_flags_do_not_leak_from_one_model_to_the_next(linear, data):
 @pytest.mark.parametrize(
     "accuracies,expected",
     [
-        ({1: 0.30, 2: 0.05, 4: 0.0}, set()),
-        ({1: 0.30, 2: 0.40, 4: 0.0}, {"eps-not-monotone"}),
-        ({1: 0.30, 2: 0.30, 4: 0.30}, {"eps-not-monotone", "no-collapse-at-large-eps"}),
-        ({1: 0.50, 2: 0.30, 4: 0.20}, {"no-collapse-at-large-eps"}),
-        ({1: 0.01, 2: 0.01, 4: 0.01}, set()),  # one example in a hundred: within PGD's slack
+        ({0.1: 0.30, 0.2: 0.05, 0.4: 0.0}, set()),
+        ({0.1: 0.30, 0.2: 0.40, 0.4: 0.0}, {"eps-not-monotone"}),
+        ({0.1: 0.30, 0.2: 0.30, 0.4: 0.30}, {"eps-not-monotone", "no-collapse-at-large-eps"}),
+        ({0.1: 0.50, 0.2: 0.30, 0.4: 0.20}, {"no-collapse-at-large-eps"}),
+        ({0.1: 0.01, 0.2: 0.01, 0.4: 0.01}, set()),  # one example in a hundred: within PGD's slack
     ],
 )
 def test_eps_rule(accuracies, expected):
-    assert {f.code for f in eps_flags(accuracies, 0.1, 100)} == expected
+    assert {f.code for f in eps_flags(accuracies, 100)} == expected
+
+
+@pytest.mark.parametrize(
+    "eps,standard,radii",
+    [(0.1, 0.1, (0.1, 0.2, 0.4)), (0.03, 0.1, (0.03, 0.06, 0.4)), (0.3, 0.1, (0.3, 0.6, 1.2)), (0.3, 0.5, (0.3, 0.6, 2.0))],
+)
+def test_collapse_radius_follows_the_dataset_scale_not_a_small_eps(eps, standard, radii):
+    assert check_radii(eps, standard) == pytest.approx(radii)
 
 
 def test_board_flags_and_the_record_keep_them(linear_submission, tmp_path):
@@ -155,3 +163,23 @@ def test_model_that_detaches_its_input_gets_squares_result_and_the_masked_gradie
     assert outcome.robust_accuracy < outcome.attacks[0].accuracy  # Square's breaks count
     assert "masked-gradients" in _flags(detached, data)
     assert "square-beats-white-box" in {f.code for f in attack_flags(outcome.attacks, outcome.n_examples)}
+
+
+@pytest.fixture(scope="module")
+def pgd_at_model() -> nn.Module:
+    from robbench.config import load_model_spec
+    from robbench.loader import load_submission
+
+    spec = load_model_spec(REPO / "submissions" / "fashion-mnist" / "small-cnn-pgd-at" / "model.yaml")
+    return load_submission(spec).model.eval()
+
+
+@pytest.mark.parametrize("eps", [0.03, 0.1])
+def test_honest_robust_model_raises_no_eps_flag_at_a_small_non_standard_eps(pgd_at_model, eps):
+    """The bundled PGD-AT model (trained at ε = 0.1) keeps ~70% at 0.12: the collapse check belongs at
+    the dataset's scale (a multiple of its standard radius), not at 4·0.03."""
+    x, y = get_dataset("fashion-mnist").load("test", 40)
+    threat = LINF.with_eps(eps)
+    flags = model_flags(pgd_at_model, x, y, threat=threat, value_range=(0.0, 1.0), seed=0, device=CPU,
+                        standard_eps=LINF.eps)
+    assert {f.code for f in flags} & MODEL_BEHAVIOUR == set(), [f.message for f in flags]
