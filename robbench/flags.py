@@ -11,7 +11,9 @@ code                       raised when
 randomized                 two identical forward passes on the sample give different outputs
 softmax-output             the outputs are probabilities, not logits
 masked-gradients           over 10% of the correctly classified sample has a zero cross-entropy
-                           input gradient (AutoAttack's criterion, per example)
+                           input gradient (AutoAttack's criterion, per example), or a gradient
+                           that does not point uphill: a random step of ε raises the loss more
+                           than a step of ε along it (a large but useless gradient)
 eps-not-monotone           PGD robust accuracy on the sample rises with ε, or does not fall
                            from ε to the collapse radius
 no-collapse-at-large-eps   PGD robust accuracy on the sample is above 10% at the collapse
@@ -44,6 +46,7 @@ from torch import nn
 
 from . import __version__
 from .attacks import derive_seed
+from .attacks.geometry import ascent_direction, project
 from .attacks.pgd import pgd_perturb
 from .attacks.verify import classified_correctly
 from .results import EvalRecord, Flag
@@ -114,13 +117,20 @@ def model_flags(
     x, y = x[correct], y[correct]
     if x.shape[0] == 0:
         return flags
-    zero = _zero_gradients(model, x, y)
-    if zero is None:
+    grad = _input_gradient(model, x, y)
+    if grad is None:
         return flags + [Flag(code="masked-gradients", message="the outputs do not depend on the input through "
                              "autograd; gradient attacks cannot work on this model")]
+    per_example = grad.flatten(1).abs().sum(1)
+    zero = int(((per_example == 0) | ~torch.isfinite(per_example)).sum())
+    not_uphill = _not_uphill(model, x, y, grad, threat, value_range, seed)
     if zero > MASKED_FRACTION * x.shape[0]:
         flags.append(Flag(code="masked-gradients", message=f"{zero} of {x.shape[0]} correctly classified sample "
                           "examples have a zero (or non-finite) input gradient; gradient attacks cannot move them"))
+    elif not_uphill > MASKED_FRACTION * x.shape[0]:
+        flags.append(Flag(code="masked-gradients", message=f"on {not_uphill} of {x.shape[0]} correctly classified "
+                          "sample examples a random step of ε raises the loss more than a step of ε along the input "
+                          "gradient; the gradient does not point uphill, so gradient attacks are blind there"))
     sample = correct.numel()
     radii = check_radii(threat.eps, threat.eps if standard_eps is None else standard_eps)
     accuracies = {r: _pgd_robust(model, x, y, replace(threat, eps=r), value_range, seed) / sample for r in radii}
@@ -202,15 +212,31 @@ def _are_probabilities(outputs: torch.Tensor) -> bool:
     return in_unit and bool(((outputs.sum(1) - 1).abs() <= PROBABILITY_TOLERANCE * outputs.shape[1]).all())
 
 
-def _zero_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int | None:
-    """How many examples have a zero or non-finite loss gradient; None when there is no gradient at all."""
+def _input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+    """The cross-entropy gradient with respect to the input; None when there is no gradient path at all."""
     x = x.detach().clone().requires_grad_(True)
     loss = F.cross_entropy(model(x), y, reduction="sum")
-    grad = torch.autograd.grad(loss, x, allow_unused=True)[0] if loss.requires_grad else None
-    if grad is None:
-        return None
-    per_example = grad.flatten(1).abs().sum(1)
-    return int(((per_example == 0) | ~torch.isfinite(per_example)).sum())
+    return torch.autograd.grad(loss, x, allow_unused=True)[0] if loss.requires_grad else None
+
+
+def _not_uphill(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, grad: torch.Tensor, threat: ThreatModel,
+    value_range: tuple[float, float] | None, seed: int,
+) -> int:
+    """On how many examples a random step of ε raises the loss more than one step of ε along ``grad`` (FGSM).
+
+    An honest model's gradient wins by a wide margin (to first order a random step changes the loss by
+    about nothing); a masked one (quantised input plus a high-frequency term) does no better than chance.
+    """
+    generator = torch.Generator(device=x.device).manual_seed(derive_seed(seed, "flags", "uphill"))
+    random = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+    def loss_after(direction: torch.Tensor) -> torch.Tensor:
+        moved = project(x + threat.eps * ascent_direction(direction, threat.norm), x, threat.norm, threat.eps, value_range)
+        with torch.no_grad():
+            return F.cross_entropy(model(moved), y, reduction="none")
+
+    return int((loss_after(random) > loss_after(grad)).sum())
 
 
 def _pgd_robust(

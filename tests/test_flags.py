@@ -183,3 +183,22 @@ def test_honest_robust_model_raises_no_eps_flag_at_a_small_non_standard_eps(pgd_
     flags = model_flags(pgd_at_model, x, y, threat=threat, value_range=(0.0, 1.0), seed=0, device=CPU,
                         standard_eps=LINF.eps)
     assert {f.code for f in flags} & MODEL_BEHAVIOUR == set(), [f.message for f in flags]
+
+
+class UselessGradient(nn.Module):
+    """Input quantisation (zero gradient) plus a tiny high-frequency term: a large, non-zero, useless gradient."""
+
+    def __init__(self, linear: nn.Module):
+        super().__init__()
+        self.linear = linear
+        self.mix = torch.randn(784, 10, generator=torch.Generator().manual_seed(0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        wobble = 1e-2 * torch.sin(1000 * x).flatten(1) @ self.mix  # at most ~0.3 per logit
+        return self.linear(torch.round(x * 4) / 4) + wobble
+
+
+def test_non_zero_but_useless_gradient_is_flagged_masked(linear, data):
+    """Every gradient is non-zero, so the zero-gradient count misses it; a random step beats a step along it.
+    The model check holds whichever attacks run (square-beats-white-box needs AutoAttack's Square)."""
+    assert "masked-gradients" in _flags(UselessGradient(linear), data)
