@@ -45,8 +45,7 @@ def verified_successes(
     """
     if x_adv.shape != x.shape:
         raise RobbenchError(f"attack stage {stage_name!r} returned shape {tuple(x_adv.shape)} for inputs {tuple(x.shape)}")
-    correct = classified_correctly(logits_adv, y)
-    misclassified = ~correct
+    misclassified = ~classified_correctly(logits_adv, y)
     finite = torch.isfinite(x_adv.flatten(1)).all(1)
     in_ball = distance(x_adv, x, threat.norm) <= threat.eps * (1 + REL_TOLERANCE) + ABS_TOLERANCE
     in_range = torch.ones_like(in_ball)
