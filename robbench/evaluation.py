@@ -250,7 +250,9 @@ def _run_stage(
             x_adv = stage.run(x_batch.clone(), y_batch, batch_seed).detach()
             with torch.inference_mode():
                 logits = context.model(x_adv.clone())  # the model cannot alter what is verified
-            broken = verified_successes(stage.name, logits, x_adv, x_batch, y_batch, context.threat, context.value_range).cpu()
+            broken = verified_successes(
+                stage.name, logits, x_adv, x_batch, y_batch, context.threat, context.value_range, example_ids=index
+            ).cpu()
             status[index[broken]] = number
             round_found.add(index[broken], x_adv[broken.to(x_adv.device)].cpu())
         advance(int(index.numel()))

@@ -11,10 +11,13 @@ code                       raised when
 randomized                 two identical forward passes on the sample give different outputs
 softmax-output             the outputs are probabilities, not logits
 masked-gradients           over 10% of the correctly classified sample has a zero cross-entropy
-                           input gradient (AutoAttack's criterion, per example)
+                           input gradient (AutoAttack's criterion, per example), or a gradient
+                           that does not point uphill: a random step of ε raises the loss more
+                           than a step of ε along it (a large but useless gradient)
 eps-not-monotone           PGD robust accuracy on the sample rises with ε, or does not fall
-                           from ε to 4ε
-no-collapse-at-large-eps   PGD robust accuracy on the sample is above 10% at 4ε
+                           from ε to the collapse radius
+no-collapse-at-large-eps   PGD robust accuracy on the sample is above 10% at the collapse
+                           radius: 4× the threat model's standard radius (4× ε if larger)
 square-beats-white-box     Square (black-box) lowers robust accuracy by more than 0.2 points
                            after the gradient attacks (AutoAttack's own alarm)
 pgd-above-autoattack       AutoAttack, run after PGD, lowers robust accuracy by more than
@@ -26,7 +29,9 @@ version-mismatch           another robbench/pyautoattack  } robbench and pyautoa
 =========================  =====================================================================
 
 Model checks use the first ``SAMPLE_SIZE`` evaluated examples, so they cost a few PGD runs on
-a hundred examples at most.
+a hundred examples at most. The ε checks run PGD at ε, 2ε and the collapse radius, which is tied
+to the dataset's scale (its standard radius), not to the evaluated ε: at a small non-standard ε,
+4ε is well inside the radius an honest robust model was trained for.
 """
 
 from __future__ import annotations
@@ -40,19 +45,21 @@ from torch import nn
 
 from . import __version__
 from .attacks import derive_seed
+from .attacks.geometry import ascent_direction, project
 from .attacks.pgd import pgd_perturb, pgd_step_size
+from .attacks.verify import classified_correctly
 from .results import EvalRecord, Flag
 from .runtime import pinned_version
 from .threat_models import ThreatModel
 
 SAMPLE_SIZE = 100
-EPS_MULTIPLES = (1, 2, 4)
+COLLAPSE_FACTOR = 4  # the collapse radius, in standard radii (or in ε, when ε is larger)
 PGD_STEPS = 20
 RANDOMNESS_TOLERANCE = 1e-4  # relative output difference between identical passes
 PROBABILITY_TOLERANCE = 1e-4
 MASKED_FRACTION = 0.1
 MONOTONE_SLACK = 0.01  # PGD is not exact: one example in a hundred may survive a larger ε
-COLLAPSE_ACCURACY = 0.1  # "near zero" at 4ε
+COLLAPSE_ACCURACY = 0.1  # "near zero" at the collapse radius
 SQUARE_ALARM = 0.002  # AutoAttack's check_square_sr: 0.2 points
 PGD_GAP = 0.05
 
@@ -90,8 +97,12 @@ def model_flags(
     value_range: tuple[float, float] | None,
     seed: int,
     device: torch.device,
+    standard_eps: float | None = None,
 ) -> list[Flag]:
-    """Flags about the model's behaviour, from the first ``SAMPLE_SIZE`` examples."""
+    """Flags about the model's behaviour, from the first ``SAMPLE_SIZE`` examples.
+
+    ``standard_eps``: the standard radius of ``threat``'s norm on this dataset (default: ``threat.eps``).
+    """
     x, y = x[:SAMPLE_SIZE].to(device), y[:SAMPLE_SIZE].to(device)
     with torch.no_grad():
         first, second = model(x), model(x)
@@ -106,33 +117,46 @@ def model_flags(
     x, y = x[correct], y[correct]
     if x.shape[0] == 0:
         return flags
-    zero = _zero_gradients(model, x, y)
-    if zero is None:
+    grad = _input_gradient(model, x, y)
+    if grad is None:
         return flags + [Flag(code="masked-gradients", message="the outputs do not depend on the input through "
                              "autograd; gradient attacks cannot work on this model")]
+    per_example = grad.flatten(1).abs().sum(1)
+    zero = int(((per_example == 0) | ~torch.isfinite(per_example)).sum())
+    not_uphill = _not_uphill(model, x, y, grad, threat, value_range, seed)
     if zero > MASKED_FRACTION * x.shape[0]:
         flags.append(Flag(code="masked-gradients", message=f"{zero} of {x.shape[0]} correctly classified sample "
                           "examples have a zero (or non-finite) input gradient; gradient attacks cannot move them"))
+    elif not_uphill > MASKED_FRACTION * x.shape[0]:
+        flags.append(Flag(code="masked-gradients", message=f"on {not_uphill} of {x.shape[0]} correctly classified "
+                          "sample examples a random step of ε raises the loss more than a step of ε along the input "
+                          "gradient; the gradient does not point uphill, so gradient attacks are blind there"))
     sample = correct.numel()
-    accuracies = {m: _pgd_robust(model, x, y, threat.model_copy(update={"eps": m * threat.eps}), value_range, seed) / sample
-                  for m in EPS_MULTIPLES}
-    return flags + eps_flags(accuracies, threat.eps, sample)
+    radii = check_radii(threat.eps, threat.eps if standard_eps is None else standard_eps)
+    accuracies = {r: _pgd_robust(model, x, y, threat.model_copy(update={"eps": r}), value_range, seed) / sample for r in radii}
+    return flags + eps_flags(accuracies, sample)
 
 
-def eps_flags(accuracies: dict[int, float], eps: float, sample: int) -> list[Flag]:
-    """From PGD robust accuracy at multiples of ε: it must fall as ε grows, to near zero at the largest."""
-    multiples = sorted(accuracies)
-    described = ", ".join(f"{100 * accuracies[m]:.0f}% at {m if m != 1 else ''}ε" for m in multiples)
-    smallest, largest = accuracies[multiples[0]], accuracies[multiples[-1]]
-    rises = any(accuracies[b] > accuracies[a] + MONOTONE_SLACK for a, b in zip(multiples, multiples[1:]))
+def check_radii(eps: float, standard_eps: float) -> tuple[float, ...]:
+    """ε, 2ε and the collapse radius (``COLLAPSE_FACTOR`` standard radii, or ε's when larger), ascending."""
+    collapse = COLLAPSE_FACTOR * max(eps, standard_eps)
+    return tuple(sorted({eps, min(2 * eps, collapse), collapse}))
+
+
+def eps_flags(accuracies: dict[float, float], sample: int) -> list[Flag]:
+    """From PGD robust accuracy by radius: it must fall as ε grows, to near zero at the largest (the collapse radius)."""
+    radii = sorted(accuracies)
+    described = ", ".join(f"{100 * accuracies[r]:.0f}% at ε = {r:g}" for r in radii)
+    smallest, largest = accuracies[radii[0]], accuracies[radii[-1]]
+    rises = any(accuracies[b] > accuracies[a] + MONOTONE_SLACK for a, b in zip(radii, radii[1:]))
     flags = []
     if rises or MONOTONE_SLACK < smallest <= largest:
         flags.append(Flag(code="eps-not-monotone", message=f"PGD robust accuracy on {sample} examples: {described}; "
                           "it should fall as ε grows"))
     if largest > COLLAPSE_ACCURACY:
         flags.append(Flag(code="no-collapse-at-large-eps", message=f"PGD robust accuracy is still "
-                          f"{100 * largest:.0f}% at ε = {multiples[-1] * eps:g} ({multiples[-1]}ε, {sample} "
-                          "examples); an honest model is near 0% there"))
+                          f"{100 * largest:.0f}% at the collapse radius ε = {radii[-1]:g} ({sample} examples); "
+                          "an honest model is near 0% there"))
     return flags
 
 
@@ -194,15 +218,31 @@ def _are_probabilities(outputs: torch.Tensor) -> bool:
     return in_unit and bool(((outputs.sum(1) - 1).abs() <= PROBABILITY_TOLERANCE * outputs.shape[1]).all())
 
 
-def _zero_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int | None:
-    """How many examples have a zero or non-finite loss gradient; None when there is no gradient at all."""
+def _input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+    """The cross-entropy gradient with respect to the input; None when there is no gradient path at all."""
     x = x.detach().clone().requires_grad_(True)
     loss = F.cross_entropy(model(x), y, reduction="sum")
-    grad = torch.autograd.grad(loss, x, allow_unused=True)[0] if loss.requires_grad else None
-    if grad is None:
-        return None
-    per_example = grad.flatten(1).abs().sum(1)
-    return int(((per_example == 0) | ~torch.isfinite(per_example)).sum())
+    return torch.autograd.grad(loss, x, allow_unused=True)[0] if loss.requires_grad else None
+
+
+def _not_uphill(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, grad: torch.Tensor, threat: ThreatModel,
+    value_range: tuple[float, float] | None, seed: int,
+) -> int:
+    """On how many examples a random step of ε raises the loss more than one step of ε along ``grad`` (FGSM).
+
+    An honest model's gradient wins by a wide margin (to first order a random step changes the loss by
+    about nothing); a masked one (quantised input plus a high-frequency term) does no better than chance.
+    """
+    generator = torch.Generator(device=x.device).manual_seed(derive_seed(seed, "flags", "uphill"))
+    random = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+    def loss_after(direction: torch.Tensor) -> torch.Tensor:
+        moved = project(x + threat.eps * ascent_direction(direction, threat.norm), x, threat.norm, threat.eps, value_range)
+        with torch.no_grad():
+            return F.cross_entropy(model(moved), y, reduction="none")
+
+    return int((loss_after(random) > loss_after(grad)).sum())
 
 
 def _pgd_robust(
@@ -216,4 +256,4 @@ def _pgd_robust(
         value_range=value_range, generator=generator,
     )
     with torch.no_grad():
-        return int((model(x_adv).argmax(1) == y).sum())
+        return int(classified_correctly(model(x_adv), y).sum())

@@ -134,8 +134,9 @@ def _adversarial_file(outcome: Outcome, config: RunConfig) -> bytes:
 def _record(config: RunConfig, loaded: LoadedModel, outcome: Outcome, context: AttackContext, x: torch.Tensor,
             y: torch.Tensor, eval_notes: list[str], wall_time: float, payload: bytes | None) -> EvalRecord:
     seed_everything(derive_seed(config.seed, "flags"))
+    standard_eps = get_threat_model(loaded.dataset, config.threat_model.name).eps  # the collapse check's scale
     flags = model_flags(context.model, x, y, threat=context.threat, value_range=context.value_range,
-                        seed=config.seed, device=context.device)
+                        seed=config.seed, device=context.device, standard_eps=standard_eps)
     flags += attack_flags(outcome.attacks, outcome.n_examples)
     adversarial = None
     if payload is not None:

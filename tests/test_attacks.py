@@ -7,7 +7,7 @@ from robbench.attacks import Stage, create_attack
 from robbench.attacks.autoattack import applicable_components
 from robbench.attacks.geometry import distance
 from robbench.attacks.pgd import pgd_perturb
-from robbench.errors import AttackBugError
+from robbench.errors import AttackBugError, RobbenchError
 from robbench.evaluation import run_attacks
 from robbench.threat_models import linf
 
@@ -104,3 +104,49 @@ def test_autoattack_on_unbounded_two_class_data_matches_closed_form():
     assert outcome.clean_accuracy > 0.99
     assert outcome.robust_accuracy <= 2 / 400
     assert [s.name for s in outcome.attacks[0].stages] == ["apgd-ce", "square"]
+
+
+class InfiniteOffTheGrid(torch.nn.Module):
+    """Finite logits on 8-bit images (every clean input), ``fill`` (+Inf or NaN) anywhere else in the ball."""
+
+    def __init__(self, model: torch.nn.Module, fill: float):
+        super().__init__()
+        self.model, self.fill = model, fill
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        off_grid = (x * 255 - torch.round(x * 255)).abs().flatten(1).amax(1) > 1e-3
+        return torch.where(off_grid[:, None], torch.full_like(logits, self.fill), logits)
+
+
+@pytest.mark.parametrize("attack", ["pgd", "autoattack"])
+@pytest.mark.parametrize("fill", [float("inf"), float("nan")])
+def test_non_finite_logits_near_the_inputs_are_refused_naming_the_example(attack, fill):
+    """argmax of all-Inf (or all-NaN) logits is class 0: such examples must not count as robust."""
+    model = InfiniteOffTheGrid(torch.nn.Sequential(torch.nn.Flatten(), _toy_model(features=64, classes=4)), fill)
+    x = torch.randint(0, 256, (12, 1, 8, 8)).float() / 255
+    y = model(x).argmax(1)
+    with pytest.raises(RobbenchError, match=r"NaN or Inf logits .* test example \d+") as info:
+        run_attacks(
+            model, x, y, threat=linf(0.1), value_range=(0.0, 1.0), num_classes=4,
+            attacks=[create_attack(attack)], batch_size=12, device=torch.device("cpu"), seed=0,
+        )
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("norm,eps", [("Linf", 0.1), ("L2", 0.5)])
+def test_pgd_stays_finite_where_the_model_gradient_is_nan(norm, eps):
+    """0·sqrt(x) has a NaN gradient at x = 0 and changes no logit: PGD must still return points in the ball."""
+    base = _toy_model()
+
+    def model(x: torch.Tensor) -> torch.Tensor:
+        return base(x) + 0 * torch.sqrt(x).sum(1, keepdim=True)
+
+    x = torch.rand(16, 20).clamp_min(0.5) - 0.5  # half the pixels at 0
+    y = base(x).argmax(1)
+    x_adv = pgd_perturb(
+        model, x, y, norm=norm, eps=eps, steps=10, step_size=eps / 4, value_range=(0.0, 1.0),
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert bool(torch.isfinite(x_adv).all())
+    assert float(distance(x_adv, x, norm).max()) <= eps * (1 + 1e-6)

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.needs_data, pytest.mark.timeout(900)
 
 
 def test_benchmarks_run_and_write_json_and_a_report(tmp_path):
-    pytest.importorskip("torchattacks", reason="the benchmark extra: pip install --no-deps torchattacks==3.5.1")
+    pytest.importorskip("torchattacks", reason="the benchmark extra (see benchmarks/README.md)")
     out = tmp_path / "results"
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--device", "cpu", "--threads", "1", "--cases", "small-cnn",
@@ -33,3 +33,60 @@ def test_benchmarks_run_and_write_json_and_a_report(tmp_path):
     assert case["train"]["ratio_robbench_over_hand"]["median"] > 0
     report = (tmp_path / "RESULTS.md").read_text()
     assert "small-cnn/fashion-mnist" in report and data["environment"]["device"] in report
+
+
+def _closure(requirements: list) -> set[str]:
+    """The canonical names of ``requirements`` and everything they require, as installed here."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen: set[str] = set()
+    todo = list(requirements)
+    while todo:
+        requirement = todo.pop()
+        name = canonicalize_name(requirement.name)
+        if name in seen or (requirement.marker is not None and not requirement.marker.evaluate({"extra": ""})):
+            continue
+        seen.add(name)
+        try:
+            todo += [Requirement(text) for text in requires(name) or []]
+        except PackageNotFoundError:
+            pass
+    return seen
+
+
+#: hides the top-level modules named in argv from every import, as if their packages were not installed
+HIDE_AND_IMPORT = """
+import importlib.abc, sys
+hidden = set(sys.argv[1:])
+class Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in hidden:
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden)", name=name)
+sys.meta_path.insert(0, Hide())
+import torchattacks
+"""
+
+
+def test_bench_extra_declares_what_importing_torchattacks_needs():
+    """As installed per the README (robbench, then the bench extra with torchattacks under --no-deps):
+    every installed package outside robbench's dependencies and the bench extra is hidden; torchattacks imports."""
+    pytest.importorskip("torchattacks", reason="the benchmark extra")
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    bench = [Requirement(text) for text in project["optional-dependencies"]["bench"]]
+    others = [r for r in bench if canonicalize_name(r.name) != "torchattacks"]
+    keep = _closure([Requirement(text) for text in project["dependencies"]] + others) | {"torchattacks"}
+    hidden = sorted(
+        module for module, dists in packages_distributions().items()
+        if module not in sys.stdlib_module_names and not any(canonicalize_name(d) in keep for d in dists)
+    )
+    done = subprocess.run([sys.executable, "-c", HIDE_AND_IMPORT, *hidden], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -11,6 +11,7 @@ import torch
 import robbench
 from robbench import registry as registry_module
 from robbench.errors import RobbenchError
+from robbench.data import DATASETS
 from robbench.models import ARCHITECTURES
 
 
@@ -85,3 +86,35 @@ def test_list_shows_every_kind():
     from robbench.cli import main
 
     assert main(["list"]) == 0
+
+
+def _plugins(monkeypatch, wanted: str, *points: EntryPoint) -> None:
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: list(points) if group == wanted else [])
+
+
+def test_list_survives_a_broken_plugin_and_names_it(monkeypatch, capsys):
+    from robbench.cli import main
+
+    _plugins(monkeypatch, "robbench.datasets", EntryPoint(name="broken", value="no_such_module_xyz:thing", group="robbench.datasets"))
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "small-cnn" in out and "fashion-mnist" in out and "pgd" in out  # the rest is listed
+    broken = [e for e in DATASETS.entries() if e.name == "broken"]
+    assert len(broken) == 1 and broken[0].factory is None
+    assert "failed to import" in broken[0].description and "no_such_module_xyz" in broken[0].description
+
+
+def test_plugin_with_a_built_in_name_is_ignored_with_a_warning(monkeypatch, caplog):
+    plugin = types.ModuleType("robbench_test_shadow")
+    plugin.impostor = lambda input_shape=(1, 28, 28), num_classes=10: torch.nn.Identity()
+    monkeypatch.setitem(sys.modules, "robbench_test_shadow", plugin)
+    _plugins(monkeypatch, "robbench.architectures",
+             EntryPoint(name="small-cnn", value="robbench_test_shadow:impostor", group="robbench.architectures"))
+    monkeypatch.setattr(ARCHITECTURES, "_warned", set())
+    with caplog.at_level("WARNING", logger="robbench"):
+        entry = ARCHITECTURES.get("small-cnn")
+    assert entry.source == "built-in" and entry.factory is not plugin.impostor
+    assert any("'small-cnn'" in r.getMessage() and "built-in is used" in r.getMessage() for r in caplog.records)
+    listed = [e for e in ARCHITECTURES.entries() if e.name == "small-cnn"]
+    assert [e.source for e in listed] == ["built-in", "robbench_test_shadow"]
+    assert "built-in is used" in listed[1].description

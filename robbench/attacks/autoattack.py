@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import RobbenchError
-from . import ATTACKS, Attack, AttackContext, Stage
+from . import ATTACKS, Attack, AttackContext, Stage, with_input_gradient
 
 STANDARD_COMPONENTS = ("apgd-ce", "apgd-t", "fab-t", "square")
 _NORMS = {"Linf": "Linf", "L2": "L2"}
@@ -80,12 +80,12 @@ class AutoAttackStandard(Attack):
         threat = context.threat
 
         def run(x: torch.Tensor, y: torch.Tensor, batch_seed: int) -> torch.Tensor:
-            model, eps, to_unit, from_unit = context.model, threat.eps, None, None
+            model, eps, to_unit, from_unit = with_input_gradient(context.model), threat.eps, None, None
             if context.value_range != (0.0, 1.0):
                 low, high = _box_for(x, threat.eps, context.value_range)
                 scale = high - low
                 shape = tuple(x.shape[1:])
-                model = _FromUnitBox(context.model, low, scale, shape)
+                model = _FromUnitBox(model, low, scale, shape)
                 eps = threat.eps / scale
                 to_unit = lambda t: _as_image((t - low) / scale)  # noqa: E731
                 from_unit = lambda u: (low + u * scale).view(u.shape[0], *shape)  # noqa: E731

@@ -37,7 +37,12 @@ def project(
 
 
 def ascent_direction(grad: torch.Tensor, norm: Norm) -> torch.Tensor:
-    """Steepest ascent of unit norm: sign for L-inf, the normalised gradient for L2."""
+    """Steepest ascent of unit norm: sign for L-inf, the normalised gradient for L2.
+
+    Where the model's gradient is undefined (NaN, e.g. sqrt at 0) that component does not move, and
+    an infinite one moves as a unit one: an iterate never turns NaN and leaves the ball.
+    """
+    grad = grad.nan_to_num(nan=0.0, posinf=1.0, neginf=-1.0)
     if norm == "Linf":
         return grad.sign()
     norms = grad.flatten(1).norm(p=2, dim=1).clamp_min(1e-12)

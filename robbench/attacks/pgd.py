@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..threat_models import Norm
-from . import ATTACKS, Attack, AttackContext, Stage
+from . import ATTACKS, Attack, AttackContext, Stage, with_input_gradient
 from .geometry import ascent_direction, project, random_in_ball
+from .verify import classified_correctly
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -51,7 +52,8 @@ def pgd_perturb(
 
     With ``keep_first_success`` each example keeps the first iterate that is misclassified
     (an evaluation wants a success, not the largest loss); without it, the last iterate is
-    returned (adversarial training wants the largest loss). ``generator=None`` starts at x;
+    returned (adversarial training wants the largest loss); an iterate with NaN or Inf logits counts
+    as a success, so that verification sees it. ``generator=None`` starts at x;
     ``start`` (projected into the ball) starts elsewhere, e.g. TRADES' x + 0.001·N(0, 1).
     The loop has no host/device synchronisation, except that with ``keep_first_success`` and the
     default loss it drops the examples already misclassified every ``COMPACT_EVERY`` steps.
@@ -71,7 +73,7 @@ def pgd_perturb(
         logits = model(x_adv)
         (grad,) = torch.autograd.grad(loss_fn(logits, y), x_adv)
         if keep_first_success:
-            newly = (logits.detach().argmax(1) != y) & ~succeeded
+            newly = ~classified_correctly(logits.detach(), y) & ~succeeded
             first_success = torch.where(newly.view(expand), x_adv.detach(), first_success)
             succeeded = succeeded | newly
         x_adv = project(x_adv.detach() + step_size * ascent_direction(grad, norm), x, norm, eps, value_range)
@@ -105,7 +107,7 @@ def _first_successes(
         current = current.detach().requires_grad_(True)
         logits = model(current)
         (grad,) = torch.autograd.grad(_cross_entropy_sum(logits, ys), current)
-        newly = (logits.detach().argmax(1) != ys) & ~succeeded
+        newly = ~classified_correctly(logits.detach(), ys) & ~succeeded
         first = torch.where(newly.view(expand), current.detach(), first)
         succeeded = succeeded | newly
         current = project(current.detach() + step_size * ascent_direction(grad, norm), xs, norm, eps, value_range)
@@ -140,6 +142,7 @@ class PGDAttack(Attack):
     def stages(self, context: AttackContext) -> list[Stage]:
         threat = context.threat
         step_size = pgd_step_size(threat.eps, self.steps, self.step_size_factor)
+        model = with_input_gradient(context.model)
 
         def run(x: torch.Tensor, y: torch.Tensor, batch_seed: int) -> torch.Tensor:
             generator = torch.Generator(device=x.device).manual_seed(batch_seed)
@@ -150,13 +153,13 @@ class PGDAttack(Attack):
                 if index.numel() == 0:
                     break
                 candidate = pgd_perturb(
-                    context.model, x[index], y[index], norm=threat.norm, eps=threat.eps, steps=self.steps,
+                    model, x[index], y[index], norm=threat.norm, eps=threat.eps, steps=self.steps,
                     step_size=step_size, value_range=context.value_range, generator=generator,
                 )
                 best = best.index_copy(0, index, candidate)
                 if restart + 1 < self.restarts:
                     with torch.inference_mode():
-                        fooled = context.model(candidate).argmax(1) != y[index]
+                        fooled = ~classified_correctly(context.model(candidate), y[index])
                     remaining = remaining.index_put((index,), ~fooled)
             return best
 
