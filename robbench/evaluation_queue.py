@@ -17,8 +17,8 @@ from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import RobbenchError
-from .hub import fetch, hub_digest, offline, resolve
-from .hub_ref import SPEC_FILE, parse_checkpoint_ref
+from .hub import hub_spec
+from .hub_ref import parse_checkpoint_ref
 from .results import atomic_write_text
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str
-    checkpoint: str  # hf://ORG/REPO/PATH@<commit sha>
+    checkpoint: str  # hf://models/ORG/REPO@<commit sha>/PATH
     spec: dict[str, Any]  # the repo's model.yaml, its checkpoint replaced by the pinned one
     threat_model: str
     eps: float
@@ -54,20 +54,15 @@ class Request(BaseModel):
 def add(checkpoint: str, queue_dir: Path, threat_models: list[str] | None = None, eps: float | None = None) -> list[Request]:
     """Queue a hub model: one PENDING request per threat model, checked before anything is evaluated.
 
-    Name, dataset and architecture come from the model.yaml next to the weights in the repo; the
-    threat models default to its list, else the dataset's standard ones. Re-adding a FAILED request
-    queues it again; any other duplicate is refused.
+    Name, dataset and architecture come from the repo's model.yaml (``hub_spec``); the threat
+    models default to its list, else the dataset's standard ones. Re-adding a FAILED request queues
+    it again; any other duplicate is refused.
     """
-    from .config import load_model_spec
     from .data import get_dataset
-    from .models import ARCHITECTURES
     from .threat_models import get_threat_model, standard_threat_models
 
-    ref = resolve(parse_checkpoint_ref(checkpoint))
-    if not offline():
-        hub_digest(ref)  # the weights exist at that commit (they are downloaded only by `run`)
-    spec = load_model_spec(fetch(ref.sibling(SPEC_FILE)).local_path).model_copy(update={"checkpoint": str(ref)})
-    ARCHITECTURES.get(spec.architecture)  # only registered architectures: no code comes from the hub
+    spec = hub_spec(checkpoint)
+    ref = parse_checkpoint_ref(spec.checkpoint)
     dataset = get_dataset(spec.dataset, **spec.dataset_kwargs)
     threats = [get_threat_model(dataset, name) for name in threat_models or spec.threat_models or sorted(standard_threat_models(dataset))]
     if eps is not None:
