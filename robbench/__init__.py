@@ -5,6 +5,7 @@ Public API (timm-style)::
     robbench.create_model("small-cnn", num_classes=10)
     x, y = robbench.load_dataset("fashion-mnist", split="test", n=1000)
     records = robbench.evaluate("submissions/fashion-mnist/small-cnn-pgd-at/model.yaml")
+    model = robbench.load_model("fmnist-small-cnn-pgd-at")   # RobustBench-style: eval mode, verified
 
 Importing robbench imports no architecture, dataset or attack module; they load on first use.
 """
@@ -14,12 +15,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["create_model", "load_dataset", "evaluate", "RobbenchError"]
+__all__ = ["create_model", "load_dataset", "evaluate", "load_model", "RobbenchError"]
 
 _LAZY = {
     "create_model": ("robbench.models", "create_model"),
     "load_dataset": ("robbench.data", "load_dataset"),
     "evaluate": ("robbench.evaluation", "evaluate"),
+    "load_model": ("robbench.zoo", "load_model"),
     "RobbenchError": ("robbench.errors", "RobbenchError"),
 }
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from .errors import RobbenchError
     from .evaluation import evaluate
     from .models import create_model
+    from .zoo import load_model
 
 
 def __getattr__(name: str) -> Any:

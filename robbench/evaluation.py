@@ -306,15 +306,15 @@ def evaluate(
     ``batch_size``: a number, or ``"auto"`` (``auto_batch_size``; the record holds the number).
     """
     from .attacks import create_attack
-    from .config import ModelSpec, load_model_spec
     from .flags import attack_flags, board_flags, model_flags
     from .loader import load_submission
     from .progress_state import config_key, state_path
     from .results import AttackRecord, EvalRecord, Examples, StageRecord, ThreatModelRecord, Versions, write_records
     from .runtime import describe_device, resolve_device, seed_everything, versions
     from .threat_models import get_threat_model, standard_threat_models
+    from .zoo import model_spec
 
-    spec = model_yaml if isinstance(model_yaml, ModelSpec) else load_model_spec(model_yaml)
+    spec = model_spec(model_yaml)  # a model.yaml, a submission's name or an hf:// reference
     if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):
         raise RobbenchError(f"--batch-size must be a positive integer or 'auto', got {batch_size!r}")
     if not 0 <= seed < 2**63:
