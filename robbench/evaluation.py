@@ -233,20 +233,28 @@ def _run_stage(
     """Stage ``number`` (in run order) on its survivors, from ``first_batch``; marks what it broke in ``status``."""
     survivors = alive_at(status, number).nonzero().squeeze(1)
     batches = list(survivors.split(batch_size)) if survivors.numel() else []  # split() of nothing gives one empty batch
-    advance = progress(f"{attack.name}: {stage.name}", int(survivors.numel()))
+    advance = progress(attack.name if stage.name == attack.name else f"{attack.name}: {stage.name}", int(survivors.numel()))
     advance(sum(int(b.numel()) for b in batches[:first_batch]))
     world = distributed.world()  # under torchrun, batch i of the stage is rank i's (mod size); see robbench.distributed
     for batch_number in range(first_batch, len(batches)):
         index = batches[batch_number]
+        shown = [0.0]  # of this batch's examples, on the bar: stages that report move it within the batch
+
+        def report(fraction: float) -> None:
+            step = fraction * index.numel() - shown[0]
+            if step > 0:
+                advance(step)
+                shown[0] += step
+
         if world.owns(batch_number - first_batch):
             x_batch, y_batch = x[index].to(context.device), y[index].to(context.device)
             batch_seed = derive_seed(context.seed, attack.name, stage.name, int(index[0]))
-            x_adv = stage.run(x_batch.clone(), y_batch, batch_seed).detach()
+            x_adv = stage.run(x_batch.clone(), y_batch, batch_seed, **({"report": report} if stage.reports_progress else {})).detach()
             with torch.inference_mode():
                 logits = context.model(x_adv.clone())  # the model cannot alter what is verified
             broken = verified_successes(stage.name, logits, x_adv, x_batch, y_batch, context.threat, context.value_range)
             status[index[broken.cpu()]] = number
-        advance(int(index.numel()))
+        advance(int(index.numel()) - shown[0])
         if world.round_ends(batch_number - first_batch, len(batches) - first_batch):
             world.merge_status(status)
             if state is not None and world.is_main:
