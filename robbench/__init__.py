@@ -6,6 +6,7 @@ Public API (timm-style)::
     x, y = robbench.load_dataset("fashion-mnist", split="test", n=1000)
     records = robbench.evaluate("submissions/fashion-mnist/small-cnn-pgd-at/model.yaml")
     model = robbench.load_model("fmnist-small-cnn-pgd-at")   # RobustBench-style: eval mode, verified
+    record = robbench.benchmark(model, dataset="fashion-mnist", threat_model="linf", n_examples=100)
 
 Importing robbench imports no architecture, dataset or attack module; they load on first use.
 """
@@ -15,13 +16,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["create_model", "load_dataset", "evaluate", "load_model", "RobbenchError"]
+__all__ = ["create_model", "load_dataset", "evaluate", "load_model", "benchmark", "RobbenchError"]
 
 _LAZY = {
     "create_model": ("robbench.models", "create_model"),
     "load_dataset": ("robbench.data", "load_dataset"),
     "evaluate": ("robbench.evaluation", "evaluate"),
     "load_model": ("robbench.zoo", "load_model"),
+    "benchmark": ("robbench.in_memory", "benchmark"),
     "RobbenchError": ("robbench.errors", "RobbenchError"),
 }
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from .data import load_dataset
     from .errors import RobbenchError
     from .evaluation import evaluate
+    from .in_memory import benchmark
     from .models import create_model
     from .zoo import load_model
 

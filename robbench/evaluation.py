@@ -31,6 +31,7 @@ from .threat_models import ThreatModel
 
 if TYPE_CHECKING:
     from .config import ModelSpec
+    from .loader import LoadedModel
     from .results import EvalRecord
 
 #: ``progress(description, total)`` returns ``advance(n)``; the CLI passes rich progress bars
@@ -292,7 +293,7 @@ def data_digest(x: torch.Tensor, y: torch.Tensor) -> str:
 
 
 def evaluate(
-    model_yaml: "str | Path | ModelSpec",
+    model_yaml: "str | Path | ModelSpec | LoadedModel",
     *,
     threat_models: "str | list[str]" = "all",
     attacks: "tuple[str, ...] | list[str]" = ("pgd", "autoattack"),
@@ -315,21 +316,22 @@ def evaluate(
     """
     from .attacks import create_attack
     from .flags import attack_flags, board_flags, model_flags
-    from .loader import load_submission
+    from .loader import LoadedModel, load_submission
     from .progress_state import config_key, state_path
     from .results import AttackRecord, EvalRecord, Examples, StageRecord, ThreatModelRecord, Versions, write_records
     from .runtime import describe_device, resolve_device, seed_everything, versions
     from .threat_models import get_threat_model, standard_threat_models
     from .zoo import model_spec
 
-    spec = model_spec(model_yaml)  # a model.yaml, a submission's name or an hf:// reference
+    in_memory = isinstance(model_yaml, LoadedModel)  # robbench.benchmark: a model already built and loaded
+    spec = model_yaml.spec if in_memory else model_spec(model_yaml)  # a model.yaml, a submission's name or an hf:// ref
     if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):
         raise RobbenchError(f"--batch-size must be a positive integer or 'auto', got {batch_size!r}")
     if not 0 <= seed < 2**63:
         raise RobbenchError(f"--seed must be between 0 and 2**63 - 1, got {seed}")
     attack_objects = [create_attack(name) for name in attacks]
     torch_device = distributed.world().device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
-    loaded = load_submission(spec, data_dir)
+    loaded = model_yaml if in_memory else load_submission(spec, data_dir)
     dataset = loaded.dataset
     if threat_models == "all":
         names = spec.threat_models or sorted(standard_threat_models(dataset))
