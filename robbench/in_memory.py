@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torch import nn
 
-    from .evaluation import ProgressFactory
     from .results import EvalRecord
 
 IN_MEMORY = "in-memory"  # the record's checkpoint path for a model evaluated by ``benchmark``
@@ -39,20 +38,14 @@ def benchmark(
     name: str = "in-memory-model",
     dataset_kwargs: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
-    attacks: "tuple[str, ...] | list[str]" = ("pgd", "autoattack"),
-    n_examples: int | None = None,
-    batch_size: "int | str" = "auto",
-    device: str = "auto",
-    seed: int = 0,
-    eps: float | None = None,
     data_dir: str | None = None,
-    progress: "ProgressFactory | None" = None,
+    **options: Any,
 ) -> "EvalRecord":
     """The record ``evaluate`` would give this model under ``threat_model`` of ``dataset``; writes nothing.
 
     ``model`` takes inputs in the dataset's range ([0, 1] pixels) and returns logits; any
-    normalisation is its own. It is moved to ``device`` and put in eval mode. The other options
-    are ``evaluate``'s.
+    normalisation is its own. It is moved to the device and put in eval mode. ``options`` are
+    ``evaluate``'s (attacks, n_examples, batch_size, device, seed, eps, progress); ``results_dir`` is not one.
     """
     from pydantic import ValidationError
 
@@ -74,8 +67,7 @@ def benchmark(
         spec, model, dataset_of(spec, data_dir), None, Checkpoint(path=IN_MEMORY, sha256=state_dict_sha256(model)),
         count_parameters(model),
     )
-    [record] = evaluate(
-        loaded, threat_models=[threat_model], attacks=attacks, n_examples=n_examples, batch_size=batch_size,
-        device=device, seed=seed, eps=eps, data_dir=data_dir, progress=progress,
-    )
+    if "results_dir" in options:
+        raise RobbenchError("benchmark() writes nothing; call robbench.evaluate with a model.yaml to keep records")
+    [record] = evaluate(loaded, threat_models=[threat_model], data_dir=data_dir, **options)
     return record
