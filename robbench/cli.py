@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import argparse
 import sys
-from contextlib import contextmanager
+import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator, NoReturn, Sequence
+from typing import NoReturn, Sequence
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from .config import DEFAULT_N_EXAMPLES
-from .errors import AttackBugError, RobbenchError, quoted
+from .errors import AttackBugError, RobbenchError
+from .terminal import comma_separated as _comma_separated
+from .terminal import console, err_console, fit_output
+from .terminal import floats as _floats
+from .terminal import ints as _ints
+from .terminal import percent as _percent
+from .terminal import progress_bars as _progress_bars
+from .terminal import subcommands, threads_option
 
-console = Console()
-err_console = Console(stderr=True)
 #: a message longer than this is cut: the promise is one line, whatever a value expands to
 MESSAGE_LIMIT = 1000
 
@@ -32,55 +35,6 @@ def one_line(message: str) -> str:
     """``message`` on one line of bounded length, whatever it quotes."""
     flat = message.replace("\r", "\\r").replace("\n", "\\n")
     return flat if len(flat) <= MESSAGE_LIMIT else f"{flat[: MESSAGE_LIMIT - 1]}…"
-
-
-def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.2f}"
-
-
-@contextmanager
-def _progress_bars() -> Iterator:
-    """A ``ProgressFactory`` backed by rich bars with ETA (silent when output is not a terminal)."""
-    columns = (
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("eta"), TimeRemainingColumn(),
-    )
-    from .distributed import is_main_process
-
-    if not is_main_process():  # under torchrun, rank 0 alone shows progress
-        yield lambda description, total: (lambda n: None)
-        return
-    with Progress(*columns, console=err_console, transient=False) as bars:
-
-        def factory(description: str, total: int):
-            task = bars.add_task(description, total=total)
-            return lambda n: bars.advance(task, n)
-
-        try:
-            yield factory
-        except BaseException:
-            bars.live.transient = True  # a failed command ends with its one-line error alone
-            raise
-
-
-def _comma_separated(text: str, option: str, convert: Callable[[str], Any] = str, kind: str = "names",
-                     example: str | None = None) -> list:
-    """The values of a comma-separated option, each through ``convert``; refused when none or one is malformed."""
-    try:
-        values = [convert(v.strip()) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise RobbenchError(f"{option} takes comma-separated {kind}, got {quoted(text)}") from exc
-    if not values:
-        raise RobbenchError(f"{option} is empty" + (f"; pass e.g. {example}" if example else ""))
-    return values
-
-
-def _floats(text: str, option: str) -> list[float]:
-    return _comma_separated(text, option, float, "numbers")
-
-
-def _ints(text: str, option: str) -> list[int]:
-    return _comma_separated(text, option, int, "integers")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -193,6 +147,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from .leaderboard import check_leaderboards, write_leaderboards
 
     results_dir, out_dir = Path(args.results_dir), Path(args.out)
+    if args.from_hub:  # records published with `robbench publish`, pinned to a commit and verified
+        from .hub_publish import results_from_hub
+
+        results_dir = results_from_hub(args.from_hub)
     if args.check:
         stale, problems = check_leaderboards(results_dir, out_dir)
         for problem in problems:
@@ -258,66 +216,6 @@ def cmd_tradeoff(args: argparse.Namespace) -> int:
     return _print_report(tradeoff_page, run(config), Path(args.out), Path(args.json) if args.json else None)
 
 
-def cmd_submit(args: argparse.Namespace) -> int:
-    from .config import load_model_spec
-    from .hub import submit
-
-    pinned = submit(load_model_spec(args.model_yaml), args.repo, Path(args.results_dir), private=args.private)
-    err_console.print(f"uploaded to hub repo {pinned.repo}, commit {pinned.revision}; the pinned checkpoint:", soft_wrap=True)
-    console.print(str(pinned), highlight=False, soft_wrap=True)
-    return 0
-
-
-def cmd_queue_add(args: argparse.Namespace) -> int:
-    from .evaluation_queue import add
-
-    threat_models = [args.threat_model] if args.threat_model else None
-    for request in add(args.checkpoint, Path(args.queue_dir), threat_models, args.eps, Path(args.results_dir)):
-        console.print(f"queued {request.id}", highlight=False)
-    return 0
-
-
-def cmd_queue_run(args: argparse.Namespace) -> int:
-    from .evaluation_queue import run
-
-    attacks = _comma_separated(args.attacks, "--attacks", example="pgd,autoattack")
-    failed = 0
-    with _progress_bars() as progress:
-        for request in run(
-            Path(args.queue_dir), Path(args.results_dir), attacks=attacks, n_examples=args.n_examples,
-            batch_size=args.batch_size, device=args.device, seed=args.seed, data_dir=args.data_dir, progress=progress,
-        ):
-            failed += request.status == "FAILED"
-            detail = request.reason if request.status == "FAILED" else ", ".join(request.results)
-            console.print(f"{request.status} {request.id}: {detail}", highlight=False, markup=False, soft_wrap=True)
-    if failed:
-        err_console.print(f"robbench: error: {failed} request(s) failed; see `robbench queue status`", highlight=False)
-    return 1 if failed else 0
-
-
-def cmd_queue_status(args: argparse.Namespace) -> int:
-    from .evaluation_queue import read_queue
-    from .hub_ref import parse_checkpoint_ref
-
-    queue_dir = Path(args.queue_dir)
-    table = Table(title=f"evaluation queue {queue_dir}: what each request evaluates")
-    for column in ("request", "model · dataset · architecture", "checkpoint", "threat model", "pinned", "status",
-                   "reason / results", "updated (UTC)"):
-        table.add_column(column, overflow="fold")
-    for request in read_queue(queue_dir) if queue_dir.is_dir() else []:
-        detail = request.reason if request.status == "FAILED" else ", ".join(request.results)
-        ref = parse_checkpoint_ref(request.checkpoint)
-        spec = request.spec
-        table.add_row(
-            request.id, " · ".join(quoted(spec.get(key), 40) for key in ("name", "dataset", "architecture")),
-            f"{ref.repo}/{ref.path}@{ref.revision[:12]}", f"{request.threat_model} eps={request.eps:g}",
-            "EDITED: will be refused" if request.edited else request.pinned[:12], request.status, detail or "",
-            request.updated[:19].replace("T", " "),
-        )
-    console.print(table)
-    return 0
-
-
 def cmd_sample_size(args: argparse.Namespace) -> int:
     from .reports import sample_size_page
     from .reports.sample_size import SampleSizeConfig, run
@@ -347,28 +245,33 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .cli_hub import add_hub_commands
+
     parser = ArgumentParser(prog="robbench", description="Adversarial-robustness benchmark.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"robbench {__version__}", help="print the version and exit")
+    sub = subcommands(parser, "robbench")
 
     sub.add_parser("list", help="show registered architectures, datasets, threat models and attacks").set_defaults(
         func=cmd_list
     )
 
     evaluate = sub.add_parser("evaluate", help="clean and robust accuracy of a model.yaml submission")
-    evaluate.add_argument("model_yaml")
+    evaluate.add_argument("model_yaml", help="a model.yaml, a committed submission's name, or hf://ORG/REPO@REVISION[/PATH]")
     evaluate.add_argument("--threat-model", default="all", help="a threat model name, or 'all' (default)")
     evaluate.add_argument("--attacks", default="pgd,autoattack", help="comma-separated, run in order (default: pgd,autoattack)")
     evaluate.add_argument(
         "--n-examples", type=int, default=DEFAULT_N_EXAMPLES,
         help=f"first N test examples (default: {DEFAULT_N_EXAMPLES}, so pgd+autoattack of a robust small model fits "
-        "10 minutes on 2 CPU cores)",
+             "10 minutes on 2 CPU cores; a leaderboard entry uses 10000)",
     )
     evaluate.add_argument("--batch-size", type=_batch_size, default="auto", help=BATCH_SIZE_HELP)
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of every random step (default: 0)")
     evaluate.add_argument("--eps", type=float, default=None, help="evaluate at another radius (non-standard)")
-    evaluate.add_argument("--results-dir", default="results")
+    evaluate.add_argument("--results-dir", default="results", help="records go to DIR/<dataset>/<threat-model>/<name>/<run>.json (default: results)")
     evaluate.add_argument("--data-dir", default=None, help="DIR/<dataset>/ holds the dataset files")
+    threads_option(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     verify = sub.add_parser(
@@ -383,16 +286,19 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_verify)
 
     train = sub.add_parser("train", help="train a reference baseline from a train.yaml")
-    train.add_argument("config")
+    train.add_argument("config", help="a train.yaml")
     train.add_argument("--out", default=None, help="output folder (default: runs/<name>)")
-    train.add_argument("--device", default="auto")
-    train.add_argument("--data-dir", default=None)
+    train.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    train.add_argument("--data-dir", default=None, help="DIR/<dataset>/ holds the dataset files")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out where it stopped")
+    threads_option(train)
     train.set_defaults(func=cmd_train)
 
     board = sub.add_parser("leaderboard", help="render markdown leaderboards from the results")
-    board.add_argument("--results-dir", default="results")
-    board.add_argument("--out", default="leaderboards")
+    board.add_argument("--results-dir", default="results", help="the records to render (default: results)")
+    board.add_argument("--out", default="leaderboards", help="where the boards go (default: leaderboards)")
+    board.add_argument("--from-hub", default=None, metavar="ORG/NAME@REVISION",
+                       help="render the records `robbench publish` put in this hub dataset repo, at this revision, instead of --results-dir")
     board.add_argument("--check", action="store_true", help="exit 1 if the rendered files differ from --out")
     board.set_defaults(func=cmd_leaderboard)
     tradeoff = sub.add_parser(
@@ -401,49 +307,22 @@ def build_parser() -> argparse.ArgumentParser:
     tradeoff.add_argument("--d", type=int, default=100, help="number of weak features (default: 100)")
     tradeoff.add_argument("--p", type=float, default=0.9, help="P(x1 = y) (default: 0.9)")
     tradeoff.add_argument("--eta", type=float, default=None, help="weak-feature mean (default: 3/sqrt(d))")
-    tradeoff.add_argument("--n-train", type=int, default=2000)
-    tradeoff.add_argument("--n-test", type=int, default=10000)
+    tradeoff.add_argument("--n-train", type=int, default=2000, help="training samples per trained classifier (default: 2000)")
+    tradeoff.add_argument("--n-test", type=int, default=10000, help="test samples (default: 10000)")
     tradeoff.add_argument("--train-eps", default="0,0.5,1,1.5,2", help="training radii in multiples of eta; 0 is standard training")
     tradeoff.add_argument("--steps", type=int, default=200, help="full-batch Adam steps per trained model (default: 200)")
-    tradeoff.add_argument("--lr", type=float, default=0.05)
+    tradeoff.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default: 0.05)")
     tradeoff.add_argument("--attacks", default="pgd", help="comma-separated, run in order at eps = 2·eta (default: pgd)")
     tradeoff.add_argument("--bound-p", default="0.9,0.95", help="p values for the bound table")
     tradeoff.add_argument("--bound-standard", default="0.9,0.95,0.99", help="standard accuracies for the bound table")
-    tradeoff.add_argument("--seed", type=int, default=0)
+    tradeoff.add_argument("--seed", type=int, default=0, help="seed of every random step (default: 0)")
     tradeoff.add_argument("--device", default="cpu", help="cpu (default), auto or cuda")
     tradeoff.add_argument("--out", default="leaderboards/reports/tradeoff.md", help="markdown report; the PNG goes next to it")
     tradeoff.add_argument("--json", default=None, metavar="PATH", help="also write every number as JSON")
+    threads_option(tradeoff)
     tradeoff.set_defaults(func=cmd_tradeoff)
 
-    submit = sub.add_parser("submit", help="upload an evaluated model to the Hugging Face Hub; prints its pinned hf:// line")
-    submit.add_argument("model_yaml")
-    submit.add_argument("--repo", required=True, help="hub model repo ORG/NAME (created if need be)")
-    submit.add_argument("--private", action="store_true", help="create the repo private")
-    submit.add_argument("--results-dir", default="results", help="where `robbench evaluate` wrote the model's results")
-    submit.set_defaults(func=cmd_submit)
-
-    queue = sub.add_parser("queue", help="the evaluation queue for hub submissions (leaderboard maintainers)")
-    queue_sub = queue.add_subparsers(dest="queue_command", required=True)
-    queue_add = queue_sub.add_parser("add", help="queue hf://ORG/REPO/PATH.safetensors@REVISION for evaluation")
-    queue_add.add_argument("checkpoint")
-    queue_add.add_argument("--threat-model", default=None, help="one threat model (default: the model's, else the dataset's)")
-    queue_add.add_argument("--eps", type=float, default=None, help="another radius (non-standard); needs --threat-model")
-    queue_add.add_argument("--results-dir", default="results", help="names held by these records are refused to other sources")
-    queue_add.set_defaults(func=cmd_queue_add)
-    queue_run = queue_sub.add_parser("run", help="evaluate pending requests one by one, writing results")
-    queue_run.add_argument("--attacks", default="pgd,autoattack", help="comma-separated, run in order (default: pgd,autoattack)")
-    queue_run.add_argument("--n-examples", type=int, default=DEFAULT_N_EXAMPLES,
-                           help=f"first N test examples (default: {DEFAULT_N_EXAMPLES}; 10000 for a leaderboard entry)")
-    queue_run.add_argument("--batch-size", type=_batch_size, default="auto", help=BATCH_SIZE_HELP)
-    queue_run.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    queue_run.add_argument("--seed", type=int, default=0)
-    queue_run.add_argument("--results-dir", default="results")
-    queue_run.add_argument("--data-dir", default=None, help="DIR/<dataset>/ holds the dataset files")
-    queue_run.set_defaults(func=cmd_queue_run)
-    queue_status = queue_sub.add_parser("status", help="show every request and its status")
-    queue_status.set_defaults(func=cmd_queue_status)
-    for command in (queue_add, queue_run, queue_status):
-        command.add_argument("--queue-dir", default="queue", help="folder of request files (default: queue)")
+    add_hub_commands(sub)
 
     sample = sub.add_parser(
         "sample-size",
@@ -455,47 +334,55 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--sizes", default=None, help="comma-separated training-set sizes")
     sample.add_argument("--eps", default=None, help="comma-separated L-inf training radii; 0 (standard training) is required")
     sample.add_argument("--steps", type=int, default=None, help="SGD steps per model, whatever its training-set size")
-    sample.add_argument("--batch-size", type=int, default=None)
+    sample.add_argument("--batch-size", type=int, default=None, help="training batch size (default: the preset's)")
     sample.add_argument("--attack-steps", type=int, default=None, help="PGD steps of adversarial training")
     sample.add_argument("--robust-examples", type=int, default=None, help="test images for the PGD-20 robust accuracy")
     sample.add_argument("--repeats", type=int, default=None, help="models per cell, with different seeds (averaged)")
-    sample.add_argument("--architecture", default="small-cnn")
-    sample.add_argument("--lr", type=float, default=0.05)
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--architecture", default="small-cnn", help="a registered architecture (default: small-cnn)")
+    sample.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default: 0.05)")
+    sample.add_argument("--seed", type=int, default=0, help="seed of every random step (default: 0)")
     sample.add_argument("--device", default=None, help="cpu, auto or cuda (default: the preset's)")
     sample.add_argument("--workers", type=int, default=None,
                         help="on the CPU: models trained side by side, one thread each (default: 2); the numbers do not depend on it")
     sample.add_argument("--data-dir", default=None, help="DIR/fashion-mnist/ holds the dataset files")
     sample.add_argument("--out", default="leaderboards/reports/sample-size.md", help="markdown report; PNG and JSON go next to it")
     sample.add_argument("--json", default=None, metavar="PATH", help="the JSON (default: next to --out)")
-    sample.set_defaults(func=cmd_sample_size)
+    sample.set_defaults(func=cmd_sample_size)  # no --threads: each model trains on one thread, so numbers never depend on it
 
     explain = sub.add_parser(
         "explain", help="Tsipras et al. (2019) Sec. 4: input gradients, large-eps targeted adversarial examples, interpolations"
     )
-    explain.add_argument("model_yaml", nargs="+")
+    explain.add_argument("model_yaml", nargs="+", help="the models to compare, each a model.yaml")
     explain.add_argument("--classes", default=None, help="comma-separated classes (default: all)")
     explain.add_argument("--n-per-class", type=int, default=10, help="test images per class for the numbers (default: 10)")
     explain.add_argument("--eps", type=float, default=4.0, help="radius of the large-eps examples (default: 4)")
-    explain.add_argument("--norm", default="L2", choices=("L2", "Linf"))
+    explain.add_argument("--norm", default="L2", choices=("L2", "Linf"), help="norm of the large-eps examples (default: L2)")
     explain.add_argument("--steps", type=int, default=100, help="PGD steps of the large-eps examples (default: 100)")
     explain.add_argument("--judge", default=None, metavar="MODEL_YAML",
                          help="judge model (default: a standard small-cnn trained on test images --holdout..end)")
-    explain.add_argument("--judge-steps", type=int, default=1500)
+    explain.add_argument("--judge-steps", type=int, default=1500, help="training steps of the default judge (default: 1500)")
     explain.add_argument("--holdout", type=int, default=2000, help="explained images come from test[:H], the judge trains on test[H:]")
-    explain.add_argument("--seed", type=int, default=0)
+    explain.add_argument("--seed", type=int, default=0, help="seed of every random step (default: 0)")
     explain.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    explain.add_argument("--data-dir", default=None)
+    explain.add_argument("--data-dir", default=None, help="DIR/fashion-mnist/ holds the dataset files")
     explain.add_argument("--out", default="leaderboards/reports/explain.md", help="markdown page; the PNGs go next to it")
     explain.add_argument("--json", default=None, metavar="PATH", help="also write every number as JSON")
+    threads_option(explain)
     explain.set_defaults(func=cmd_explain)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    fit_output()
     try:
         args = build_parser().parse_args(argv)
-        code = args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warn
+            if "threads" in args:  # the commands that compute
+                from .threads import apply_threads
+
+                apply_threads(args.threads)
+            code = args.func(args)
         if "robbench.distributed" in sys.modules:  # a command that ran under torchrun: leave together
             sys.modules["robbench.distributed"].leave()
         return code
@@ -503,11 +390,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         err_console.print(f"robbench: error: {one_line(exc.cli_message())}", highlight=False, markup=False, soft_wrap=True)
         return 2
     except AttackBugError as exc:  # not the user's input: say so, with its own status
-        err_console.print(f"robbench: attack bug: {exc}", highlight=False, markup=False, soft_wrap=True)
+        err_console.print(f"robbench: attack bug: {one_line(str(exc))}", highlight=False, markup=False, soft_wrap=True)
         return 3
     except KeyboardInterrupt:
         err_console.print("robbench: interrupted")
         return 130
+
+
+def _warn(message, category, *details) -> None:
+    """robbench's own warnings (a deprecated syntax) as one line; others as Python prints them."""
+    from .hub_ref import HubRefDeprecation
+
+    if issubclass(category, HubRefDeprecation):
+        err_console.print(f"robbench: warning: {message}", highlight=False, markup=False, soft_wrap=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, *details[:2]))
 
 
 if __name__ == "__main__":

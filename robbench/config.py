@@ -110,12 +110,12 @@ class ModelSpec(Strict):
     @field_validator("checkpoint")
     @classmethod
     def _valid_hub_ref(cls, value: str) -> str:
-        """A malformed ``hf://`` reference fails here, before anything is downloaded."""
+        """A malformed ``hf://`` reference fails here, before anything is downloaded; a valid one is kept canonical."""
         from .hub_ref import is_hub_ref, parse_checkpoint_ref
 
         if is_hub_ref(value):
             try:
-                parse_checkpoint_ref(value)
+                return str(parse_checkpoint_ref(value))
             except RobbenchError as exc:
                 raise ValueError(str(exc)) from exc
         return value
@@ -197,19 +197,28 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def describe_validation_error(path: Path | str, exc: ValidationError) -> str:
-    """One line: the first problem, naming its key, plus a count of the others."""
-    errors = exc.errors()
-    first = errors[0]
-    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    kind = first["type"]
+    """One line naming every problem and its key, in pydantic's order, without pydantic's own prefixes."""
+    problems = [_describe_problem(error) for error in exc.errors()]
+    if len(problems) == 1:
+        return f"{path}: {problems[0]}"
+    return f"{path}: {len(problems)} problems: " + "; ".join(problems)
+
+
+#: what pydantic puts before the message of a validator's ValueError / assertion
+_PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def _describe_problem(error: Any) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    kind = error["type"]
     if kind == "extra_forbidden":
-        message = f"unknown key {quoted(key)}; remove it or check its spelling"
-    elif kind == "missing":
-        message = f"missing required key {quoted(key)}"
-    else:
-        message = f"key {quoted(key)}: {first['msg']} (got {quoted(first.get('input'))})"
-    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-    return f"{path}: {message}{more}"
+        return f"unknown key {quoted(key)}; remove it or check its spelling"
+    if kind == "missing":
+        return f"missing required key {quoted(key)}"
+    message = error["msg"]
+    for prefix in _PYDANTIC_PREFIXES:
+        message = message.removeprefix(prefix)
+    return f"key {quoted(key)}: {message} (got {quoted(error.get('input'))})"  # bounded: YAML aliases can blow up
 
 
 def load_model_spec(path: str | Path) -> ModelSpec:

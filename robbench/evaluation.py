@@ -244,10 +244,18 @@ def _run_stage(
     round_found = Found()
     for batch_number in range(first_batch, len(batches)):
         index = batches[batch_number]
+        shown = [0.0]  # of this batch's examples, on the bar: stages that report move it within the batch
+
+        def report(fraction: float) -> None:
+            step = fraction * index.numel() - shown[0]
+            if step > 0:
+                advance(step)
+                shown[0] += step
+
         if world.owns(batch_number - first_batch):
             x_batch, y_batch = x[index].to(context.device), y[index].to(context.device)
             batch_seed = derive_seed(context.seed, attack.name, stage.name, int(index[0]))
-            x_adv = stage.run(x_batch.clone(), y_batch, batch_seed).detach()
+            x_adv = stage.run(x_batch.clone(), y_batch, batch_seed, **({"report": report} if stage.reports_progress else {})).detach()
             with torch.inference_mode():
                 logits = context.model(x_adv.clone())  # the model cannot alter what is verified
             broken = verified_successes(
@@ -255,7 +263,7 @@ def _run_stage(
             ).cpu()
             status[index[broken]] = number
             round_found.add(index[broken], x_adv[broken.to(x_adv.device)].cpu())
-        advance(int(index.numel()))
+        advance(int(index.numel()) - shown[0])
         if world.round_ends(batch_number - first_batch, len(batches) - first_batch):
             world.merge_status(status)
             round_found = Found.merged(world.gather(round_found))

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .config import DEFAULT_N_EXAMPLES
 from .errors import RobbenchError, quoted
-from .hub import fetch, hub_digest, offline, resolve
-from .hub_ref import SPEC_FILE, parse_checkpoint_ref
+from .hub import hub_spec
+from .hub_ref import parse_checkpoint_ref
 from .ownership import conflicting_owner, same_owner
 from .results import atomic_write_text, make_dirs
 
@@ -37,7 +37,7 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str
-    checkpoint: str  # hf://ORG/REPO/PATH@<commit sha>
+    checkpoint: str  # hf://models/ORG/REPO@<commit sha>/PATH
     spec: dict[str, Any]  # the repo's model.yaml, its checkpoint replaced by the pinned one
     threat_model: str
     eps: float
@@ -72,20 +72,17 @@ def add(
 ) -> list[Request]:
     """Queue a hub model: one PENDING request per threat model, checked before anything is evaluated.
 
-    Name, dataset and architecture come from the model.yaml next to the weights in the repo; the
-    threat models default to its list, else the dataset's standard ones. Re-adding a FAILED request
-    queues it again; any other duplicate is refused, and so is a name that a record in
-    ``results_dir`` or a pending request holds for another source (``robbench.ownership``).
+    Name, dataset and architecture come from the repo's model.yaml (``hub_spec``); the threat
+    models default to its list, else the dataset's standard ones. Re-adding a FAILED request queues
+    it again; any other duplicate is refused, and so is a name that a record in ``results_dir`` or a
+    pending request holds for another source (``robbench.ownership``).
     """
-    from .config import load_model_spec
     from .data import check_hub_params, get_dataset
     from .models import ARCHITECTURES
     from .threat_models import get_threat_model, standard_threat_models
 
-    ref = resolve(parse_checkpoint_ref(checkpoint))
-    if not offline():
-        hub_digest(ref)  # the weights exist at that commit (they are downloaded only by `run`)
-    spec = load_model_spec(fetch(ref.sibling(SPEC_FILE)).local_path).model_copy(update={"checkpoint": str(ref)})
+    spec = hub_spec(checkpoint)
+    ref = parse_checkpoint_ref(spec.checkpoint)
     ARCHITECTURES.get(spec.architecture)  # only registered architectures: no code comes from the hub
     check_hub_params(spec.dataset, spec.dataset_kwargs)  # before the builder reads anything the spec names
     _check_name_free(spec.name, ref.repo, results_dir)

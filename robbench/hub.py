@@ -1,10 +1,11 @@
-"""Checkpoints on the Hugging Face Hub: ``hf://ORG/REPO/PATH.safetensors@REVISION``, pinned and verified.
+"""Files on the Hugging Face Hub (``hf://ORG/REPO@REVISION/PATH``), pinned to a commit and verified.
 
 huggingface_hub checks only the length of what it downloads, so robbench resolves the revision to
 a commit sha, reads the file's digest from the hub's tree listing (the LFS SHA-256, or the git blob
 id of a small file) and compares it, and any ``sha256:`` pin, with a digest of the bytes received.
-Only ``*.safetensors``, ``model.yaml`` and ``config.json`` are ever fetched, one named file at a
-time, so pickles and code in a repo are never downloaded. Endpoint, token, cache and offline mode
+From model repos only ``*.safetensors``, ``model.yaml`` and ``config.json`` are ever fetched, one
+named file at a time, so pickles and code in a repo are never downloaded; from dataset repos, only
+the result records a leaderboard is rendered from (``fetch_folder``). Endpoint, token, cache and offline mode
 follow huggingface_hub's environment variables (HF_ENDPOINT, HF_TOKEN, HF_HUB_CACHE, HF_HUB_OFFLINE).
 """
 
@@ -18,8 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Iterator
 
 import httpx2
-import yaml
-from huggingface_hub import CommitOperationAdd, HfApi, constants, hf_hub_download
+from huggingface_hub import CommitOperation, HfApi, constants, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
@@ -32,11 +32,10 @@ from huggingface_hub.errors import (
 from huggingface_hub.hf_api import RepoFile
 
 from .errors import RobbenchError
-from .hub_ref import SPEC_FILE, WEIGHTS_FILE, HubRef, is_hub_ref
+from .hub_ref import SPEC_FILE, HubRef, RepoType, parse_checkpoint_ref, parse_hub_ref
 
 if TYPE_CHECKING:
     from .config import ModelSpec
-    from .results import EvalRecord
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,9 @@ def offline() -> bool:
 def resolve(ref: HubRef) -> HubRef:
     """The same file at the commit sha ``ref.revision`` names now (from the local cache when offline)."""
     with _hub_errors(ref):
-        resolved = HfApi().resolve_revision(ref.repo, revision=ref.revision, local_files_only=offline())
+        resolved = HfApi().resolve_revision(
+            ref.repo, repo_type=ref.repo_type, revision=ref.revision, local_files_only=offline()
+        )
     return replace(ref, revision=resolved.resolved)
 
 
@@ -64,7 +65,7 @@ def fetch(ref: HubRef, pin: str | None = None) -> HubFile:
     pinned = resolve(ref)
     expected = None if offline() else hub_digest(pinned)
     with _hub_errors(pinned):
-        local = Path(hf_hub_download(pinned.repo, pinned.path, revision=pinned.revision))
+        local = Path(hf_hub_download(pinned.repo, pinned.path, repo_type=pinned.repo_type, revision=pinned.revision))
     if expected is None:  # offline: the cache names each blob after the digest the hub sent with it
         blob = Path(os.path.realpath(local))
         expected = blob.name if blob != local else pin
@@ -79,11 +80,75 @@ def fetch(ref: HubRef, pin: str | None = None) -> HubFile:
 def hub_digest(ref: HubRef) -> str:
     """The file's LFS SHA-256 (or git blob id for a non-LFS file) from the hub's tree listing."""
     folder = str(PurePosixPath(ref.path).parent)
-    with _hub_errors(ref):
-        for entry in HfApi().list_repo_tree(ref.repo, None if folder == "." else folder, revision=ref.revision):
-            if isinstance(entry, RepoFile) and entry.path == ref.path:
-                return entry.lfs.sha256 if entry.lfs else entry.blob_id
+    for path, digest in repo_files(ref, None if folder == "." else folder, recursive=False).items():
+        if path == ref.path:
+            return digest
     raise RobbenchError(f"{ref}: hub repo {ref.repo} has no file {ref.path} at that commit; check the path")
+
+
+def repo_files(ref: HubRef, folder: str | None, recursive: bool) -> dict[str, str]:
+    """Path -> digest (LFS SHA-256, else git blob id) of the files under ``folder`` at ``ref.revision``."""
+    with _hub_errors(ref):
+        entries = HfApi().list_repo_tree(ref.repo, folder, recursive=recursive, revision=ref.revision, repo_type=ref.repo_type)
+        return {e.path: e.lfs.sha256 if e.lfs else e.blob_id for e in entries if isinstance(e, RepoFile)}
+
+
+def fetch_folder(ref: HubRef, suffix: str) -> Path:
+    """Every ``*suffix`` file under ``ref.path`` at the resolved commit, each verified; the local snapshot root.
+
+    Online only: the digests come from the hub's listing at that commit.
+    """
+    pinned = resolve(ref)
+    if offline():
+        raise RobbenchError(f"{pinned}: HF_HUB_OFFLINE=1 is set; reading a folder from the hub needs the hub")
+    listing = {p: d for p, d in repo_files(pinned, pinned.path or None, recursive=True).items() if p.endswith(suffix)}
+    if not listing:
+        raise RobbenchError(f"{pinned}: no {suffix} files under {pinned.path or 'the repo root'} at that commit; check the repo")
+    local = None
+    for path, digest in sorted(listing.items()):
+        file_ref = replace(pinned, path=path)
+        with _hub_errors(file_ref):
+            local = Path(hf_hub_download(pinned.repo, path, repo_type=pinned.repo_type, revision=pinned.revision))
+        _verify(local, digest, file_ref)
+    return local.parents[len(PurePosixPath(path).parts) - 1]
+
+
+def hub_spec(text: str) -> "ModelSpec":
+    """The model.yaml of a hub model, its checkpoint pinned: what ``queue add`` and ``evaluate hf://...`` read.
+
+    ``text`` names the weights (``.../model.safetensors``: the model.yaml next to them describes
+    them), the model.yaml itself, or the repo (its root model.yaml, whose ``checkpoint`` names the
+    weights in the repo). Only registered architectures are accepted: no code comes from the hub.
+    """
+    from .config import load_model_spec
+    from .hub_ref import is_hub_ref
+    from .models import ARCHITECTURES
+
+    ref = resolve(parse_hub_ref(text))
+    spec_ref = ref.sibling(SPEC_FILE) if ref.path.endswith(".safetensors") or not ref.path else ref
+    spec = load_model_spec(fetch(spec_ref).local_path)
+    if ref.path.endswith(".safetensors"):
+        weights = ref
+    elif is_hub_ref(spec.checkpoint):
+        weights = resolve(parse_checkpoint_ref(spec.checkpoint))
+    else:
+        weights = spec_ref.sibling(spec.checkpoint)
+        if not weights.path.endswith(".safetensors"):
+            raise RobbenchError(f"{spec_ref}: its checkpoint {spec.checkpoint!r} is not .safetensors weights; robbench fetches no other")
+    if not offline():
+        hub_digest(weights)  # the weights exist at that commit (they are downloaded when evaluated)
+    ARCHITECTURES.get(spec.architecture)
+    return spec.model_copy(update={"checkpoint": str(weights)})
+
+
+def commit(repo: str, repo_type: RepoType, operations: list[CommitOperation], message: str, private: bool = False) -> str:
+    """One commit on main of ``repo`` (created if need be); its sha."""
+    if offline():
+        raise RobbenchError("HF_HUB_OFFLINE=1 is set; uploading needs the hub")
+    with _hub_errors(repo):
+        api = HfApi()
+        api.create_repo(repo, repo_type=repo_type, private=private, exist_ok=True)
+        return api.create_commit(repo, operations, commit_message=message, repo_type=repo_type).oid
 
 
 def _verify(local: Path, expected: str, ref: HubRef) -> str:
@@ -138,89 +203,3 @@ def _hub_errors(ref: HubRef | str) -> Iterator[None]:
         ) from exc
     except OSError as exc:
         raise RobbenchError(f"{ref}: download failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
-
-
-def submit(spec: "ModelSpec", repo: str, results_dir: Path, private: bool = False) -> HubRef:
-    """Upload weights, model.yaml and a model card with the local results; return the pinned weights.
-
-    Refuses without local results for exactly these weights: the card must show measured numbers.
-    """
-    from .digests import file_digest
-    from .results import read_store
-
-    if is_hub_ref(spec.checkpoint):
-        raise RobbenchError(f"{spec.name}: the checkpoint is already on the hub ({spec.checkpoint}); submit a local model.yaml")
-    weights = spec.checkpoint_path()
-    if weights.suffix != ".safetensors":
-        raise RobbenchError(f"{weights}: the hub takes only .safetensors weights; convert the checkpoint first")
-    if not weights.is_file():
-        raise RobbenchError(f"checkpoint {weights} not found; check the 'checkpoint' path in model.yaml")
-    sha256 = file_digest(weights)
-    if spec.sha256 is not None and sha256 != spec.sha256:
-        raise RobbenchError(f"{weights}: SHA-256 is {sha256}, model.yaml pins {spec.sha256}; the file was changed")
-    records = [r for r in read_store(results_dir)[0] if r.name == spec.name and r.dataset == spec.dataset]
-    if not records:
-        raise RobbenchError(
-            f"no results for {spec.name} on {spec.dataset} in {results_dir}; run `robbench evaluate` first (or pass --results-dir)"
-        )
-    records = [r for r in records if r.checkpoint.sha256 == sha256]
-    if not records:
-        raise RobbenchError(f"the results for {spec.name} in {results_dir} are for other weights than {weights}; evaluate again")
-    target = HubRef(repo, WEIGHTS_FILE, "main")
-    if offline():
-        raise RobbenchError("HF_HUB_OFFLINE=1 is set; submitting needs the hub")
-    hub_spec = {**spec.model_dump(mode="json", exclude_defaults=True), "checkpoint": WEIGHTS_FILE, "sha256": sha256}
-    operations = [
-        CommitOperationAdd(WEIGHTS_FILE, str(weights)),
-        CommitOperationAdd(SPEC_FILE, yaml.safe_dump(hub_spec, sort_keys=False).encode()),
-        CommitOperationAdd("README.md", model_card(spec, records).encode()),
-    ]
-    with _hub_errors(repo):
-        api = HfApi()
-        api.create_repo(repo, private=private, exist_ok=True)
-        commit = api.create_commit(repo, operations, commit_message=f"robbench submit {spec.name}").oid
-    pinned = replace(target, revision=commit)
-    uploaded = hub_digest(pinned)
-    if uploaded != sha256:
-        raise RobbenchError(f"{pinned}: the hub stored SHA-256 {uploaded}, not {sha256}; submit again")
-    return pinned
-
-
-def model_card(spec: "ModelSpec", records: "list[EvalRecord]") -> str:
-    """README.md whose front matter carries the results in the hub's ``model-index`` schema."""
-    results, rows = [], []
-    for record in records:
-        threat = record.threat_model
-        label = f"{threat.norm}, eps={threat.eps:g}" + ("" if threat.standard else ", non-standard")
-        attacks = [attack.name for attack in record.attacks]
-        results.append({
-            "task": {"type": "image-classification"},
-            "dataset": {"name": record.dataset, "type": record.dataset, "split": "test"},
-            "metrics": [
-                {"type": "accuracy", "name": "clean accuracy", "value": _percent(record.clean_accuracy), "verified": False},
-                {
-                    "type": "accuracy", "name": f"robust accuracy ({label})", "value": _percent(record.robust_accuracy),
-                    "args": {"threat_model": threat.name, "norm": threat.norm, "eps": threat.eps, "attacks": attacks,
-                             "n_examples": record.n_examples},
-                    "verified": False,
-                },
-            ],
-        })
-        rows.append(
-            f"| {record.dataset} | {label} | {_percent(record.clean_accuracy):.2f} | {_percent(record.robust_accuracy):.2f} "
-            f"| {', '.join(attacks)} | {record.n_examples} |"
-        )
-    front = {"tags": ["robbench", "adversarial-robustness", "safetensors"], "model-index": [{"name": spec.name, "results": results}]}
-    return "\n".join([
-        "---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", "",
-        f"# {spec.name}", "",
-        f"`{spec.architecture}` on `{spec.dataset}`, submitted with robbench. Accuracies in %, measured locally "
-        "by the submitter; a leaderboard re-evaluates the pinned weights.", "",
-        "| dataset | threat model | clean | robust | attacks | examples |", "|---|---|---|---|---|---|", *rows, "",
-        "Evaluate: in a `model.yaml` set `checkpoint: hf://<this repo>/model.safetensors@<commit sha>`, "
-        "then run `robbench evaluate model.yaml`.", "",
-    ])
-
-
-def _percent(fraction: float) -> float:
-    return round(100 * fraction, 2)

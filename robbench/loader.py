@@ -72,11 +72,16 @@ def inner_model(model: nn.Module) -> nn.Module:
     return model.model if isinstance(model, Normalized) else model
 
 
-def load_submission(spec: ModelSpec, data_dir: str | None = None) -> LoadedModel:
+def dataset_of(spec: ModelSpec, data_dir: str | None = None) -> Dataset:
+    """The dataset ``spec`` is evaluated on, its files looked for in ``data_dir`` first."""
     try:
-        dataset = get_dataset(spec.dataset, **_with_data_dir(spec.dataset_kwargs, data_dir))
+        return get_dataset(spec.dataset, **_with_data_dir(spec.dataset_kwargs, data_dir))
     except (TypeError, ValueError) as exc:  # a parameter of the wrong kind, refused by the builder's own code
         raise RobbenchError(f"dataset {quoted(spec.dataset)} rejected dataset_kwargs ({exception_summary(exc)}); fix dataset_kwargs") from exc
+
+
+def load_submission(spec: ModelSpec, data_dir: str | None = None) -> LoadedModel:
+    dataset = dataset_of(spec, data_dir)
     model = build_model(spec.architecture, spec.architecture_kwargs, spec.normalization, dataset)
     if is_hub_ref(spec.checkpoint):  # verified against the hub and the pin before any weight is read
         from .hub import fetch  # huggingface_hub is imported only for hub weights

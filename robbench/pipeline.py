@@ -17,7 +17,7 @@ import torch
 from . import distributed
 from .adversarial import digest, encode
 from .attacks import AttackContext, derive_seed
-from .config import DEFAULT_N_EXAMPLES, ModelSpec, load_model_spec
+from .config import DEFAULT_N_EXAMPLES, ModelSpec
 from .data import Dataset
 from .errors import RobbenchError
 from .evaluation import Outcome, ProgressFactory, auto_batch_size, ensure_eval_mode, run_attacks
@@ -31,6 +31,7 @@ from .results import (
 from .run_options import check_run_options
 from .runtime import describe_device, seed_everything, versions
 from .threat_models import ThreatModel, get_threat_model, standard_threat_models
+from .zoo import model_spec
 
 
 def data_digest(x: torch.Tensor, y: torch.Tensor) -> str:
@@ -57,7 +58,7 @@ def select_threat_models(spec: ModelSpec, dataset: Dataset, threat_models: "str 
 
 
 def evaluate(
-    model_yaml: "str | Path | ModelSpec",
+    model_yaml: "str | Path | ModelSpec | LoadedModel",
     *,
     threat_models: "str | list[str]" = "all",
     attacks: "tuple[str, ...] | list[str]" = ("pgd", "autoattack"),
@@ -72,6 +73,9 @@ def evaluate(
 ) -> list[EvalRecord]:
     """Evaluate a submission under its threat models; one record per threat model.
 
+    ``model_yaml``: a model.yaml, a committed submission's name, an ``hf://`` reference, a ``ModelSpec``,
+    or a ``LoadedModel`` already built and loaded (``robbench.benchmark``: a model in memory).
+
     ``threat_models``: ``"all"`` (the spec's list, else the dataset's standard set) or names.
     ``eps`` evaluates a single threat model at another radius, marked non-standard.
     ``results_dir``: progress is saved there after every batch (a rerun of a killed evaluation
@@ -79,10 +83,11 @@ def evaluate(
     together, at the end. ``batch_size``: a number, or ``"auto"`` (``auto_batch_size``; the
     record holds the number).
     """
-    spec = model_yaml if isinstance(model_yaml, ModelSpec) else load_model_spec(model_yaml)
+    in_memory = isinstance(model_yaml, LoadedModel)
+    spec = model_yaml.spec if in_memory else model_spec(model_yaml)
     attack_objects, chosen_device = check_run_options(attacks, n_examples, batch_size, device, seed)
     torch_device = distributed.world().device(chosen_device)  # cuda:LOCAL_RANK under torchrun
-    loaded = load_submission(spec, data_dir)
+    loaded = model_yaml if in_memory else load_submission(spec, data_dir)
     results = Path(results_dir) if results_dir is not None else None
     if results is not None:  # before an hour of attacks, not after
         check_name_owner(results, spec.name, loaded.checkpoint)

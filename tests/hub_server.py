@@ -1,5 +1,7 @@
 """A small Hugging Face Hub on 127.0.0.1, speaking the protocol huggingface_hub 2.x uses.
 
+Model and dataset repos (the latter kept under the key ``datasets/ORG/NAME`` and served under
+``/datasets/...`` and ``/api/datasets/...``).
 Downloads: HEAD/GET ``/{repo}/resolve/{rev}/{path}`` with X-Repo-Commit, ETag (the git blob id,
 or for LFS files the SHA-256, also as X-Linked-Etag with X-Linked-Size) and the hub's X-Error-Code
 on 404s; ``/api/models/{repo}[/revision/{rev}]`` and ``/api/models/{repo}/tree/{rev}[/{path}]``.
@@ -145,8 +147,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._create(json.loads(body))
         if s[:2] == ["api", "validate-yaml"] and method == "POST":
             return self._validate_yaml(json.loads(body)["content"])
-        if s[:2] == ["api", "models"] and len(s) >= 4:
-            repo_id, rest = f"{s[2]}/{s[3]}", s[4:]
+        if s[:2] in (["api", "models"], ["api", "datasets"]) and len(s) >= 4:
+            repo_id, rest = ("datasets/" if s[1] == "datasets" else "") + f"{s[2]}/{s[3]}", s[4:]
             if not rest and method == "GET":
                 return self._info(repo_id, "main")
             if rest[:1] == ["revision"] and len(rest) == 2 and method == "GET":
@@ -161,6 +163,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._lfs_batch(f"{s[0]}/{s[1][:-4]}", json.loads(body))
         if len(s) == 2 and s[0] == "lfs-upload" and method == "PUT":
             return self._lfs_put(s[1], body)
+        if len(s) >= 6 and s[0] == "datasets" and s[3] == "resolve" and method in ("GET", "HEAD"):
+            return self._resolve(f"datasets/{s[1]}/{s[2]}", s[4], "/".join(s[5:]))
         if len(s) >= 5 and s[2] == "resolve" and method in ("GET", "HEAD"):
             return self._resolve(f"{s[0]}/{s[1]}", s[3], "/".join(s[4:]))
         raise HubError(404, None, f"no route for {method} {self.path}")
@@ -183,7 +187,7 @@ class Handler(BaseHTTPRequestHandler):
     def _info(self, repo_id: str, revision: str) -> None:
         sha, files = self._snapshot(repo_id, revision)
         info = {
-            "id": repo_id, "modelId": repo_id, "sha": sha, "private": self.hub.repos[repo_id].private,
+            "id": repo_id.removeprefix("datasets/"), "modelId": repo_id, "sha": sha, "private": self.hub.repos[repo_id].private,
             "siblings": [{"rfilename": path} for path in sorted(files)],
         }
         self._json(info)
@@ -243,7 +247,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _create(self, payload: dict) -> None:
         self._require_auth()
-        repo_id = f"{payload['organization']}/{payload['name']}"
+        repo_id = ("datasets/" if payload.get("type") == "dataset" else "") + f"{payload['organization']}/{payload['name']}"
         if repo_id in self.hub.repos:  # the hub's 409 carries the url too; create_repo(exist_ok=True) reads it
             return self._json({"error": "You already created this model repo", "url": f"{self.base_url}/{repo_id}"}, status=409)
         self.hub.create(repo_id, private=payload.get("visibility") == "private" or bool(payload.get("private")))

@@ -280,9 +280,9 @@ CASES: dict[str, Callable[[Corpus], tuple]] = {
     "tsipras n of 10^13": lambda c: (ev(c.spec("n-huge", dataset="tsipras", dataset_kwargs={"n": 10**13})), "tsipras needs"),
     "tsipras infinite eta": lambda c: (ev(c.spec("eta-inf", dataset="tsipras", dataset_kwargs={"eta": float("inf")})), "tsipras needs"),
     "npz header claiming 10^13 examples": lambda c: (ev(c.npz("claims", (10**13, 28, 28))), "claims"),
-    "hub repo id ending in .git": lambda c: (ev(c.spec("git", checkpoint="hf://a/b.git/model.safetensors@main")), "not a hub repo id"),
-    "hub repo id with non-ASCII letters": lambda c: (ev(c.spec("ascii", checkpoint="hf://\u00e4/b/model.safetensors@main")), "not a hub repo id"),
-    "hub repo id with --": lambda c: (ev(c.spec("dashes", checkpoint="hf://a/b--c/model.safetensors@main")), "not a hub repo id"),
+    "hub repo id ending in .git": lambda c: (ev(c.spec("git", checkpoint="hf://a/b.git@main/model.safetensors")), "cannot end by '.git'"),
+    "hub repo id with non-ASCII letters": lambda c: (ev(c.spec("ascii", checkpoint="hf://\u00e4/b@main/model.safetensors")), "key 'checkpoint'"),
+    "hub repo id with --": lambda c: (ev(c.spec("dashes", checkpoint="hf://a/b--c@main/model.safetensors")), "key 'checkpoint'"),
     "dataset/threat-model mismatch": lambda c: (ev(c.spec("mismatch", threat_models=["l1"])), "has no threat model 'l1'"),
     # options
     "negative eps": lambda c: (ev(str(c.good_yaml), "--threat-model", "linf", "--eps", "-1"), "--eps must be a positive"),

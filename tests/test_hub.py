@@ -19,13 +19,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from robbench.errors import RobbenchError
+
 from .helpers import RunsCode
 from .hub_server import HubServer
 
 TOKEN = "hf_robbench_test_token"
 REPO = "robbench-test/fmnist-linear"
 FAST = ["--attacks", "pgd", "--n-examples", "50", "--device", "cpu", "--threat-model", "linf"]
-PINNED = re.compile(r"^hf://robbench-test/fmnist-linear/model\.safetensors@([0-9a-f]{40})$")
+PINNED = re.compile(r"^hf://models/robbench-test/fmnist-linear@([0-9a-f]{40})/model\.safetensors$")
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +103,7 @@ def published(hub, linear_submission, tmp_path_factory):
     evaluated, done = robbench(  # a fresh interpreter like the hub evaluations below: no state left by other tests
         hub_env(hub, work / "cache"), work,
         ["evaluate", str(linear_submission), *FAST, "--results-dir", str(work / "results")],
-        ["submit", str(linear_submission), "--repo", REPO, "--private", "--results-dir", str(work / "results")],
+        ["submit", str(linear_submission), "--repo", REPO, "--private", "--license", "mit", "--results-dir", str(work / "results")],
     )
     assert evaluated.returncode == 0 and done.returncode == 0, evaluated.stderr + done.stderr
     return done.stdout.strip().splitlines()[-1], record(work / "results")
@@ -109,20 +111,29 @@ def published(hub, linear_submission, tmp_path_factory):
 
 @pytest.mark.slow
 def test_submit_uploads_weights_spec_and_model_card(hub, published):
+    from huggingface_hub import ModelCard
+
     pinned, local = published
     commit = PINNED.match(pinned).group(1)
-    assert hub.hub.repos[REPO].private  # downloads below authenticate with HF_TOKEN
-    files = hub.hub.repos[REPO].commits[commit]
-    spec = yaml.safe_load(files["model.yaml"])
+    repo = hub.hub.repos[REPO]
+    assert repo.private  # downloads below authenticate with HF_TOKEN
+    spec = yaml.safe_load(repo.commits[commit]["model.yaml"])
     assert spec["checkpoint"] == "model.safetensors" and spec["sha256"] == local["checkpoint"]["sha256"]
-    card = yaml.safe_load(files["README.md"].decode().split("---\n")[1])
-    [entry] = card["model-index"]
-    [result] = entry["results"]
-    assert entry["name"] == "fmnist-linear" and result["task"] == {"type": "image-classification"}
-    assert result["dataset"]["type"] == "fashion-mnist"
-    clean, robust = result["metrics"]
-    assert clean == {"type": "accuracy", "name": "clean accuracy", "value": round(100 * local["clean_accuracy"], 2), "verified": False}
-    assert robust["name"] == "robust accuracy (Linf, eps=0.1)" and robust["value"] == round(100 * local["robust_accuracy"], 2)
+    head = repo.commits[repo.refs["main"]]  # the card comes in the commit after the weights it names
+    assert head["model.safetensors"] == repo.commits[commit]["model.safetensors"]
+    card = ModelCard(head["README.md"].decode())
+    assert (card.data.license, card.data.library_name, card.data.datasets) == ("mit", "robbench", ["zalando-datasets/fashion_mnist"])
+    assert card.data.model_name == "fmnist-linear" and pinned in card.text and "<" not in card.text
+    clean, robust = card.data.eval_results
+    assert (clean.task_type, clean.dataset_type, clean.dataset_name, clean.dataset_split) == (
+        "image-classification", "zalando-datasets/fashion_mnist", "fashion-mnist", "test")
+    assert (clean.metric_name, clean.metric_value, clean.verified) == ("clean accuracy", round(100 * local["clean_accuracy"], 2), False)
+    assert robust.metric_name == "robust accuracy (Linf, eps=0.1)" and robust.metric_value == round(100 * local["robust_accuracy"], 2)
+    assert robust.metric_args == {
+        "threat_model": "linf", "norm": "Linf", "eps": 0.1, "attacks": ["pgd"], "n_examples": 50, "seed": 0,
+        "flags": [flag["code"] for flag in local["flags"]],
+    }
+    assert local["flags"] and all(f["code"] in card.text for f in local["flags"])  # 50 examples: at least the subset flag
 
 
 @pytest.mark.slow
@@ -142,16 +153,17 @@ def test_evaluation_from_the_hub_at_the_printed_sha_reproduces_the_local_result(
 @pytest.mark.slow
 def test_a_branch_resolves_to_a_commit_and_a_cached_model_evaluates_offline(hub, published, linear_submission, tmp_path):
     pinned, local = published
-    spec = hub_yaml(tmp_path / "main", linear_submission, f"hf://{REPO}/model.safetensors@main")
+    spec = hub_yaml(tmp_path / "main", linear_submission, f"hf://{REPO}@main/model.safetensors")
     cache = tmp_path / "cache"
     [online] = robbench(hub_env(hub, cache), tmp_path, ["evaluate", str(spec), *FAST, "--results-dir", str(tmp_path / "online")])
     assert online.returncode == 0, online.stderr
-    assert record(tmp_path / "online")["checkpoint"]["path"] == pinned  # @main is recorded as the commit sha
+    head = hub.hub.repos[REPO].refs["main"]  # the model card's commit, after the weights' one
+    assert record(tmp_path / "online")["checkpoint"]["path"] == f"hf://models/{REPO}@{head}/model.safetensors"  # @main: its sha
     requests_before = len(hub.hub.requests)
     offline, missing = robbench(
         hub_env(hub, cache, offline=True), tmp_path,
         ["evaluate", str(spec), *FAST, "--results-dir", str(tmp_path / "offline")],
-        ["evaluate", str(hub_yaml(tmp_path / "other", linear_submission, f"hf://{REPO}/model.safetensors@v2")), *FAST],
+        ["evaluate", str(hub_yaml(tmp_path / "other", linear_submission, f"hf://{REPO}@v2/model.safetensors")), *FAST],
     )
     assert offline.returncode == 0, offline.stderr
     assert len(hub.hub.requests) == requests_before  # not one request: everything came from the cache
@@ -173,7 +185,7 @@ def seed_repo(hub: HubServer, repo: str, folder: Path, spec_changes: dict | None
 def test_a_tampered_download_is_refused_and_nothing_is_evaluated(hub, linear_submission, tmp_path):
     seed_repo(hub, "robbench-test/tampered", linear_submission.parent)
     hub.hub.tampered.add(("robbench-test/tampered", "model.safetensors"))
-    spec = hub_yaml(tmp_path / "spec", linear_submission, "hf://robbench-test/tampered/model.safetensors@main")
+    spec = hub_yaml(tmp_path / "spec", linear_submission, "hf://robbench-test/tampered@main/model.safetensors")
     [done] = robbench(hub_env(hub, tmp_path / "cache"), tmp_path, ["evaluate", str(spec), *FAST, "--results-dir", str(tmp_path / "results")])
     assert "refusing the download" in one_line_error(done)
     assert not (tmp_path / "results").exists()
@@ -188,9 +200,9 @@ def test_pickles_and_code_in_a_repo_are_never_downloaded(hub, linear_submission,
     seed_repo(hub, "robbench-test/mixed", linear_submission.parent, **{"evil.pkl": evil, "pytorch_model.bin": evil, "modeling.py": b"open('pwned', 'w')\n"})
     good, *bad = robbench(
         hub_env(hub, tmp_path / "cache"), tmp_path,
-        ["evaluate", str(hub_yaml(tmp_path / "good", linear_submission, "hf://robbench-test/mixed/model.safetensors@main")), *FAST,
+        ["evaluate", str(hub_yaml(tmp_path / "good", linear_submission, "hf://robbench-test/mixed@main/model.safetensors")), *FAST,
          "--results-dir", str(tmp_path / "results")],
-        *[["evaluate", str(hub_yaml(tmp_path / f"spec-{name}", linear_submission, f"hf://robbench-test/mixed/{name}@main")), *FAST]
+        *[["evaluate", str(hub_yaml(tmp_path / f"spec-{name}", linear_submission, f"hf://robbench-test/mixed@main/{name}")), *FAST]
           for name in ("evil.pkl", "pytorch_model.bin", "modeling.py")],
     )
     assert good.returncode == 0, good.stderr
@@ -203,17 +215,17 @@ def test_pickles_and_code_in_a_repo_are_never_downloaded(hub, linear_submission,
 def test_missing_revision_file_or_repo_and_missing_results_are_one_line_errors(hub, linear_submission, tmp_path):
     seed_repo(hub, "robbench-test/errors", linear_submission.parent)
     cases = {
-        "model.safetensors@no-such-branch": "has no revision 'no-such-branch'",
-        "other.safetensors@main": "has no file other.safetensors",
-        f"model.safetensors@{'a' * 40}": f"has no revision '{'a' * 40}'",
-        "model.safetensors": "add @REVISION",
+        "@no-such-branch/model.safetensors": "has no revision 'no-such-branch'",
+        "@main/other.safetensors": "has no file other.safetensors",
+        f"@{'a' * 40}/model.safetensors": f"has no revision '{'a' * 40}'",
+        "/model.safetensors": "add @REVISION",
     }
-    specs = [hub_yaml(tmp_path / f"case{i}", linear_submission, f"hf://robbench-test/errors/{tail}") for i, tail in enumerate(cases)]
-    pin = hub_yaml(tmp_path / "pin", linear_submission, "hf://robbench-test/errors/model.safetensors@main", sha256="0" * 64)
+    specs = [hub_yaml(tmp_path / f"case{i}", linear_submission, f"hf://robbench-test/errors{tail}") for i, tail in enumerate(cases)]
+    pin = hub_yaml(tmp_path / "pin", linear_submission, "hf://robbench-test/errors@main/model.safetensors", sha256="0" * 64)
     *missing, unknown, pinned = robbench(
         hub_env(hub, tmp_path / "cache"), tmp_path,
         *[["evaluate", str(spec), *FAST] for spec in specs],
-        ["queue", "add", "hf://robbench-test/nope/model.safetensors@main", "--queue-dir", str(tmp_path / "queue")],
+        ["queue", "add", "hf://robbench-test/nope@main/model.safetensors", "--queue-dir", str(tmp_path / "queue")],
         ["evaluate", str(pin), *FAST],
     )
     for done, fragment in zip(missing, cases.values()):
@@ -238,9 +250,9 @@ def test_queue_add_run_status_with_duplicates_failures_and_a_crashed_run(hub, li
     add = ["queue", "add", "--threat-model", "linf", *queue]
     added, again, broken = robbench(
         env, tmp_path,
-        [*add, "hf://robbench-test/queued/model.safetensors@main"],
-        [*add, f"hf://robbench-test/queued/model.safetensors@{commit}"],
-        [*add, "hf://robbench-test/broken/model.safetensors@main"],
+        [*add, "hf://robbench-test/queued@main/model.safetensors"],
+        [*add, f"hf://robbench-test/queued@{commit}"],  # the repo: its model.yaml names the weights
+        [*add, "hf://robbench-test/broken@main/model.safetensors"],
     )
     request_id = f"fmnist-linear-linf-{commit[:12]}"
     assert added.returncode == 0 and added.stdout.split() == ["queued", request_id], added.stderr
@@ -249,13 +261,13 @@ def test_queue_add_run_status_with_duplicates_failures_and_a_crashed_run(hub, li
 
     path = tmp_path / "queue" / f"{request_id}.json"
     request = json.loads(path.read_text())
-    assert request["status"] == "PENDING" and request["checkpoint"] == f"hf://robbench-test/queued/model.safetensors@{commit}"
+    assert request["status"] == "PENDING" and request["checkpoint"] == f"hf://models/robbench-test/queued@{commit}/model.safetensors"
     path.write_text(json.dumps({**request, "status": "RUNNING"}))  # as a run that crashed mid-evaluation leaves it
     ran, status, readd = robbench(
         env, tmp_path,
         ["queue", "run", "--attacks", "pgd", "--n-examples", "50", "--device", "cpu", "--results-dir", str(tmp_path / "results"), *queue],
         ["queue", "status", *queue],
-        [*add, "hf://robbench-test/broken/model.safetensors@main"],
+        [*add, "hf://robbench-test/broken@main/model.safetensors"],
     )
     assert ran.returncode == 1 and "1 request(s) failed" in ran.stderr
     assert re.search(r"^FAILED fmnist-linear-broken-linf-\w+: .*refusing the download", ran.stdout, re.M), ran.stdout
@@ -278,7 +290,7 @@ def test_the_queue_never_lets_a_name_change_hands_nor_runs_an_edited_request(hub
     seed_repo(hub, "robbench-test/edited", folder, {"name": "fmnist-edited"})
     env, results, queue = hub_env(hub, tmp_path / "cache"), tmp_path / "results", ["--queue-dir", str(tmp_path / "queue")]
     add = ["queue", "add", "--threat-model", "linf", "--results-dir", str(results), *queue]
-    hf = "hf://robbench-test/{}/model.safetensors@main".format
+    hf = "hf://robbench-test/{}@main/model.safetensors".format
     owner, squatter_queued, npz, late, edited = robbench(
         env, tmp_path, [*add, hf("owner")], [*add, hf("squatter")], [*add, hf("npz")], [*add, hf("late")], [*add, hf("edited")],
     )
@@ -313,3 +325,94 @@ def test_the_queue_never_lets_a_name_change_hands_nor_runs_an_edited_request(hub
     assert len(list((results / "fashion-mnist" / "linf" / "fmnist-linear").glob("*.json"))) == 1
     assert re.search(r"belongs to the record fashion-mnist/linf/fmnist-linear/\S+\.json of hub repo robbench-test/owner",
                      one_line_error(squatter_recorded))
+def test_hub_uris_round_trip_through_huggingface_hubs_parser():
+    import warnings
+
+    from huggingface_hub import parse_hf_uri
+
+    from robbench.hub_ref import HubRef, HubRefDeprecation, parse_checkpoint_ref, parse_hub_ref
+
+    commit = "3f1c9e0d5b7a4c2e8f6d1b0a9c8e7d6f5a4b3c2d"
+    for ref in (HubRef("org/model", "model.safetensors", commit), HubRef("org/model", "sub/w.safetensors", "v1.0"),
+                HubRef("org/model", "", "main"), HubRef("org/board", "results", commit, "dataset")):
+        uri = parse_hf_uri(str(ref))
+        assert (uri.type, uri.id, uri.revision, uri.path_in_repo) == (ref.repo_type, ref.repo, ref.revision, ref.path)
+        assert parse_hub_ref(str(ref), ref.repo_type) == ref
+    assert parse_checkpoint_ref(f"hf://org/model@{commit}/model.safetensors") == HubRef("org/model", "model.safetensors", commit)
+    with pytest.warns(HubRefDeprecation, match=f"deprecated; write hf://models/org/model@{commit}/model.safetensors$"):
+        old = parse_checkpoint_ref(f"hf://org/model/model.safetensors@{commit}")
+    assert old == HubRef("org/model", "model.safetensors", commit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for text, fragment in (("hf://org/model/model.safetensors", "add @REVISION"), ("hf://datasets/org/x@main/a.safetensors", "names a dataset repo"),
+                               ("hf://org", "namespace/name"), (f"hf://org/model@{commit}/evil.pkl", "fetches only .safetensors")):
+            with pytest.raises(RobbenchError, match=fragment):
+                parse_checkpoint_ref(text)
+
+
+def test_a_repo_reference_evaluates_and_loads_with_the_repos_model_yaml(hub, published, linear_submission, tmp_path):
+    pinned, local = published
+    commit = PINNED.match(pinned).group(1)
+    repo_ref = f"hf://{REPO}@{commit}"
+    load = (
+        "import json, sys, torch, robbench; torch.manual_seed(0); x = torch.rand(4, 1, 28, 28); "
+        "print(json.dumps([robbench.load_model(s)(x).tolist() for s in sys.argv[1:]]))"
+    )
+    env = hub_env(hub, tmp_path / "cache")
+    [done] = robbench(env, tmp_path, ["evaluate", repo_ref, *FAST, "--results-dir", str(tmp_path / "results")])
+    assert done.returncode == 0, done.stderr
+    remote = record(tmp_path / "results")
+    assert (remote["clean_accuracy"], remote["robust_accuracy"], remote["config"]["checkpoint"]["path"]) == (
+        local["clean_accuracy"], local["robust_accuracy"], pinned)
+    assert remote["metadata"] == local["metadata"]  # name, dataset, architecture and metadata come from the repo's model.yaml
+    loaded = subprocess.run([sys.executable, "-c", load, repo_ref, str(linear_submission)], capture_output=True, text=True, env=env)
+    assert loaded.returncode == 0, loaded.stderr
+    from_hub, from_disk = json.loads(loaded.stdout)
+    assert from_hub == from_disk
+
+
+def test_publish_records_to_a_dataset_repo_and_render_the_boards_from_a_pinned_commit(hub, published, tmp_path):
+    _, local = published
+    results, site = tmp_path / "results", tmp_path / "site"
+    path = results / "fashion-mnist" / "linf" / "fmnist-linear" / "run.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(local, indent=2) + "\n")
+    (site / "fashion-mnist").mkdir(parents=True)
+    (site / "index.html").write_text("<html>board</html>\n")
+    (site / "fashion-mnist" / "linf.html").write_text("<html>linf</html>\n")
+    env = hub_env(hub, tmp_path / "cache")
+    first, rendered_local = robbench(
+        env, tmp_path,
+        ["publish", "--repo", "robbench-test/board", "--results-dir", str(results), "--site", str(site)],
+        ["leaderboard", "--results-dir", str(results), "--out", str(tmp_path / "local")],
+    )
+    assert first.returncode == 0 and rendered_local.returncode == 0, first.stderr + rendered_local.stderr
+    pinned = re.fullmatch(r"robbench leaderboard --from-hub robbench-test/board@([0-9a-f]{40})", first.stdout.strip()).group(1)
+    repo = hub.hub.repos["datasets/robbench-test/board"]
+    assert set(repo.commits[pinned]) == {
+        ".gitattributes", "results/fashion-mnist/linf/fmnist-linear/run.json", "site/index.html", "site/fashion-mnist/linf.html"}
+    assert repo.commits[pinned]["results/fashion-mnist/linf/fmnist-linear/run.json"] == path.read_bytes()
+
+    (site / "fashion-mnist" / "linf.html").unlink()  # published again: the stale page goes, in the same single commit
+    second, from_hub, check = robbench(
+        env, tmp_path,
+        ["publish", "--repo", "robbench-test/board", "--results-dir", str(results), "--site", str(site)],
+        ["leaderboard", "--from-hub", f"robbench-test/board@{pinned}", "--out", str(tmp_path / "from-hub")],
+        ["leaderboard", "--from-hub", f"hf://datasets/robbench-test/board@{pinned}", "--out", str(tmp_path / "local"), "--check"],
+    )
+    assert second.returncode == 0 and from_hub.returncode == 0, second.stderr + from_hub.stderr
+    assert len(repo.commits) == 3 and "site/fashion-mnist/linf.html" not in repo.commits[repo.refs["main"]]
+    rendered = sorted(p.relative_to(tmp_path / "from-hub") for p in (tmp_path / "from-hub").rglob("*") if p.is_file())
+    assert rendered and rendered == sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*") if p.is_file())
+    assert all((tmp_path / "from-hub" / p).read_bytes() == (tmp_path / "local" / p).read_bytes() for p in rendered)
+    assert check.returncode == 0, check.stderr  # the local boards are up to date with the published records
+
+
+def test_publish_refuses_an_invalid_record_and_uploads_nothing(hub, tmp_path):
+    bad = tmp_path / "results" / "fashion-mnist" / "linf" / "broken.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{}")
+    requests_before = len(hub.hub.requests)
+    [done] = robbench(hub_env(hub, tmp_path / "cache"), tmp_path, ["publish", "--repo", "robbench-test/bad", "--results-dir", str(tmp_path / "results")])
+    assert "broken.json: invalid record" in one_line_error(done)
+    assert len(hub.hub.requests) == requests_before

@@ -60,10 +60,15 @@ def with_input_gradient(model: nn.Module) -> nn.Module:
 StageFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
+#: ``report(fraction)``: how much of the current batch a stage has done, in [0, 1] (progress bars move within a batch)
+Report = Callable[[float], None]
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
     run: StageFn
+    reports_progress: bool = False  # True: ``run(x, y, batch_seed, report=...)`` calls ``report`` as it goes
 
 
 @dataclass

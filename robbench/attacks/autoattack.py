@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import RobbenchError
-from . import ATTACKS, Attack, AttackContext, Stage, with_input_gradient
+from . import ATTACKS, Attack, AttackContext, Report, Stage, with_input_gradient
 
 STANDARD_COMPONENTS = ("apgd-ce", "apgd-t", "fab-t", "square")
 _NORMS = {"Linf": "Linf", "L2": "L2"}
@@ -36,6 +36,33 @@ class _FromUnitBox(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         return self.model((self.low + u * self.scale).view(u.shape[0], *self.shape))
+
+
+class _Counted(nn.Module):
+    """``model(x)``, calling ``on_forward()`` first: pyautoattack's loops report no progress, their forwards do."""
+
+    def __init__(self, model: nn.Module, on_forward):
+        super().__init__()
+        self.model, self.on_forward = model, on_forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.on_forward()
+        return self.model(x)
+
+
+def expected_forwards(adversary, component: str) -> int:
+    """Forward passes ``component`` makes on a batch it breaks nothing of (counted on pyautoattack 0.2.0).
+
+    The progress estimate within a batch; a batch whose examples break early ends sooner.
+    """
+    if component == "apgd-ce":
+        return 1 + adversary.apgd.n_restarts * (adversary.apgd.n_iter + 1)
+    if component == "apgd-t":
+        apgd = adversary.apgd_targeted
+        return 1 + apgd.n_target_classes * apgd.n_restarts * (apgd.n_iter + 2)
+    if component == "fab-t":  # one restart, as _run_component sets
+        return 1 + adversary.fab.n_target_classes * (2 * adversary.fab.n_iter + 3)
+    return 3 + adversary.square.n_restarts * adversary.square.n_queries
 
 
 def applicable_components(num_classes: int) -> tuple[list[str], dict[str, str]]:
@@ -74,12 +101,12 @@ class AutoAttackStandard(Attack):
 
     def stages(self, context: AttackContext) -> list[Stage]:
         components, _ = applicable_components(context.num_classes)
-        return [Stage(component, self._component(context, component)) for component in components]
+        return [Stage(component, self._component(context, component), reports_progress=True) for component in components]
 
     def _component(self, context: AttackContext, component: str):
         threat = context.threat
 
-        def run(x: torch.Tensor, y: torch.Tensor, batch_seed: int) -> torch.Tensor:
+        def run(x: torch.Tensor, y: torch.Tensor, batch_seed: int, report: Report = lambda done: None) -> torch.Tensor:
             model, eps, to_unit, from_unit = with_input_gradient(context.model), threat.eps, None, None
             if context.value_range != (0.0, 1.0):
                 low, high = _box_for(x, threat.eps, context.value_range)
@@ -89,7 +116,14 @@ class AutoAttackStandard(Attack):
                 eps = threat.eps / scale
                 to_unit = lambda t: _as_image((t - low) / scale)  # noqa: E731
                 from_unit = lambda u: (low + u * scale).view(u.shape[0], *shape)  # noqa: E731
-            adversary = self._adversary(context, model, eps)
+            forwards = [0]
+
+            def on_forward() -> None:
+                forwards[0] += 1
+                report(min(1.0, forwards[0] / expected))
+
+            adversary = self._adversary(context, _Counted(model, on_forward), eps)
+            expected = expected_forwards(adversary, component)
             x_in = to_unit(x) if to_unit else x
             x_adv = _run_component(adversary, component, x_in, y)
             return from_unit(x_adv) if from_unit else x_adv

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..threat_models import Norm
-from . import ATTACKS, Attack, AttackContext, Stage, with_input_gradient
+from . import ATTACKS, Attack, AttackContext, Report, Stage, with_input_gradient
 from .geometry import ascent_direction, project, random_in_ball
 from .verify import classified_correctly
 
@@ -47,6 +47,7 @@ def pgd_perturb(
     keep_first_success: bool = True,
     loss_fn: Loss = _cross_entropy_sum,
     start: torch.Tensor | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """Maximise ``loss_fn`` within the eps-ball around x (intersected with the value range).
 
@@ -57,18 +58,22 @@ def pgd_perturb(
     ``start`` (projected into the ball) starts elsewhere, e.g. TRADES' x + 0.001·N(0, 1).
     The loop has no host/device synchronisation, except that with ``keep_first_success`` and the
     default loss it drops the examples already misclassified every ``COMPACT_EVERY`` steps.
+    ``on_step(steps_done)`` is called after every step (for progress bars).
     """
+    on_step = on_step or (lambda done: None)
     x = x.detach()
     if start is not None:
         x_adv = project(start.detach(), x, norm, eps, value_range)
     else:
         x_adv = x if generator is None else project(x + random_in_ball(x, norm, eps, generator), x, norm, eps, value_range)
     if keep_first_success and loss_fn is _cross_entropy_sum:
-        return _first_successes(model, x, y, x_adv, norm=norm, eps=eps, steps=steps, step_size=step_size, value_range=value_range)
+        return _first_successes(
+            model, x, y, x_adv, norm=norm, eps=eps, steps=steps, step_size=step_size, value_range=value_range, on_step=on_step
+        )
     first_success = x_adv
     succeeded = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     expand = (-1,) + (1,) * (x.dim() - 1)
-    for _ in range(steps):
+    for step in range(steps):
         x_adv = x_adv.detach().requires_grad_(True)
         logits = model(x_adv)
         (grad,) = torch.autograd.grad(loss_fn(logits, y), x_adv)
@@ -77,6 +82,7 @@ def pgd_perturb(
             first_success = torch.where(newly.view(expand), x_adv.detach(), first_success)
             succeeded = succeeded | newly
         x_adv = project(x_adv.detach() + step_size * ascent_direction(grad, norm), x, norm, eps, value_range)
+        on_step(step + 1)
     if not keep_first_success:
         return x_adv
     # The final iterate was never checked; the evaluator's verification pass decides whether it counts.
@@ -89,7 +95,7 @@ COMPACT_EVERY = 5
 
 def _first_successes(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor, *, norm: Norm, eps: float, steps: int,
-    step_size: float, value_range: tuple[float, float] | None,
+    step_size: float, value_range: tuple[float, float] | None, on_step: Callable[[int], None],
 ) -> torch.Tensor:
     """PGD on cross-entropy that stops attacking an example once an iterate misclassifies it.
 
@@ -111,6 +117,7 @@ def _first_successes(
         first = torch.where(newly.view(expand), current.detach(), first)
         succeeded = succeeded | newly
         current = project(current.detach() + step_size * ascent_direction(grad, norm), xs, norm, eps, value_range)
+        on_step(step + 1)
         if (step + 1) % COMPACT_EVERY == 0 and step + 1 < steps:
             done = torch.where(succeeded.view(expand), first, current)
             result = done if position is None else result.index_copy(0, position, done)
@@ -144,7 +151,7 @@ class PGDAttack(Attack):
         step_size = pgd_step_size(threat.eps, self.steps, self.step_size_factor)
         model = with_input_gradient(context.model)
 
-        def run(x: torch.Tensor, y: torch.Tensor, batch_seed: int) -> torch.Tensor:
+        def run(x: torch.Tensor, y: torch.Tensor, batch_seed: int, report: Report = lambda done: None) -> torch.Tensor:
             generator = torch.Generator(device=x.device).manual_seed(batch_seed)
             best = x
             remaining = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
@@ -155,6 +162,7 @@ class PGDAttack(Attack):
                 candidate = pgd_perturb(
                     model, x[index], y[index], norm=threat.norm, eps=threat.eps, steps=self.steps,
                     step_size=step_size, value_range=context.value_range, generator=generator,
+                    on_step=lambda done, restart=restart: report((restart * self.steps + done) / (self.restarts * self.steps)),
                 )
                 best = best.index_copy(0, index, candidate)
                 if restart + 1 < self.restarts:
@@ -163,7 +171,7 @@ class PGDAttack(Attack):
                     remaining = remaining.index_put((index,), ~fooled)
             return best
 
-        return [Stage("pgd", run)]
+        return [Stage("pgd", run, reports_progress=True)]
 
     def config(self, context: AttackContext) -> dict:
         return {

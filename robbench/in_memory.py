@@ -1,0 +1,73 @@
+"""RobustBench's ``benchmark(model, dataset=..., threat_model=...)``: evaluate an ``nn.Module`` without files.
+
+The model goes through the same pipeline as ``evaluate`` (same attacks, checks, flags and record),
+with nothing written to disk. Its record's checkpoint says ``in-memory`` and carries the state
+dict's canonical digest (``state_dict_sha256``), so a record of a model that was never saved still
+names its weights exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .results import EvalRecord
+
+IN_MEMORY = "in-memory"  # the record's checkpoint path for a model evaluated by ``benchmark``
+
+
+def state_dict_sha256(model: "nn.Module") -> str:
+    """SHA-256 of the state dict saved as safetensors (no metadata): equal weights give equal digests.
+
+    It is the SHA-256 of the file ``safetensors.torch.save_file(model.state_dict(), path)`` writes.
+    """
+    from safetensors.torch import save
+
+    tensors = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in model.state_dict().items()}
+    return hashlib.sha256(save(tensors)).hexdigest()
+
+
+def benchmark(
+    model: "nn.Module",
+    *,
+    dataset: str,
+    threat_model: str,
+    name: str = "in-memory-model",
+    dataset_kwargs: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    data_dir: str | None = None,
+    **options: Any,
+) -> "EvalRecord":
+    """The record ``evaluate`` would give this model under ``threat_model`` of ``dataset``; writes nothing.
+
+    ``model`` takes inputs in the dataset's range ([0, 1] pixels) and returns logits; any
+    normalisation is its own. It is moved to the device and put in eval mode. ``options`` are
+    ``evaluate``'s (attacks, n_examples, batch_size, device, seed, eps, progress); ``results_dir`` is not one.
+    """
+    from pydantic import ValidationError
+
+    from .checkpoints import count_parameters
+    from .config import Metadata, ModelSpec, describe_validation_error
+    from .errors import RobbenchError
+    from .pipeline import evaluate
+    from .loader import LoadedModel, dataset_of
+    from .results import Checkpoint
+
+    try:
+        spec = ModelSpec(
+            name=name, dataset=dataset, dataset_kwargs=dataset_kwargs or {}, architecture=type(model).__name__,
+            checkpoint=IN_MEMORY, metadata=Metadata(**(metadata or {})),
+        )
+    except ValidationError as exc:
+        raise RobbenchError(describe_validation_error("benchmark()", exc)) from exc
+    loaded = LoadedModel(
+        spec, model, dataset_of(spec, data_dir), Checkpoint(path=IN_MEMORY, sha256=state_dict_sha256(model)),
+        count_parameters(model),
+    )
+    if "results_dir" in options:
+        raise RobbenchError("benchmark() writes nothing; call robbench.evaluate with a model.yaml to keep records")
+    [record] = evaluate(loaded, threat_models=[threat_model], data_dir=data_dir, **options)
+    return record

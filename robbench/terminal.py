@@ -1,0 +1,100 @@
+"""What the ``robbench`` command shows and its shared options: consoles, progress bars, list options, sub-commands.
+
+In a terminal, rich fits output to the window. Anywhere else (a pipe, a file, a CI log) nothing is
+wrapped or cut: lines keep whole paths and table rows, whatever ``COLUMNS`` says.
+"""
+
+from __future__ import annotations
+
+import argparse
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .errors import RobbenchError
+
+UNWRAPPED_WIDTH = 100_000  # rich's width off a terminal: wide enough that no line or table is ever wrapped
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fit_output() -> None:
+    """Wrap to the window on a terminal; never wrap or truncate elsewhere. Checked per command (streams change)."""
+    for stream in (console, err_console):
+        stream.width = None  # back to rich's own measure, then decide
+        if not stream.is_terminal:
+            stream.width = UNWRAPPED_WIDTH
+        stream.soft_wrap = not stream.is_terminal
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f}"
+
+
+@contextmanager
+def progress_bars() -> Iterator:
+    """A ``ProgressFactory`` backed by rich bars with ETA; fractional advances move a bar within a batch."""
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("eta"), TimeRemainingColumn(),
+    )
+    from .distributed import is_main_process
+
+    if not is_main_process():  # under torchrun, rank 0 alone shows progress
+        yield lambda description, total: (lambda n: None)
+        return
+    with Progress(*columns, console=err_console, transient=False) as bars:
+
+        def factory(description: str, total: int):
+            task = bars.add_task(description, total=total)
+            return lambda n: bars.advance(task, n)
+
+        try:
+            yield factory
+        except BaseException:
+            bars.live.transient = True  # a failed command ends with its one-line error alone
+            raise
+
+
+def comma_separated(text: str, option: str, convert: Callable[[str], Any] = str, kind: str = "names",
+                    example: str | None = None) -> list:
+    """The values of a comma-separated option, each through ``convert``; refused when none or one is malformed."""
+    try:
+        values = [convert(v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise RobbenchError(f"{option} takes comma-separated {kind}, got {text!r}") from exc
+    if not values:
+        raise RobbenchError(f"{option} is empty" + (f"; pass e.g. {example}" if example else ""))
+    return values
+
+
+def floats(text: str, option: str) -> list[float]:
+    return comma_separated(text, option, float, "numbers")
+
+
+def ints(text: str, option: str) -> list[int]:
+    return comma_separated(text, option, int, "integers")
+
+
+def threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads``, on every sub-command that computes (see ``robbench.threads``)."""
+    parser.add_argument(
+        "--threads", type=int, default=None, metavar="N",
+        help="CPU threads for torch (default: the cores free for this process: affinity and cgroup quota minus the load; "
+             "OMP_NUM_THREADS, when set, is kept)",
+    )
+
+
+def subcommands(parser: argparse.ArgumentParser, command: str) -> argparse._SubParsersAction:
+    """Sub-parsers whose absence is reported in words: ``robbench queue: error: missing sub-command: add, run or status``."""
+    sub = parser.add_subparsers(dest=f"{command}_command", title="sub-commands", metavar="SUB-COMMAND")
+
+    def missing(args: argparse.Namespace) -> int:
+        names = list(sub.choices)
+        parser.error(f"missing sub-command: {', '.join(names[:-1])} or {names[-1]}")
+
+    parser.set_defaults(func=missing)
+    return sub

@@ -1,0 +1,91 @@
+"""Where a model comes from: a model.yaml, a committed submission's name, or a hub reference.
+
+``load_model`` is RobustBench's call of the same name: a ready model, in eval mode, weights
+verified, normalisation inside. A NAME is looked up in the ``name:`` of every
+``<submissions_dir>/*/*/model.yaml``; ``submissions_dir`` defaults to ``ROBBENCH_SUBMISSIONS``,
+else ``./submissions`` (the repository's folder when run from a checkout). An installed robbench
+without the repository finds no names: pass a model.yaml path or an ``hf://`` reference instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import RobbenchError
+from .hub_ref import is_hub_ref
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .config import ModelSpec
+
+SUBMISSIONS_ENV = "ROBBENCH_SUBMISSIONS"
+
+
+def default_submissions_dir() -> Path:
+    return Path(os.environ.get(SUBMISSIONS_ENV) or "submissions")
+
+
+def model_spec(source: "str | Path | ModelSpec", *, dataset: str | None = None,
+               submissions_dir: "str | Path | None" = None) -> "ModelSpec":
+    """The ModelSpec ``source`` names: a ModelSpec, a model.yaml path, an ``hf://`` reference, or a NAME.
+
+    ``dataset`` picks among submissions of one NAME on several datasets, and is checked otherwise.
+    """
+    from .config import ModelSpec, load_model_spec
+
+    if isinstance(source, ModelSpec):
+        spec = source
+    elif isinstance(source, str) and is_hub_ref(source):
+        from .hub import hub_spec  # huggingface_hub is imported only for hub models
+
+        spec = hub_spec(source)
+    elif Path(source).suffix in (".yaml", ".yml") or Path(source).is_file():
+        spec = load_model_spec(source)
+    else:
+        spec = _by_name(str(source), dataset, Path(submissions_dir) if submissions_dir else default_submissions_dir())
+    if dataset is not None and spec.dataset != dataset:
+        raise RobbenchError(f"{spec.name} is a {spec.dataset} model, not a {dataset} one; drop dataset= or pick another model")
+    return spec
+
+
+def _by_name(name: str, dataset: str | None, submissions_dir: Path) -> "ModelSpec":
+    from .config import load_model_spec
+
+    if not submissions_dir.is_dir():
+        raise RobbenchError(
+            f"model {name!r}: no submissions folder {submissions_dir} to look the name up in; pass submissions_dir= "
+            f"(or set {SUBMISSIONS_ENV}), a model.yaml path, or an hf:// reference"
+        )
+    specs = [load_model_spec(path) for path in sorted(submissions_dir.glob("*/*/model.yaml"))]
+    matches = [s for s in specs if s.name == name and (dataset is None or s.dataset == dataset)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise RobbenchError(f"model {name!r} exists for {', '.join(s.dataset for s in matches)}; pass dataset=")
+    known = ", ".join(sorted({s.name for s in specs if dataset is None or s.dataset == dataset})) or "none"
+    raise RobbenchError(f"no submission named {name!r}{f' on {dataset}' if dataset else ''} in {submissions_dir}; known: {known}")
+
+
+def load_model(
+    source: "str | Path | ModelSpec", *, dataset: str | None = None, threat_model: str | None = None,
+    submissions_dir: "str | Path | None" = None, device: str = "cpu", data_dir: str | None = None,
+) -> "nn.Module":
+    """A ready model: eval mode, verified weights (SHA-256 pin, hub digests), normalisation inside; inputs in [0, 1].
+
+    ``threat_model``, when given, must be one the model is meant for (its list, else its dataset's
+    standard ones), as RobustBench's ``load_model(name, dataset, threat_model)`` picks a board.
+    """
+    from .loader import load_submission
+    from .runtime import resolve_device
+    from .threat_models import standard_threat_models
+
+    spec = model_spec(source, dataset=dataset, submissions_dir=submissions_dir)
+    loaded = load_submission(spec, data_dir)
+    if threat_model is not None:
+        meant_for = spec.threat_models or sorted(standard_threat_models(loaded.dataset))
+        if threat_model not in meant_for:
+            raise RobbenchError(f"{spec.name} is evaluated under {', '.join(meant_for)}, not {threat_model!r}")
+    return loaded.model.to(resolve_device(device)).eval()
