@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ..results import atomic_write_bytes, atomic_write_text, read_store
 from .entries import BoardKey, Entry, Store, build_store
-from .markdown import GENERATED, MODELS_DIR, SUBSET_MARK, model_page, render_board, render_index, render_model_page
+from .cells import SUBSET_MARK
+from .markdown import GENERATED, MODELS_DIR, model_page, render_board, render_index, render_model_page
 from .names import board_stems, board_title
 from .plots import PNG_MARKER, render_plot
 
