@@ -294,9 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     threads_option(train)
     train.set_defaults(func=cmd_train)
 
-    board = sub.add_parser("leaderboard", help="render markdown leaderboards from the results")
+    board = sub.add_parser("leaderboard", help="render the leaderboards (markdown pages, plots and a static website under OUT/site) from the results")
     board.add_argument("--results-dir", default="results", help="the records to render (default: results)")
-    board.add_argument("--out", default="leaderboards", help="where the boards go (default: leaderboards)")
+    board.add_argument("--out", default="leaderboards", help="where the boards go; the website goes to OUT/site (default: leaderboards)")
     board.add_argument("--from-hub", default=None, metavar="ORG/NAME@REVISION",
                        help="render the records `robbench publish` put in this hub dataset repo, at this revision, instead of --results-dir")
     board.add_argument("--check", action="store_true", help="exit 1 if the rendered files differ from --out")
