@@ -134,3 +134,13 @@ def test_cli_writes_the_report(tmp_path):
     assert code == 0
     assert out.is_file() and (tmp_path / "sample-size.png").is_file()
     assert json.loads((tmp_path / "sample-size.json").read_text())["config"]["sizes"] == [20, 40]
+
+
+@pytest.mark.slow
+def test_png_speaks_in_percent_like_its_page(result, monkeypatch):
+    captured = []
+    monkeypatch.setattr(sample_size_page, "png_bytes", lambda figure: captured.append(figure) or b"")
+    render_png(result)
+    for axes in captured[0].axes:
+        assert axes.yaxis.get_major_formatter()(0.8) == "80%"
+        assert all(axes.yaxis.get_major_formatter()(t).endswith("%") for t in axes.yaxis.get_majorticklocs())

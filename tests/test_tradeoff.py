@@ -160,3 +160,15 @@ def test_deterministic_for_a_seed_and_restores_threads():
         run(TradeoffConfig(p=0.4, **small))
     with pytest.raises(RobbenchError, match="^train_eps are non-negative multiples of eta"):
         run(TradeoffConfig(train_eps=(-1.0,), n_test=10))
+
+
+@pytest.mark.slow
+def test_png_speaks_in_percent_like_its_page(result, monkeypatch):
+    captured = []
+    monkeypatch.setattr(tradeoff_page, "png_bytes", lambda figure: captured.append(figure) or b"")
+    render_png(result)
+    (axes,) = captured[0].axes
+    for axis in (axes.xaxis, axes.yaxis):
+        labels = [axis.get_major_formatter()(tick) for tick in axis.get_majorticklocs()]
+        assert labels and all(label.endswith("%") for label in labels)
+    assert axes.yaxis.get_major_formatter()(0.45) == "45%"

@@ -48,13 +48,27 @@ GROUP_STYLE = {
 }
 
 
-def _limits(values: Sequence[float]) -> tuple[float, float]:
-    """Axis range around the data (percent), padded, never far outside [0, 100]."""
+MIN_SPAN = 20.0  # percentage points: a single model's axes still read as accuracy, not as noise
+
+
+def common_limits(values: Sequence[float]) -> tuple[float, float]:
+    """One range (percent) for both axes, covering every value: padded, at least ``MIN_SPAN`` wide, inside [-2, 102].
+
+    Both axes share it, so the diagonal robust = clean crosses the whole plot and means what it says.
+    """
     if not values:
         return 0.0, 100.0
     lo, hi = min(values), max(values)
-    pad = max(3.0, 0.1 * (hi - lo))
-    return max(-1.0, lo - pad), min(101.0, hi + pad)
+    pad = max(2.0, 0.05 * (hi - lo))
+    lo, hi = lo - pad, hi + pad
+    if hi - lo < MIN_SPAN:
+        middle = (lo + hi) / 2
+        lo, hi = middle - MIN_SPAN / 2, middle + MIN_SPAN / 2
+    if lo < -2.0:
+        lo, hi = -2.0, max(hi, -2.0 + MIN_SPAN)
+    if hi > 102.0:
+        lo, hi = min(lo, 102.0 - MIN_SPAN), 102.0
+    return lo, hi
 
 
 Interval = tuple[float, float]
@@ -62,50 +76,56 @@ Interval = tuple[float, float]
 
 def render_plot(title: str, names: Sequence[str], clean: Sequence[float], robust: Sequence[float],
                 trainings: Sequence[str], clean_ci: Sequence[Interval], robust_ci: Sequence[Interval]) -> bytes:
-    """PNG bytes: clean (x) against robust (y) accuracy in percent, one labelled point per model,
-    with its intervals (fractions, like the accuracies) as error bars."""
+    """PNG bytes of ``draw_plot``'s figure."""
     import matplotlib
     import matplotlib.style
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     with matplotlib.style.context("default"), matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
-        fig = Figure(figsize=FIGSIZE, dpi=DPI)
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot(1, 1, 1)
-        xs = [100 * c for c in clean]
-        ys = [100 * r for r in robust]
-        x_err = [[x - 100 * lo for x, (lo, _) in zip(xs, clean_ci)], [100 * hi - x for x, (_, hi) in zip(xs, clean_ci)]]
-        y_err = [[y - 100 * lo for y, (lo, _) in zip(ys, robust_ci)], [100 * hi - y for y, (_, hi) in zip(ys, robust_ci)]]
-        if xs:
-            ax.errorbar(xs, ys, xerr=x_err, yerr=y_err, fmt="none", ecolor="0.7", elinewidth=0.8, capsize=2, zorder=2)
-        groups = [_training_group(t) for t in trainings]
-        for group, (marker, colour) in GROUP_STYLE.items():
-            idx = [i for i, g in enumerate(groups) if g == group]
-            if idx:
-                ax.scatter([xs[i] for i in idx], [ys[i] for i in idx], marker=marker, color=colour, s=40,
-                           zorder=3, label=group)
-        front = sorted(pareto_frontier(list(zip(xs, ys))), key=lambda i: (xs[i], -ys[i], names[i]))
-        if len(front) > 1:  # a frontier of one point draws nothing, so it gets no legend entry either
-            ax.plot([xs[i] for i in front], [ys[i] for i in front], linestyle="--", color="tab:red", linewidth=1.2,
-                    zorder=2, label="Pareto frontier")
-        (x_lo, x_hi) = _limits([100 * v for interval in clean_ci for v in interval] or xs)
-        (y_lo, y_hi) = _limits([100 * v for interval in robust_ci for v in interval] or ys)
-        lo, hi = max(x_lo, y_lo), min(x_hi, y_hi)
-        if lo < hi:  # robust <= clean: points sit on or below this line
-            ax.plot([lo, hi], [lo, hi], linestyle=":", color="0.6", linewidth=1, zorder=1, label="robust = clean")
-        ax.set_xlim(x_lo, x_hi)
-        ax.set_ylim(y_lo, y_hi)
-        _label_points(ax, names, xs, ys, right_aligned_from=(x_lo + x_hi) / 2)
-        ax.set_xlabel("clean accuracy (%)")
-        ax.set_ylabel("robust accuracy (%)")
-        ax.set_title(title)
-        ax.grid(True, linewidth=0.5, color="0.9")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
-        fig.tight_layout()
+        fig = draw_plot(title, names, clean, robust, trainings, clean_ci, robust_ci)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None, "Comment": PNG_MARKER})
     return buffer.getvalue()
+
+
+def draw_plot(title: str, names: Sequence[str], clean: Sequence[float], robust: Sequence[float],
+              trainings: Sequence[str], clean_ci: Sequence[Interval], robust_ci: Sequence[Interval]):
+    """The figure: clean (x) against robust (y) accuracy in percent, one labelled point per model, with its
+    intervals (fractions, like the accuracies) as error bars. The legend names only what is drawn."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=FIGSIZE, dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    xs = [100 * c for c in clean]
+    ys = [100 * r for r in robust]
+    x_err = [[x - 100 * lo for x, (lo, _) in zip(xs, clean_ci)], [100 * hi - x for x, (_, hi) in zip(xs, clean_ci)]]
+    y_err = [[y - 100 * lo for y, (lo, _) in zip(ys, robust_ci)], [100 * hi - y for y, (_, hi) in zip(ys, robust_ci)]]
+    if xs:
+        ax.errorbar(xs, ys, xerr=x_err, yerr=y_err, fmt="none", ecolor="0.7", elinewidth=0.8, capsize=2, zorder=2)
+    groups = [_training_group(t) for t in trainings]
+    for group, (marker, colour) in GROUP_STYLE.items():
+        idx = [i for i, g in enumerate(groups) if g == group]
+        if idx:
+            ax.scatter([xs[i] for i in idx], [ys[i] for i in idx], marker=marker, color=colour, s=40,
+                       zorder=3, label=group)
+    front = sorted(pareto_frontier(list(zip(xs, ys))), key=lambda i: (xs[i], -ys[i], names[i]))
+    if len(front) > 1:  # a frontier of one point draws nothing, so it gets no legend entry either
+        ax.plot([xs[i] for i in front], [ys[i] for i in front], linestyle="--", color="tab:red", linewidth=1.2,
+                zorder=2, label="Pareto frontier")
+    lo, hi = common_limits([*xs, *ys, *(100 * v for interval in [*clean_ci, *robust_ci] for v in interval)])
+    # robust <= clean: every point sits on or below this line, drawn corner to corner
+    ax.plot([lo, hi], [lo, hi], linestyle=":", color="0.6", linewidth=1, zorder=1, label="robust = clean")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    _label_points(ax, names, xs, ys, right_aligned_from=(lo + hi) / 2)
+    ax.set_xlabel("clean accuracy (%)")
+    ax.set_ylabel("robust accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, linewidth=0.5, color="0.9")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
 
 
 def _label_points(ax, names: Sequence[str], xs: Sequence[float], ys: Sequence[float], right_aligned_from: float) -> None:

@@ -62,6 +62,13 @@ def new_figure(width: float, height: float):
     return figure
 
 
+def percent_axis(axis) -> None:
+    """Tick labels in percent for an axis holding fractions: the pages speak in percent, so do their figures."""
+    from matplotlib.ticker import PercentFormatter
+
+    axis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+
+
 def png_bytes(figure) -> bytes:
     """The figure as PNG bytes without the software tag, so the same figure gives the same bytes."""
     buffer = io.BytesIO()

@@ -252,14 +252,19 @@ def interpolation_rows(result: ExplainResult, n_images: int = 5) -> list[tuple[i
     return rows
 
 
+def frame_title(t: float, model_class: str, judge_class: str) -> str:
+    """Above an interpolation frame: its t, then the model's and the judge's predicted class, in full."""
+    return f"t={t:.2g}\n{model_class}\n/ {judge_class}"
+
+
 def render_interpolation_png(result: ExplainResult, n_images: int = 5) -> bytes:
     pictures, names = result.pictures, result.dataset["class_names"]
     ts = result.config["interpolation_t"]
     models = list(pictures["models"])
     rows = interpolation_rows(result, n_images)
     n_rows = len(rows) * len(models)
-    height = 0.95 * n_rows + 0.6
-    figure = new_figure(0.78 * len(ts) + 1.6, height)
+    height = 1.15 * n_rows + 0.6  # three title lines per frame
+    figure = new_figure(0.85 * len(ts) + 1.6, height)
     grid = figure.subplots(n_rows, len(ts), squeeze=False)
     target_of = result.pair_target
     for r, (pair, i) in enumerate(rows):
@@ -269,7 +274,7 @@ def render_interpolation_png(result: ExplainResult, n_images: int = 5) -> bytes:
             for c, t in enumerate(ts):
                 mp, jp = int(data["model_pred"][c, pair]), int(data["judge_pred"][c, pair])
                 label = f"{name}\n{names[int(pictures['y'][i])]}→{names[target_of[pair]]}" if c == 0 else None
-                _show(grid[row][c], data["path"][c, pair], f"t={t:.2g} {names[mp][:5]}/{names[jp][:5]}", fontsize=5,
+                _show(grid[row][c], data["path"][c, pair], frame_title(t, names[mp], names[jp]), fontsize=5,
                       ylabel=label)
     figure.suptitle("(c) interpolation image → large-ε example; above each frame: model / judge prediction", fontsize=8)
     figure.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.3 / height))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import Summary, Table, generated, new_figure, pct, png_bytes
+from .common import Summary, Table, generated, new_figure, pct, percent_axis, png_bytes
 from .sample_size import Run, SampleSizeResult
 
 
@@ -148,6 +148,7 @@ def render_png(result: SampleSizeResult) -> bytes:
         axes.set_xticks(sizes)
         axes.set_xticklabels([f"{s:g}" for s in sizes], fontsize=8)
         axes.minorticks_off()
+        percent_axis(axes.yaxis)
         axes.set_xlabel("training-set size")
         axes.set_ylabel(label)
         axes.grid(alpha=0.3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .common import Summary, Table, generated, new_figure, pct, png_bytes
+from .common import Summary, Table, generated, new_figure, pct, percent_axis, png_bytes
 from .tradeoff import Classifier, TradeoffResult
 
 
@@ -160,6 +160,8 @@ def render_png(result: TradeoffResult) -> bytes:
     axes.scatter([], [], marker="o", color="tab:green", s=40, label="trained linear classifier")
     axes.set_xlim(low, 1.0)
     axes.set_ylim(0.0, 1.02)
+    percent_axis(axes.xaxis)
+    percent_axis(axes.yaxis)
     axes.set_xlabel("standard accuracy")
     axes.set_ylabel(f"robust accuracy (L∞, ε = 2η = {result.threat_model['eps']:.3g})")
     axes.set_title(f"tsipras, d = {result.dataset['d']}, p = {p:g}: Theorem 2.1 of Tsipras et al. (2019)", fontsize=10)
