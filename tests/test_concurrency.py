@@ -67,6 +67,7 @@ def test_evaluations_finishing_together_while_leaderboards_render(linear_submiss
     from robbench.leaderboard import check_leaderboards, write_leaderboards
 
     results, boards = tmp_path / "results", tmp_path / "leaderboards"
+    results.mkdir()  # empty at first: boards without entries (a missing folder is refused)
     radii = ["0.03", "0.05", "0.08"]
     evaluations = [
         subprocess.Popen(
