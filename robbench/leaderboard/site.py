@@ -19,7 +19,7 @@ from functools import lru_cache
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from .cells import (
-    BOARD_COLUMNS, FLAG_MARK, NUMERIC_COLUMNS, SUBSET_MARK, TIE_MARK, board_row, model_facts, run_row,
+    BOARD_COLUMNS, FLAG_MARK, NUMERIC_COLUMNS, SUBSET_MARK, board_row, model_facts, run_row,
 )
 from .entries import BoardKey, Entry
 from .markdown import EXPLANATION
@@ -43,7 +43,7 @@ def plain(markdown: str) -> str:
 
 
 def _render(template: str, root: str, **context) -> bytes:
-    context = {"root": root, "marker": HTML_MARKER, "flag_mark": FLAG_MARK, "subset_mark": SUBSET_MARK, "tie_mark": TIE_MARK, **context}
+    context = {"root": root, "marker": HTML_MARKER, "flag_mark": FLAG_MARK, "subset_mark": SUBSET_MARK, **context}
     return environment().get_template(template).render(**context).encode("utf-8")
 
 
