@@ -78,6 +78,7 @@ def test_site_board_numbers_are_the_records(results: Path) -> None:
     assert problems == []
     assert {"site/index.html", BOARD, "site/fashion-mnist-linf-0p1.png", "site/models/alpha.html"} <= set(files)
     assert files["site/fashion-mnist-linf-0p1.png"] == files["fashion-mnist-linf-0p1.png"]
+    assert "[site/index.html](site/index.html)" in files["README.md"].decode()  # the markdown index points to it
     rows = parse(files[BOARD]).rows
     assert [r["model"] for r in rows] == ["partial", "beta", "alpha", "delta", "gamma"]
     by_name = {r["model"]: r for r in rows}

@@ -171,6 +171,9 @@ def render_index(boards: dict[BoardKey, list[Entry]], stems: dict[BoardKey, str]
         "One board per dataset, threat model and radius ε. Results at a non-standard radius have boards of their own; "
         f"results on a subset of the test set are marked {SUBSET_MARK}, results with a reliability flag {FLAG_MARK}.",
         "",
+        f"The same boards as a website, sortable and filterable, that works offline from this folder: "
+        f"{link('site/index.html', 'site/index.html')}.",
+        "",
     ]
     columns = ["board", "dataset", "threat model", "norm", "ε", "standard ε", "models", f"subset {SUBSET_MARK}",
                f"flagged {FLAG_MARK}"]
