@@ -214,6 +214,7 @@ def render_model_page(name: str, placed: list[tuple[BoardKey, str, Entry]]) -> s
             training_cost_text(r.metadata.training_cost) + " (epochs × training images · wall time · device)"
             for r in records if r.metadata.training_cost
         ) or "") or None),
+        ("caveats", escape(_distinct(r.metadata.caveats for r in records) or "") or None),
         ("extra data", _distinct("yes" if r.metadata.extra_data else "no" for r in records)),
         ("architecture", escape(_distinct(r.architecture for r in records) or "") or None),
         ("parameters", _distinct(f"{r.parameter_count:,}" for r in records)),
