@@ -88,6 +88,7 @@ class Metadata(Strict):
     venue: str | None = None
     extra_data: bool = False
     training_cost: TrainingCost | None = None  # filled in by robbench train
+    caveats: str | None = None  # where the model falls short of its paper's setting or numbers, and why
 
 
 class ModelSpec(Strict):

@@ -20,7 +20,9 @@
 # The GPU host's Python needs what robbench imports: pydantic, pyyaml, rich, safetensors, numpy,
 # pyautoattack (not huggingface_hub: local weights never import it).
 # Writes under $OUT: train.yaml, model/{model.safetensors,model.yaml,train_log.json},
-# results/cifar10/linf/<name>.json, timings.txt, device.txt.
+# results/cifar10/linf/<name>/<run id>.json with its .adv.npz (check it with `robbench verify`),
+# timings.txt, device.txt. CONFIG (default the FGSM-RS train.yaml) trains another baseline the same
+# way, e.g. CONFIG=submissions/cifar10/preact-resnet18-pgd-at/train.yaml EPOCHS=10.
 set -euo pipefail
 
 OUT=${OUT:?set OUT to the output folder}
@@ -31,7 +33,7 @@ N_TEST=${N_TEST:-1000}
 ATTACKS=${ATTACKS:-pgd,autoattack}
 TINY=${TINY:-0}
 SITE=${SITE:-device/site}
-CONFIG=submissions/cifar10/preact-resnet18-fgsm-rs/train.yaml
+CONFIG=${CONFIG:-submissions/cifar10/preact-resnet18-fgsm-rs/train.yaml}
 mkdir -p "$OUT"
 
 if compgen -G "device/wheels/*.whl" > /dev/null && [ ! -d "$SITE" ]; then

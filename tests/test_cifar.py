@@ -232,3 +232,46 @@ def test_npz_dataset_reads_uint8_nhwc_and_float_nchw(tmp_path):
         get_dataset("npz", path=str(tmp_path / "bad.npz"))
     with pytest.raises(RobbenchError, match="train_path"):
         get_dataset("npz", path=str(tmp_path / "test.npz")).load("train")
+
+
+def _local_mnist() -> Path:
+    """The folder holding the four original MNIST files, found as robbench finds them (no download)."""
+    found = idx.find_local(idx.MNIST, "t10k-images-idx3-ubyte.gz", "test", None)
+    if found is None:
+        pytest.skip("no local copy of the MNIST idx files (set ROBBENCH_DATA to a folder with mnist/)")
+    return found.parent
+
+
+def test_mnist_from_the_local_data_folder_is_the_published_test_set():
+    folder = _local_mnist()
+    assert {p.name for p in folder.glob("*.gz")} >= set(idx.MNIST.sha256)
+    idx._load_idx_split.cache_clear()
+    x, y = get_dataset("mnist").load("test")
+    assert x.shape == (10_000, 1, 28, 28) and y[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert round(float(x.mean()), 4) == 0.1325  # the published test-set mean pixel
+
+
+@pytest.mark.parametrize("damage", ["truncated", "altered"])
+def test_a_damaged_mnist_file_stops_evaluate_naming_the_file(damage, tmp_path, capsys):
+    from robbench.cli import main
+
+    from .helpers import write_submission
+
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        data = (_local_mnist() / name).read_bytes()
+        if name.startswith("t10k-images"):
+            data = data[: len(data) // 2] if damage == "truncated" else data[:5000] + bytes([data[5000] ^ 1]) + data[5001:]
+        (folder / name).write_bytes(data)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    submission = write_submission(tmp_path / "sub", "mnist-linear", "linear", {"1.weight": model[1].weight.detach(),
+                                  "1.bias": model[1].bias.detach()}, dataset="mnist")
+    results = tmp_path / "results"
+    idx._load_idx_split.cache_clear()
+    code = main(["evaluate", str(submission), "--data-dir", str(tmp_path / "data"), "--results-dir", str(results),
+                 "--attacks", "pgd", "--n-examples", "10", "--device", "cpu"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1
+    assert str(folder / "t10k-images-idx3-ubyte.gz") in lines[0] and "corrupt or truncated" in lines[0]
+    assert not results.exists() or not list(results.rglob("*.json"))  # nothing evaluated, nothing written

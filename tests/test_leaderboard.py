@@ -327,3 +327,11 @@ def test_training_cost_is_shown_beside_accuracy() -> None:
     assert "| 6 × 60K · 1.5 min · cuda (NVIDIA H200) |" in row
     (row,) = [r for r in board_rows(text) if "outside" in r]
     assert "| pgd-at | — |" in row  # not trained with robbench: unknown, not zero
+
+
+def test_caveats_are_shown_on_the_model_page(tmp_path: Path) -> None:
+    record = make_record("short").model_copy(update={"metadata": Metadata(
+        training="pgd-at", caveats="4 epochs instead of 100, so 5 points below the paper")})
+    write_record(record, tmp_path / "results")
+    files, _ = render_all(tmp_path / "results")
+    assert "- **caveats**: 4 epochs instead of 100, so 5 points below the paper" in files["models/short.md"].decode()

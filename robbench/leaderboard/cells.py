@@ -158,6 +158,7 @@ def model_facts(records: list[EvalRecord]) -> list[tuple[str, list[Link]]]:
             training_cost_text(r.metadata.training_cost) + " (epochs × training images · wall time · device)"
             for r in records if r.metadata.training_cost
         )),
+        ("caveats", _distinct(r.metadata.caveats for r in records)),
         ("extra data", _distinct("yes" if r.metadata.extra_data else "no" for r in records)),
         ("architecture", _distinct(r.architecture for r in records)),
         ("parameters", _distinct(f"{r.parameter_count:,}" for r in records)),

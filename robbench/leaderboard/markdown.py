@@ -78,7 +78,7 @@ EXPLANATION = (
     "credits each broken example to the attack that broke it first (board run first). Sorted by robust accuracy, "
     "then clean accuracy, then name. *p vs. above*: exact two-sided McNemar test of the per-example robust outcomes "
     f"against the model ranked just above (same examples only); at p ≥ 0.05 the two are not significantly "
-    f"different and share a rank, marked {TIE_MARK}. *clean − robust* is in percentage points. *training cost*: "
+    f"different and share a rank, shown as {TIE_MARK}N. *clean − robust* is in percentage points. *training cost*: "
     "epochs × training images · wall time · device, as `robbench train` measured it (— when the submitter did not "
     "train with it). A model's name links to the paper of its training method (`metadata.paper`; standard training "
     "has none, so a standard model's name is not a link); *venue* is where the model was published; *hub* links to "
