@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from robbench.results import adversarial_path
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -73,10 +75,12 @@ def test_two_process_evaluate_writes_the_single_process_record(linear_submission
     _run([*TORCHRUN, "-m", "robbench", *args, "--results-dir", str(tmp_path / "multi")], tmp_path)
 
     (single_path,) = (tmp_path / "single").rglob("*.json")
-    multi_path = tmp_path / "multi" / single_path.relative_to(tmp_path / "single")
+    (multi_path,) = (tmp_path / "multi").rglob("*.json")  # another run id: the device is part of the configuration
     single, multi = json.loads(single_path.read_text()), json.loads(multi_path.read_text())
-    assert multi["device"] == f"{single['device']} x 2 processes (torchrun)"
+    assert multi["config"].pop("device") == f"{single['config'].pop('device')} x 2 processes (torchrun)"
+    assert multi["adversarial_examples"].pop("file") != single["adversarial_examples"].pop("file")  # named by the run
     assert {k: v for k, v in multi.items() if k not in VOLATILE} == {k: v for k, v in single.items() if k not in VOLATILE}
+    assert adversarial_path(multi_path).read_bytes() == adversarial_path(single_path).read_bytes()  # bit for bit
     assert [s["n_attacked"] for a in single["attacks"] for s in a["stages"]] == [21, 5, 5, 5, 5]
     assert not list((tmp_path / "multi").rglob(".*.state")), "the resumable state is removed at the end"
 

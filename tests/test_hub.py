@@ -118,7 +118,7 @@ def test_submit_uploads_weights_spec_and_model_card(hub, published):
     repo = hub.hub.repos[REPO]
     assert repo.private  # downloads below authenticate with HF_TOKEN
     spec = yaml.safe_load(repo.commits[commit]["model.yaml"])
-    assert spec["checkpoint"] == "model.safetensors" and spec["sha256"] == local["checkpoint"]["sha256"]
+    assert spec["checkpoint"] == "model.safetensors" and spec["sha256"] == local["config"]["checkpoint"]["sha256"]
     head = repo.commits[repo.refs["main"]]  # the card comes in the commit after the weights it names
     assert head["model.safetensors"] == repo.commits[commit]["model.safetensors"]
     card = ModelCard(head["README.md"].decode())
@@ -143,10 +143,12 @@ def test_evaluation_from_the_hub_at_the_printed_sha_reproduces_the_local_result(
     [done] = robbench(hub_env(hub, tmp_path / "cache"), tmp_path, ["evaluate", str(spec), *FAST, "--results-dir", str(tmp_path / "results")])
     assert done.returncode == 0, done.stderr
     remote = record(tmp_path / "results")
-    for key in ("clean_accuracy", "robust_accuracy", "attacks", "n_examples", "parameter_count", "device"):
+    for key in ("clean_accuracy", "robust_accuracy", "attacks", "evidence", "parameter_count"):
         assert remote[key] == local[key], key
-    assert remote["checkpoint"] == {
-        "path": pinned, "sha256": local["checkpoint"]["sha256"], "repo": REPO, "revision": PINNED.match(pinned).group(1),
+    for key in ("examples", "device", "data_sha256"):
+        assert remote["config"][key] == local["config"][key], key
+    assert remote["config"]["checkpoint"] == {
+        "path": pinned, "sha256": local["config"]["checkpoint"]["sha256"], "repo": REPO, "revision": PINNED.match(pinned).group(1),
     }
 
 
@@ -158,7 +160,7 @@ def test_a_branch_resolves_to_a_commit_and_a_cached_model_evaluates_offline(hub,
     [online] = robbench(hub_env(hub, cache), tmp_path, ["evaluate", str(spec), *FAST, "--results-dir", str(tmp_path / "online")])
     assert online.returncode == 0, online.stderr
     head = hub.hub.repos[REPO].refs["main"]  # the model card's commit, after the weights' one
-    assert record(tmp_path / "online")["checkpoint"]["path"] == f"hf://models/{REPO}@{head}/model.safetensors"  # @main: its sha
+    assert record(tmp_path / "online")["config"]["checkpoint"]["path"] == f"hf://models/{REPO}@{head}/model.safetensors"  # @main: its sha
     requests_before = len(hub.hub.requests)
     offline, missing = robbench(
         hub_env(hub, cache, offline=True), tmp_path,
@@ -168,8 +170,8 @@ def test_a_branch_resolves_to_a_commit_and_a_cached_model_evaluates_offline(hub,
     assert offline.returncode == 0, offline.stderr
     assert len(hub.hub.requests) == requests_before  # not one request: everything came from the cache
     remote = record(tmp_path / "offline")
-    assert (remote["clean_accuracy"], remote["robust_accuracy"], remote["checkpoint"]) == (
-        local["clean_accuracy"], local["robust_accuracy"], record(tmp_path / "online")["checkpoint"],
+    assert (remote["clean_accuracy"], remote["robust_accuracy"], remote["config"]["checkpoint"]) == (
+        local["clean_accuracy"], local["robust_accuracy"], record(tmp_path / "online")["config"]["checkpoint"],
     )
     assert "not in the local hub cache" in one_line_error(missing)
 
@@ -274,7 +276,7 @@ def test_queue_add_run_status_with_duplicates_failures_and_a_crashed_run(hub, li
     statuses = {r["id"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "queue").glob("*.json"))}
     assert statuses[request_id]["status"] == "FINISHED"
     result = record(tmp_path / "results")
-    assert (result["checkpoint"]["repo"], result["checkpoint"]["revision"]) == ("robbench-test/queued", commit)
+    assert (result["config"]["checkpoint"]["repo"], result["config"]["checkpoint"]["revision"]) == ("robbench-test/queued", commit)
     assert status.returncode == 0 and "FINISHED" in status.stdout and "FAILED" in status.stdout
     assert readd.returncode == 0, readd.stderr  # a FAILED request may be queued again
     [requeued] = [r for r in (json.loads(p.read_text()) for p in (tmp_path / "queue").glob("*.json")) if "broken" in r["checkpoint"]]
