@@ -283,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--submissions-dir", default="submissions", help="where to look for the model.yaml (default: submissions)")
     verify.add_argument("--device", default="auto", help="auto, cpu or cuda")
     verify.add_argument("--data-dir", default=None, help="DIR/<dataset>/ holds the dataset files")
+    threads_option(verify)
     verify.set_defaults(func=cmd_verify)
 
     train = sub.add_parser("train", help="train a reference baseline from a train.yaml")

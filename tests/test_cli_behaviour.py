@@ -41,7 +41,7 @@ def test_every_option_and_argument_has_help_text():
     assert missing == []
 
 
-@pytest.mark.parametrize("computes", ["evaluate", "train", "tradeoff", "explain", "queue run"])
+@pytest.mark.parametrize("computes", ["evaluate", "verify", "train", "tradeoff", "explain", "queue run"])
 def test_every_compute_sub_command_takes_threads(computes):
     parsers = dict(_parsers(build_parser()))
     assert "--threads" in parsers[f"robbench {computes}"]._option_string_actions
