@@ -335,3 +335,13 @@ def test_caveats_are_shown_on_the_model_page(tmp_path: Path) -> None:
     write_record(record, tmp_path / "results")
     files, _ = render_all(tmp_path / "results")
     assert "- **caveats**: 4 epochs instead of 100, so 5 points below the paper" in files["models/short.md"].decode()
+
+
+def test_a_model_page_shows_the_caveats_of_its_newest_record(tmp_path: Path) -> None:
+    def run(threat: str, when: str, caveats: str):
+        return make_record("m", threat=threat, norm="L2" if threat == "l2" else "Linf", timestamp=when).model_copy(
+            update={"metadata": Metadata(training="pgd-at", caveats=caveats)})
+    write_record(run("l2", "2024-02-01T00:00:00+00:00", "revised text"), tmp_path / "results")
+    write_record(run("linf", "2024-01-01T00:00:00+00:00", "first text"), tmp_path / "results")
+    page = render_all(tmp_path / "results")[0]["models/m.md"].decode()
+    assert "- **caveats**: revised text\n" in page and "first text" not in page

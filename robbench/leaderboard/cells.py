@@ -158,7 +158,8 @@ def model_facts(records: list[EvalRecord]) -> list[tuple[str, list[Link]]]:
             training_cost_text(r.metadata.training_cost) + " (epochs × training images · wall time · device)"
             for r in records if r.metadata.training_cost
         )),
-        ("caveats", _distinct(r.metadata.caveats for r in records)),
+        # caveats are prose about the model as it is now, rewritten as runs land: the newest record's
+        ("caveats", max(records, key=lambda r: r.timestamp).metadata.caveats),
         ("extra data", _distinct("yes" if r.metadata.extra_data else "no" for r in records)),
         ("architecture", _distinct(r.architecture for r in records)),
         ("parameters", _distinct(f"{r.parameter_count:,}" for r in records)),
