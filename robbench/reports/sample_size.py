@@ -327,7 +327,7 @@ def run(config: SampleSizeConfig, log=None) -> SampleSizeResult:
         runs=runs,
         table=table,
         comparisons=comparisons,
-        verdict=_verdict(comparisons, sizes),
+        verdict=_verdict(comparisons),
         wall_time_s=round(time.perf_counter() - started, 3),
     )
 
@@ -368,7 +368,7 @@ def _crossing(points: list[Comparison]) -> float | None:
     return None
 
 
-def _verdict(comparisons: list[Comparison], sizes: list[int]) -> list[Verdict]:
+def _verdict(comparisons: list[Comparison]) -> list[Verdict]:
     """Per training radius: does adversarial training help at the smallest size, cost at the largest, cross?"""
     verdicts = []
     for radius in sorted({c.eps for c in comparisons}):
