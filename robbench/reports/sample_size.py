@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -238,7 +238,7 @@ def _cell(config: SampleSizeConfig, size: int, radius: float, repeat: int, n_rob
 # --------------------------------------------------------------------------- the study
 
 
-def run(config: SampleSizeConfig, log=None) -> SampleSizeResult:
+def run(config: SampleSizeConfig, log: Callable[[Run], None] | None = None) -> SampleSizeResult:
     """Train one model per (size, eps, repeat) and measure it. ``log(run)`` is called after each model.
 
     On the CPU each model trains on one thread, in ``workers`` processes side by side (the cells
