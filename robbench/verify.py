@@ -166,7 +166,5 @@ def _pinned(spec: ModelSpec, record: EvalRecord) -> ModelSpec:
     """The spec with the record's checkpoint digest pinned, so other weights are refused before any check."""
     if spec.sha256 not in (None, record.checkpoint.sha256):
         raise RobbenchError(f"the model.yaml pins sha256 {spec.sha256}, the record was made with {record.checkpoint.sha256}")
-    pinned = spec.model_copy(update={"sha256": record.checkpoint.sha256})
-    pinned._base_dir = spec._base_dir
-    return pinned
+    return spec.model_copy(update={"sha256": record.checkpoint.sha256})  # keeps the folder checkpoints resolve against
 
