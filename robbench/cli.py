@@ -13,7 +13,7 @@ from rich.table import Table
 from .config import DEFAULT_N_EXAMPLES
 from .errors import AttackBugError, RobbenchError
 from .terminal import comma_separated as _comma_separated
-from .terminal import console, err_console, fit_output
+from .terminal import batch_size_option, console, err_console, fit_output
 from .terminal import floats as _floats
 from .terminal import ints as _ints
 from .terminal import percent as _percent
@@ -167,20 +167,6 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
-BATCH_SIZE_HELP = (
-    "examples per batch, or 'auto' (default): on CUDA half the largest batch whose gradient pass fits in memory, "
-    "elsewhere 500; the record holds the number used"
-)
-
-
-def _batch_size(text: str) -> "int | str":
-    """A number where the text is one; ``evaluate`` refuses anything but a positive number or 'auto'."""
-    try:
-        return int(text)
-    except ValueError:
-        return text
-
-
 def _print_report(page, result, markdown_path: Path, json_path: Path | None) -> int:
     """Every report the same way: its tables and lines, the files written, its problems (exit 1)."""
     from .reports.common import write_report
@@ -265,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"first N test examples (default: {DEFAULT_N_EXAMPLES}, so pgd+autoattack of a robust small model fits "
              "10 minutes on 2 CPU cores; a leaderboard entry uses 10000)",
     )
-    evaluate.add_argument("--batch-size", type=_batch_size, default="auto", help=BATCH_SIZE_HELP)
+    batch_size_option(evaluate)
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of every random step (default: 0)")
     evaluate.add_argument("--eps", type=float, default=None, help="evaluate at another radius (non-standard)")

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from .config import DEFAULT_N_EXAMPLES
 from .errors import quoted
-from .terminal import comma_separated, console, err_console, progress_bars, subcommands, threads_option
+from .terminal import batch_size_option, comma_separated, console, err_console, progress_bars, subcommands, threads_option
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -83,8 +83,6 @@ def cmd_queue_status(args: argparse.Namespace) -> int:
 
 def add_hub_commands(sub: argparse._SubParsersAction) -> None:
     """``submit``, ``publish`` and ``queue``."""
-    from .cli import BATCH_SIZE_HELP, _batch_size
-
     submit = sub.add_parser("submit", help="upload an evaluated model to the Hugging Face Hub; prints its pinned hf:// line")
     submit.add_argument("model_yaml", help="the model.yaml of a locally evaluated model")
     submit.add_argument("--repo", required=True, help="hub model repo ORG/NAME (created if need be)")
@@ -113,7 +111,7 @@ def add_hub_commands(sub: argparse._SubParsersAction) -> None:
     queue_run.add_argument("--attacks", default="pgd,autoattack", help="comma-separated, run in order (default: pgd,autoattack)")
     queue_run.add_argument("--n-examples", type=int, default=DEFAULT_N_EXAMPLES,
                            help=f"first N test examples (default: {DEFAULT_N_EXAMPLES}; 10000 for a leaderboard entry)")
-    queue_run.add_argument("--batch-size", type=_batch_size, default="auto", help=BATCH_SIZE_HELP)
+    batch_size_option(queue_run)
     queue_run.add_argument("--device", default="auto", help="auto, cpu or cuda")
     queue_run.add_argument("--seed", type=int, default=0, help="seed of every random step (default: 0)")
     queue_run.add_argument("--results-dir", default="results", help="where the records go (default: results)")

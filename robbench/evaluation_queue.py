@@ -79,7 +79,7 @@ def add(
     """
     from .data import check_hub_params, get_dataset
     from .models import ARCHITECTURES
-    from .threat_models import get_threat_model, standard_threat_models
+    from .threat_models import select_threat_models
 
     spec = hub_spec(checkpoint)
     ref = parse_checkpoint_ref(spec.checkpoint)
@@ -87,11 +87,7 @@ def add(
     check_hub_params(spec.dataset, spec.dataset_kwargs)  # before the builder reads anything the spec names
     _check_name_free(spec.name, ref.repo, results_dir)
     dataset = get_dataset(spec.dataset, **spec.dataset_kwargs)
-    threats = [get_threat_model(dataset, name) for name in threat_models or spec.threat_models or sorted(standard_threat_models(dataset))]
-    if eps is not None:
-        if len(threats) != 1:
-            raise RobbenchError("applies to one threat model; name that threat model as well", parameter="eps")
-        threats = [threats[0].with_eps(eps)]
+    threats = select_threat_models(dataset, threat_models or "all", eps, spec.threat_models)
     now = _now()
     pinned_spec = spec.model_dump(mode="json")
     new = [

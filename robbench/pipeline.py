@@ -18,8 +18,6 @@ from . import distributed
 from .adversarial import digest, encode
 from .attacks import AttackContext, derive_seed
 from .config import DEFAULT_N_EXAMPLES, ModelSpec
-from .data import Dataset
-from .errors import RobbenchError
 from .evaluation import Outcome, ProgressFactory, auto_batch_size, ensure_eval_mode, run_attacks
 from .flags import attack_flags, board_flags, model_flags
 from .loader import LoadedModel, load_submission
@@ -30,7 +28,7 @@ from .results import (
 )
 from .run_options import check_run_options
 from .runtime import describe_device, seed_everything, versions
-from .threat_models import ThreatModel, get_threat_model, standard_threat_models
+from .threat_models import get_threat_model, select_threat_models
 from .zoo import model_spec
 
 
@@ -40,21 +38,6 @@ def data_digest(x: torch.Tensor, y: torch.Tensor) -> str:
     for tensor in (x, y):
         sha.update(tensor.contiguous().cpu().numpy().tobytes())
     return sha.hexdigest()
-
-
-def select_threat_models(spec: ModelSpec, dataset: Dataset, threat_models: "str | list[str]",
-                         eps: float | None) -> list[ThreatModel]:
-    """``"all"``: the spec's list, else the dataset's standard set; ``eps``: one of them at another radius."""
-    if threat_models == "all":
-        names = spec.threat_models or sorted(standard_threat_models(dataset))
-    else:
-        names = [threat_models] if isinstance(threat_models, str) else list(threat_models)
-    threats = [get_threat_model(dataset, name) for name in names]
-    if eps is not None:
-        if len(threats) != 1:
-            raise RobbenchError("applies to one threat model; name that threat model as well", parameter="eps")
-        threats = [threats[0].with_eps(eps)]
-    return threats
 
 
 def evaluate(
@@ -91,7 +74,7 @@ def evaluate(
     results = Path(results_dir) if results_dir is not None else None
     if results is not None:  # before an hour of attacks, not after
         check_name_owner(results, spec.name, loaded.checkpoint)
-    threats = select_threat_models(spec, loaded.dataset, threat_models, eps)
+    threats = select_threat_models(loaded.dataset, threat_models, eps, spec.threat_models)
     x, y = loaded.dataset.load("test", n_examples)
     model = loaded.model.to(torch_device)
     eval_notes = ensure_eval_mode(model)  # once: with several threat models, every record gets the note

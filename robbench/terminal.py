@@ -79,6 +79,23 @@ def ints(text: str, option: str) -> list[int]:
     return comma_separated(text, option, int, "integers")
 
 
+def batch_size(text: str) -> "int | str":
+    """A number where the text is one; ``evaluate`` refuses anything but a positive number or 'auto'."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def batch_size_option(parser: argparse.ArgumentParser) -> None:
+    """``--batch-size``, on every sub-command that evaluates (``evaluate``, ``queue run``)."""
+    parser.add_argument(
+        "--batch-size", type=batch_size, default="auto",
+        help="examples per batch, or 'auto' (default): on CUDA half the largest batch whose gradient pass fits in "
+             "memory, elsewhere 500; the record holds the number used",
+    )
+
+
 def threads_option(parser: argparse.ArgumentParser) -> None:
     """``--threads``, on every sub-command that computes (see ``robbench.threads``)."""
     parser.add_argument(

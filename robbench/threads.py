@@ -14,6 +14,8 @@ import math
 import os
 from pathlib import Path
 
+from .errors import RobbenchError
+
 THREADS_ENV = "OMP_NUM_THREADS"
 _CGROUP = Path("/sys/fs/cgroup")
 
@@ -55,6 +57,8 @@ def auto_threads() -> int:
 def choose_threads(requested: int | None) -> int | None:
     """The thread count to set: ``requested``, else None under an explicit OMP_NUM_THREADS, else ``auto_threads()``."""
     if requested is not None:
+        if requested < 1:  # torch.set_num_threads would raise a RuntimeError: a traceback for a typo
+            raise RobbenchError(f"must be a positive integer, got {requested}", parameter="threads")
         return requested
     if os.environ.get(THREADS_ENV):
         return None

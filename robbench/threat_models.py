@@ -69,3 +69,24 @@ def get_threat_model(dataset: "Dataset", name: str) -> ThreatModel:
             f"dataset {dataset.name!r} has no threat model {quoted(name)}; known: {', '.join(sorted(known)) or 'none'}"
         )
     return known[name]
+
+
+def default_threat_model_names(dataset: "Dataset", model_list: list[str] | None) -> list[str]:
+    """The threat models a model is meant for: its model.yaml's list, else the dataset's standard ones."""
+    return model_list or sorted(standard_threat_models(dataset))
+
+
+def select_threat_models(dataset: "Dataset", names: "str | list[str]", eps: float | None,
+                         model_list: list[str] | None = None) -> list[ThreatModel]:
+    """The threat models to evaluate: ``"all"`` (``default_threat_model_names``) or the ones named;
+    ``eps``: the one threat model named, at another radius (non-standard)."""
+    if names == "all":
+        names = default_threat_model_names(dataset, model_list)
+    elif isinstance(names, str):
+        names = [names]
+    threats = [get_threat_model(dataset, name) for name in names]
+    if eps is not None:
+        if len(threats) != 1:
+            raise RobbenchError("applies to one threat model; name that threat model as well", parameter="eps")
+        threats = [threats[0].with_eps(eps)]
+    return threats

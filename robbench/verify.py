@@ -33,11 +33,28 @@ from .results import EvalRecord, adversarial_path, read_record
 from .runtime import resolve_device
 
 
+@dataclass(frozen=True)
+class Failure:
+    """One failed check: the test index it concerns (``None`` for a check on the whole record or file) and why."""
+
+    index: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return self.message if self.index is None else f"test index {self.index}: {self.message}"
+
+    def sort_key(self) -> int:
+        """Failures on the whole record or file first, then by test index."""
+        return -1 if self.index is None else self.index
+
+
 @dataclass
 class Verdict:
+    """What ``verify_record`` found: how many saved breaks it confirmed and every check that failed."""
+
     n_examples: int
     confirmed: int = 0  # saved examples that passed every check
-    failures: list[str] = field(default_factory=list)  # one line each, first found first
+    failures: list[Failure] = field(default_factory=list)  # sorted by ``Failure.sort_key`` once verification ends
 
     @property
     def ok(self) -> bool:
@@ -46,6 +63,10 @@ class Verdict:
     def summary(self) -> str:
         text = f"{self.n_examples:,} examples: {self.confirmed:,} breaks confirmed, {len(self.failures):,} failed"
         return text + (f"; first: {self.failures[0]}" if self.failures else "")
+
+    def fail(self, message: str, index: int | None = None) -> None:
+        """Record a failed check, on test example ``index`` or (``None``) on the whole record or file."""
+        self.failures.append(Failure(index, message))
 
 
 def find_model_yaml(record: EvalRecord, submissions_dir: Path) -> Path:
@@ -63,6 +84,11 @@ def find_model_yaml(record: EvalRecord, submissions_dir: Path) -> Path:
 
 def verify_record(record_file: Path, model_yaml: Path | None = None, *, submissions_dir: Path = Path("submissions"),
                   data_dir: str | None = None, device: str = "auto", batch_size: int = 500) -> Verdict:
+    """Re-check ``record_file`` against its checkpoint, test examples and saved adversarial examples.
+
+    Raises ``RobbenchError`` where the record cannot be checked at all (no saved examples, other weights,
+    other dataset parameters); every check that runs and fails is a ``Failure`` in the returned verdict.
+    """
     record = read_record(record_file)
     verdict = Verdict(record.n_examples)
     if record.adversarial_examples is None:
@@ -77,14 +103,14 @@ def verify_record(record_file: Path, model_yaml: Path | None = None, *, submissi
     x, y = loaded.dataset.load("test", stop)
     x, y = x[start:], y[start:]
     if data_digest(x, y) != record.config.data_sha256:
-        verdict.failures.append(f"test examples {start}..{stop} differ from the evaluated ones (data SHA-256)")
+        verdict.fail(f"test examples {start}..{stop} differ from the evaluated ones (data SHA-256)")
         return verdict
     file = adversarial_path(record_file)
     if not file.is_file():
-        verdict.failures.append(f"{file.name} is missing")
+        verdict.fail(f"{file.name} is missing")
         return verdict
     if digest(file.read_bytes()) != record.adversarial_examples.sha256:
-        verdict.failures.append(f"{file.name} is not the file the record names (SHA-256 differs)")
+        verdict.fail(f"{file.name} is not the file the record names (SHA-256 differs)")
     index, x_adv = decode(file, loaded.dataset.input_shape)
 
     torch_device = resolve_device(device)
@@ -94,16 +120,16 @@ def verify_record(record_file: Path, model_yaml: Path | None = None, *, submissi
     evidence_correct = record.evidence.clean_correct()
     for position in np.flatnonzero(correct != evidence_correct):
         said = "correctly" if evidence_correct[position] else "wrongly"
-        verdict.failures.append(f"test index {start + position}: the record says it is {said} classified clean; it is not")
+        verdict.fail(f"the record says it is {said} classified clean; it is not", int(start + position))
 
     claimed = set((np.flatnonzero(record.evidence.broken()) + start).tolist())
     saved = index.tolist()
     for test_index in sorted(claimed - set(saved)):
-        verdict.failures.append(f"test index {test_index}: the record counts it broken but saved no adversarial example")
+        verdict.fail("the record counts it broken but saved no adversarial example", test_index)
     for test_index in sorted(set(saved) - claimed):
-        verdict.failures.append(f"test index {test_index}: an adversarial example is saved but the record does not count it broken")
+        verdict.fail("an adversarial example is saved but the record does not count it broken", test_index)
     if len(set(saved)) != len(saved):
-        verdict.failures.append("the file saves an example twice")
+        verdict.fail("the file saves an example twice")
 
     keep = np.array([i in claimed and start <= i < stop for i in saved], dtype=bool)
     positions = index[keep] - start
@@ -112,7 +138,7 @@ def verify_record(record_file: Path, model_yaml: Path | None = None, *, submissi
         part = positions[begin : begin + batch_size]
         _check_batch(model, candidates[begin : begin + batch_size], x[part], y[part], part + start, record,
                      loaded.dataset.value_range, torch_device, verdict)
-    verdict.failures.sort(key=_index_of)
+    verdict.failures.sort(key=Failure.sort_key)
     return verdict
 
 
@@ -126,12 +152,12 @@ def _check_batch(model: torch.nn.Module, x_adv: torch.Tensor, x: torch.Tensor, y
     misclassified = finite & (logits.argmax(1) != y)
     for i, number in enumerate(test_index.tolist()):
         if not allowed[i]:
-            verdict.failures.append(f"test index {number}: the saved example lies outside the {record.threat_model.norm} "
-                                    f"ball of radius {record.threat_model.eps:g} or the value range")
+            verdict.fail(f"the saved example lies outside the {record.threat_model.norm} "
+                         f"ball of radius {record.threat_model.eps:g} or the value range", number)
         elif not finite[i]:
-            verdict.failures.append(f"test index {number}: the model's logits on the saved example are not finite")
+            verdict.fail("the model's logits on the saved example are not finite", number)
         elif not misclassified[i]:
-            verdict.failures.append(f"test index {number}: the model classifies the saved example correctly")
+            verdict.fail("the model classifies the saved example correctly", number)
         else:
             verdict.confirmed += 1
 
@@ -140,12 +166,5 @@ def _pinned(spec: ModelSpec, record: EvalRecord) -> ModelSpec:
     """The spec with the record's checkpoint digest pinned, so other weights are refused before any check."""
     if spec.sha256 not in (None, record.checkpoint.sha256):
         raise RobbenchError(f"the model.yaml pins sha256 {spec.sha256}, the record was made with {record.checkpoint.sha256}")
-    pinned = spec.model_copy(update={"sha256": record.checkpoint.sha256})
-    pinned._base_dir = spec._base_dir
-    return pinned
+    return spec.model_copy(update={"sha256": record.checkpoint.sha256})  # keeps the folder checkpoints resolve against
 
-
-def _index_of(failure: str) -> int:
-    """Failures sort by test index where they name one (file-level failures first)."""
-    words = failure.split()
-    return int(words[2].rstrip(":")) if failure.startswith("test index ") else -1

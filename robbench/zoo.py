@@ -80,12 +80,12 @@ def load_model(
     """
     from .loader import load_submission
     from .runtime import resolve_device
-    from .threat_models import standard_threat_models
+    from .threat_models import default_threat_model_names
 
     spec = model_spec(source, dataset=dataset, submissions_dir=submissions_dir)
     loaded = load_submission(spec, data_dir)
     if threat_model is not None:
-        meant_for = spec.threat_models or sorted(standard_threat_models(loaded.dataset))
+        meant_for = default_threat_model_names(loaded.dataset, spec.threat_models)
         if threat_model not in meant_for:
             raise RobbenchError(f"{spec.name} is evaluated under {', '.join(meant_for)}, not {threat_model!r}")
     return loaded.model.to(resolve_device(device)).eval()

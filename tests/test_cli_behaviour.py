@@ -67,8 +67,16 @@ def test_threads_from_a_faked_machine(monkeypatch, tmp_path):
     monkeypatch.setattr(os, "getloadavg", lambda: (4.0, 0.0, 0.0))  # spread over 8 cores: 1.5 of our 3 are busy
     assert threads.usable_cores() == 3 and threads.choose_threads(None) == 2
     assert threads.choose_threads(6) == 6  # --threads wins
+    for bad in (0, -3):
+        with pytest.raises(RobbenchError, match="threads must be a positive integer"):
+            threads.choose_threads(bad)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert threads.choose_threads(None) is None  # an explicit OMP_NUM_THREADS is left to torch
+
+
+def test_threads_below_one_is_a_one_line_error(capsys):
+    assert main(["tradeoff", "--threads", "0"]) == 2  # refused before the command computes anything
+    assert "robbench: error: --threads must be a positive integer, got 0" in capsys.readouterr().err
 
 
 def test_cgroup_quota_v2_and_v1(tmp_path):

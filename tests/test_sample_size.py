@@ -98,13 +98,13 @@ def test_verdict_finds_the_crossing_only_when_it_is_measured():
     table, comparisons = _summarise(crossing, [100, 1000, 10000], [0.0, 0.1], z=2.0)
     assert [c.effect for c in comparisons] == ["helps", "no measurable difference", "costs"]
     assert comparisons[0].difference == pytest.approx(0.10) and comparisons[2].difference == pytest.approx(-0.05)
-    (verdict,) = _verdict(comparisons, [100, 1000, 10000])
+    (verdict,) = _verdict(comparisons)
     assert verdict.crossing_measured and verdict.helps_at_sizes == [100] and verdict.costs_at_sizes == [10000]
     assert 100 < verdict.crossing_size <= 1000
     assert table[0].by_eps["0.1"]["standard_accuracy"] == pytest.approx(0.70)
 
     always_worse = _runs({(100, 0.0): 0.60, (100, 0.1): 0.55, (10000, 0.0): 0.90, (10000, 0.1): 0.85})
-    (verdict,) = _verdict(_summarise(always_worse, [100, 10000], [0.0, 0.1], z=2.0)[1], [100, 10000])
+    (verdict,) = _verdict(_summarise(always_worse, [100, 10000], [0.0, 0.1], z=2.0)[1])
     assert not verdict.crossing_measured and not verdict.helps_at_smallest and verdict.costs_at_largest
     assert verdict.crossing_size is None
 

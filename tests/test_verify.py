@@ -142,3 +142,19 @@ def test_other_weights_are_refused(record_file, tmp_path, capsys):
     assert code == 2
     assert "SHA-256" in capsys.readouterr().err
     assert yaml.safe_load(other.read_text())["name"] == "fmnist-linear"
+
+
+def test_failures_sort_by_their_index_not_their_text():
+    from robbench.verify import Failure, Verdict
+
+    verdict = Verdict(20)
+    verdict.fail("the model classifies the saved example correctly", 10)
+    verdict.fail("the record counts it broken but saved no adversarial example", 9)
+    verdict.fail("the file saves an example twice")
+    verdict.failures.sort(key=Failure.sort_key)
+    assert [str(f) for f in verdict.failures] == [
+        "the file saves an example twice",
+        "test index 9: the record counts it broken but saved no adversarial example",
+        "test index 10: the model classifies the saved example correctly",
+    ]
+    assert verdict.summary() == "20 examples: 0 breaks confirmed, 3 failed; first: the file saves an example twice"

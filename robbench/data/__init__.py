@@ -88,7 +88,7 @@ def check_hub_params(name: str, params: dict[str, Any]) -> None:
         )
 
 
-def load_dataset(name: str, split: Split = "test", n: int | None = None, **params: Any):
+def load_dataset(name: str, split: Split = "test", n: int | None = None, **params: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x, y)``: x float32 (NCHW in [0, 1] for images), y int64."""
     return get_dataset(name, **params).load(split, n)
 

@@ -25,7 +25,7 @@ def _is_integer(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def sample_tsipras(n: int, d: int, p: float, eta: float, seed: int, stream: int = 0):
+def sample_tsipras(n: int, d: int, p: float, eta: float, seed: int, stream: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """n samples as (x float32 (n, d+1), y int64 in {0, 1}); deterministic for (seed, stream)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, stream]))
     sign = rng.choice(np.array([-1.0, 1.0]), size=n)

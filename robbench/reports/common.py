@@ -14,7 +14,12 @@ import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
+
+if TYPE_CHECKING:
+    import torch
+    from matplotlib.axis import Axis
+    from matplotlib.figure import Figure
 
 PAPER = "Tsipras, Santurkar, Engstrom, Turner, Madry: Robustness May Be at Odds with Accuracy (ICLR 2019)"
 
@@ -38,7 +43,7 @@ def pct(value: float | None) -> str:
 
 
 @contextmanager
-def one_thread(device) -> Iterator[None]:
+def one_thread(device: "torch.device") -> Iterator[None]:
     """On the CPU, run on one torch thread (restored afterwards): the studies' tensors are small, so
     one thread is the fastest, and the numbers then do not depend on the machine's core count."""
     import torch
@@ -52,7 +57,7 @@ def one_thread(device) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def new_figure(width: float, height: float):
+def new_figure(width: float, height: float) -> "Figure":
     """A matplotlib figure without pyplot's global state."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -62,14 +67,14 @@ def new_figure(width: float, height: float):
     return figure
 
 
-def percent_axis(axis) -> None:
+def percent_axis(axis: "Axis") -> None:
     """Tick labels in percent for an axis holding fractions: the pages speak in percent, so do their figures."""
     from matplotlib.ticker import PercentFormatter
 
     axis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
 
 
-def png_bytes(figure) -> bytes:
+def png_bytes(figure: "Figure") -> bytes:
     """The figure as PNG bytes without the software tag, so the same figure gives the same bytes."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})

@@ -45,7 +45,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -161,7 +161,7 @@ class ExplainResult:
     pictures: dict[str, Any] = field(default_factory=dict, metadata=PRIVATE)  # the tensors the PNGs show
 
 
-def run(config: ExplainConfig, log=None) -> ExplainResult:
+def run(config: ExplainConfig, log: Callable[[str], None] | None = None) -> ExplainResult:
     """Every number, and the tensors the pictures need (``pictures``, not in the JSON).
 
     On the CPU the work runs on one thread (``one_thread``), so the judge's training and every

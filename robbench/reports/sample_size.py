@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -238,7 +238,7 @@ def _cell(config: SampleSizeConfig, size: int, radius: float, repeat: int, n_rob
 # --------------------------------------------------------------------------- the study
 
 
-def run(config: SampleSizeConfig, log=None) -> SampleSizeResult:
+def run(config: SampleSizeConfig, log: Callable[[Run], None] | None = None) -> SampleSizeResult:
     """Train one model per (size, eps, repeat) and measure it. ``log(run)`` is called after each model.
 
     On the CPU each model trains on one thread, in ``workers`` processes side by side (the cells
@@ -327,7 +327,7 @@ def run(config: SampleSizeConfig, log=None) -> SampleSizeResult:
         runs=runs,
         table=table,
         comparisons=comparisons,
-        verdict=_verdict(comparisons, sizes),
+        verdict=_verdict(comparisons),
         wall_time_s=round(time.perf_counter() - started, 3),
     )
 
@@ -368,7 +368,7 @@ def _crossing(points: list[Comparison]) -> float | None:
     return None
 
 
-def _verdict(comparisons: list[Comparison], sizes: list[int]) -> list[Verdict]:
+def _verdict(comparisons: list[Comparison]) -> list[Verdict]:
     """Per training radius: does adversarial training help at the smallest size, cost at the largest, cross?"""
     verdicts = []
     for radius in sorted({c.eps for c in comparisons}):

@@ -85,7 +85,9 @@ def augment(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generato
     return x
 
 
-def split_training_set(x: torch.Tensor, y: torch.Tensor, n_train: int | None, holdout: int):
+def split_training_set(
+    x: torch.Tensor, y: torch.Tensor, n_train: int | None, holdout: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x_fit, y_fit, x_holdout, y_holdout): the first ``n_train`` examples and the last ``holdout``."""
     cut = len(x) - holdout
     if cut < 1:
