@@ -12,11 +12,11 @@ from rich.table import Table
 
 from .config import DEFAULT_N_EXAMPLES
 from .errors import AttackBugError, RobbenchError
+from .formats import percent
 from .terminal import comma_separated as _comma_separated
 from .terminal import batch_size_option, console, err_console, fit_output
 from .terminal import floats as _floats
 from .terminal import ints as _ints
-from .terminal import percent as _percent
 from .terminal import progress_bars as _progress_bars
 from .terminal import subcommands, threads_option
 
@@ -77,11 +77,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     paths = []
     for record in records:
         path = record_path(Path(args.results_dir), record)
-        attack_cells = [_percent(record.attack_accuracy(a)) for a in attacks]
+        attack_cells = [percent(record.attack_accuracy(a)) for a in attacks]
         eps = f"{record.threat_model.eps:g}" + ("" if record.threat_model.standard else " (non-standard)")
         table.add_row(
-            record.threat_model.name, eps, _percent(record.clean_accuracy), *attack_cells,
-            _percent(record.robust_accuracy), f"{record.wall_time_s:.0f}",
+            record.threat_model.name, eps, percent(record.clean_accuracy), *attack_cells,
+            percent(record.robust_accuracy), f"{record.wall_time_s:.0f}",
         )
         paths.append(path)
         for note in record.notes:
@@ -118,10 +118,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def log(entry: dict) -> None:
         console.print(
-            f"epoch {entry['epoch']}: loss {entry['loss']:.4f}  clean {_percent(entry['clean_accuracy'])}%  "
-            f"pgd {_percent(entry['pgd_accuracy'])}%  "
+            f"epoch {entry['epoch']}: loss {entry['loss']:.4f}  clean {percent(entry['clean_accuracy'])}%  "
+            f"pgd {percent(entry['pgd_accuracy'])}%  "
             + (
-                f"held-out clean {_percent(entry['holdout_clean_accuracy'])}% pgd {_percent(entry['holdout_pgd_accuracy'])}%  "
+                f"held-out clean {percent(entry['holdout_clean_accuracy'])}% pgd {percent(entry['holdout_pgd_accuracy'])}%  "
                 if "holdout_pgd_accuracy" in entry else ""
             )
             + f"lr {entry['lr']:.4g}  {entry['seconds']:.0f}s",
