@@ -25,10 +25,10 @@ import torch
 from .adversarial import decode, digest
 from .attacks.verify import allowed_inputs
 from .config import ModelSpec, load_model_spec
+from .digests import data_digest
 from .errors import RobbenchError
 from .evaluation import ensure_eval_mode, predict
 from .loader import load_submission
-from .pipeline import data_digest
 from .results import EvalRecord, adversarial_path, read_record
 from .runtime import resolve_device
 

@@ -158,3 +158,17 @@ def test_failures_sort_by_their_index_not_their_text():
         "test index 10: the model classifies the saved example correctly",
     ]
     assert verdict.summary() == "20 examples: 0 breaks confirmed, 3 failed; first: the file saves an example twice"
+
+
+def test_verify_checks_the_data_digest_without_importing_the_pipeline():
+    """The digest lives with the other digests: verifying a record must not load the evaluation pipeline."""
+    import subprocess
+    import sys
+
+    from .helpers import REPO
+
+    code = subprocess.run(
+        [sys.executable, "-c", "import sys, robbench.verify; print('robbench.pipeline' in sys.modules)"],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert code.stdout.strip() == "False", code.stderr
