@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .adversarial import decode, digest
+from .adversarial import decode, digest, read
 from .attacks.verify import allowed_inputs
 from .config import ModelSpec, load_model_spec
 from .digests import data_digest
@@ -87,7 +87,7 @@ def verify_record(record_file: Path, model_yaml: Path | None = None, *, submissi
     """Re-check ``record_file`` against its checkpoint, test examples and saved adversarial examples.
 
     Raises ``RobbenchError`` where the record cannot be checked at all (no saved examples, other weights,
-    other dataset parameters); every check that runs and fails is a ``Failure`` in the returned verdict.
+    other dataset parameters, an adversarial-example file that cannot be read); every check that runs and fails is a ``Failure`` in the returned verdict.
     """
     record = read_record(record_file)
     verdict = Verdict(record.n_examples)
@@ -106,10 +106,10 @@ def verify_record(record_file: Path, model_yaml: Path | None = None, *, submissi
         verdict.fail(f"test examples {start}..{stop} differ from the evaluated ones (data SHA-256)")
         return verdict
     file = adversarial_path(record_file)
-    if not file.is_file():
+    if not file.exists():
         verdict.fail(f"{file.name} is missing")
         return verdict
-    if digest(file.read_bytes()) != record.adversarial_examples.sha256:
+    if digest(read(file)) != record.adversarial_examples.sha256:
         verdict.fail(f"{file.name} is not the file the record names (SHA-256 differs)")
     index, x_adv = decode(file, loaded.dataset.input_shape)
 

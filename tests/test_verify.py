@@ -132,6 +132,17 @@ def test_file_not_the_one_the_record_names_fails(record_file, linear_submission,
     assert code == 1 and "is not the file the record names (SHA-256 differs)" in output
 
 
+def test_unreadable_example_file_is_a_one_line_error(record_file, linear_submission, capsys):
+    """A folder where the file should be (as unreadable as a file without permission, which root ignores)."""
+    path = adversarial_path(record_file)
+    path.unlink()
+    path.mkdir()
+    code, output = _verify(record_file, linear_submission, capsys)
+    lines = output.strip().splitlines()
+    assert code == 2 and len(lines) == 1, output
+    assert lines[0].startswith(f"robbench: error: {path}: not a readable adversarial-example file ([Errno 21] Is a directory"), output
+
+
 def test_other_weights_are_refused(record_file, tmp_path, capsys):
     import yaml
 
