@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("record_json", nargs="+", help="record(s) written by `robbench evaluate` (their .adv.npz beside them)")
     verify.add_argument("--model", default=None, metavar="MODEL_YAML",
                         help="the submission (default: the model.yaml under --submissions-dir with the record's name)")
-    verify.add_argument("--submissions-dir", default="submissions", help="where to look for the model.yaml (default: submissions)")
+    verify.add_argument("--submissions-dir", default="submissions", help="where to look for the model.yaml, as DIR/<dataset>/<folder>/model.yaml (default: submissions)")
     verify.add_argument("--device", default="auto", help="auto, cpu or cuda")
     verify.add_argument("--data-dir", default=None, help="DIR/<dataset>/ holds the dataset files")
     threads_option(verify)

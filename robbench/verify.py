@@ -31,6 +31,7 @@ from .evaluation import ensure_eval_mode, predict
 from .loader import load_submission
 from .results import EvalRecord, adversarial_path, read_record
 from .runtime import resolve_device
+from .zoo import submission_named
 
 
 @dataclass(frozen=True)
@@ -69,19 +70,6 @@ class Verdict:
         self.failures.append(Failure(index, message))
 
 
-def find_model_yaml(record: EvalRecord, submissions_dir: Path) -> Path:
-    """The model.yaml under ``submissions_dir`` whose name is the record's (the checkpoint digest is checked later)."""
-    for path in sorted(submissions_dir.glob("**/model.yaml")):
-        try:
-            if load_model_spec(path).name == record.name:
-                return path
-        except RobbenchError:
-            continue
-    raise RobbenchError(
-        f"no model.yaml named {record.name!r} under {submissions_dir}; pass --model path/to/model.yaml"
-    )
-
-
 def verify_record(record_file: Path, model_yaml: Path | None = None, *, submissions_dir: Path = Path("submissions"),
                   data_dir: str | None = None, device: str = "auto", batch_size: int = 500) -> Verdict:
     """Re-check ``record_file`` against its checkpoint, test examples and saved adversarial examples.
@@ -94,7 +82,8 @@ def verify_record(record_file: Path, model_yaml: Path | None = None, *, submissi
     if record.adversarial_examples is None:
         raise RobbenchError(f"{record_file}: the record has no saved adversarial examples; re-run `robbench evaluate` "
                             "with --results-dir to get a verifiable record")
-    spec = load_model_spec(model_yaml or find_model_yaml(record, submissions_dir))
+    spec = (load_model_spec(model_yaml) if model_yaml else
+            submission_named(record.name, submissions_dir, record.dataset, fix="pass --model path/to/model.yaml"))
     loaded = load_submission(_pinned(spec, record), data_dir)
     if loaded.dataset.params != record.dataset_params:
         raise RobbenchError(f"the dataset parameters differ from the record's ({record.dataset_params}); "

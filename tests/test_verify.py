@@ -143,6 +143,23 @@ def test_unreadable_example_file_is_a_one_line_error(record_file, linear_submiss
     assert lines[0].startswith(f"robbench: error: {path}: not a readable adversarial-example file ([Errno 21] Is a directory"), output
 
 
+def test_model_yaml_is_found_by_the_records_name_and_dataset(record_file, linear_submission, tmp_path, capsys):
+    submissions = tmp_path / "submissions"
+    folder = submissions / "fashion-mnist" / "linear"
+    folder.mkdir(parents=True)
+    for name in ("model.yaml", "model.safetensors"):
+        (folder / name).write_bytes((linear_submission.parent / name).read_bytes())
+    found = main(["verify", str(record_file), "--submissions-dir", str(submissions), "--device", "cpu"])
+    assert found == 0, capsys.readouterr().err
+    capsys.readouterr()
+    missing = main(["verify", str(record_file), "--submissions-dir", str(submissions / "fashion-mnist"), "--device", "cpu"])
+    assert missing == 2
+    assert capsys.readouterr().err.strip() == (
+        f"robbench: error: no submission named 'fmnist-linear' on fashion-mnist in {submissions / 'fashion-mnist'}; "
+        "pass --model path/to/model.yaml; known: none"
+    )
+
+
 def test_other_weights_are_refused(record_file, tmp_path, capsys):
     import yaml
 
