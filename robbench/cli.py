@@ -13,12 +13,10 @@ from rich.table import Table
 from .config import DEFAULT_N_EXAMPLES
 from .errors import AttackBugError, RobbenchError
 from .formats import percent
-from .terminal import comma_separated as _comma_separated
-from .terminal import batch_size_option, console, err_console, fit_output
-from .terminal import floats as _floats
-from .terminal import ints as _ints
-from .terminal import progress_bars as _progress_bars
-from .terminal import subcommands, threads_option
+from .terminal import (
+    batch_size_option, comma_separated, console, err_console, fit_output, floats, ints, progress_bars, subcommands,
+    threads_option,
+)
 
 #: a message longer than this is cut: the promise is one line, whatever a value expands to
 MESSAGE_LIMIT = 1000
@@ -60,8 +58,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .pipeline import evaluate
     from .results import record_path
 
-    attacks = _comma_separated(args.attacks, "--attacks", example="pgd,autoattack")
-    with _progress_bars() as progress:
+    attacks = comma_separated(args.attacks, "--attacks", example="pgd,autoattack")
+    with progress_bars() as progress:
         records = evaluate(
             args.model_yaml, threat_models=args.threat_model, attacks=attacks, n_examples=args.n_examples,
             batch_size=args.batch_size, device=args.device, seed=args.seed, eps=args.eps, data_dir=args.data_dir,
@@ -128,7 +126,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             highlight=False,
         )
 
-    with _progress_bars() as progress:
+    with progress_bars() as progress:
         train_log = train(
             spec, out_dir, device=args.device, data_dir=args.data_dir, resume=args.resume, progress=progress, log=log
         )
@@ -194,9 +192,9 @@ def cmd_tradeoff(args: argparse.Namespace) -> int:
 
     config = TradeoffConfig(
         d=args.d, p=args.p, eta=args.eta, n_train=args.n_train, n_test=args.n_test,
-        train_eps=_floats(args.train_eps, "--train-eps"), steps=args.steps, lr=args.lr,
-        attacks=_comma_separated(args.attacks, "--attacks", example="pgd or pgd,autoattack"),
-        bound_ps=_floats(args.bound_p, "--bound-p"), bound_standards=_floats(args.bound_standard, "--bound-standard"),
+        train_eps=floats(args.train_eps, "--train-eps"), steps=args.steps, lr=args.lr,
+        attacks=comma_separated(args.attacks, "--attacks", example="pgd or pgd,autoattack"),
+        bound_ps=floats(args.bound_p, "--bound-p"), bound_standards=floats(args.bound_standard, "--bound-standard"),
         seed=args.seed, device=args.device,
     )
     return _print_report(tradeoff_page, run(config), Path(args.out), Path(args.json) if args.json else None)
@@ -207,8 +205,8 @@ def cmd_sample_size(args: argparse.Namespace) -> int:
     from .reports.sample_size import SampleSizeConfig, run
 
     config = SampleSizeConfig.from_preset(
-        args.preset, sizes=_ints(args.sizes, "--sizes") if args.sizes else None,
-        eps=_floats(args.eps, "--eps") if args.eps else None, steps=args.steps, batch_size=args.batch_size,
+        args.preset, sizes=ints(args.sizes, "--sizes") if args.sizes else None,
+        eps=floats(args.eps, "--eps") if args.eps else None, steps=args.steps, batch_size=args.batch_size,
         attack_steps=args.attack_steps, robust_examples=args.robust_examples, repeats=args.repeats, device=args.device,
         workers=args.workers, architecture=args.architecture, lr=args.lr, seed=args.seed, data_dir=args.data_dir,
     )
@@ -222,7 +220,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .reports.explain import ExplainConfig, run
 
     config = ExplainConfig(
-        model_yamls=args.model_yaml, classes=_ints(args.classes, "--classes") if args.classes else None,
+        model_yamls=args.model_yaml, classes=ints(args.classes, "--classes") if args.classes else None,
         n_per_class=args.n_per_class, eps=args.eps, norm=args.norm, steps=args.steps, judge=args.judge,
         judge_steps=args.judge_steps, holdout=args.holdout, seed=args.seed, device=args.device, data_dir=args.data_dir,
     )
