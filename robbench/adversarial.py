@@ -38,6 +38,18 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _unreadable(path: Path, exc: Exception) -> RobbenchError:
+    return RobbenchError(f"{path}: not a readable adversarial-example file ({exc})")
+
+
+def read(path: Path) -> bytes:
+    """The file's bytes, for its digest; one that cannot be read (no permission, a folder) is a one-line error."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
+
+
 def decode(path: Path, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """``(index, x_adv)`` from a file, refusing anything but the two plain arrays of the right shapes."""
     try:
@@ -46,7 +58,7 @@ def decode(path: Path, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.nda
                 raise RobbenchError(f"{path}: holds arrays {sorted(archive.files)}, expected {list(KEYS)}")
             index, x_adv = archive["index"], archive["x_adv"]
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise RobbenchError(f"{path}: not a readable adversarial-example file ({exc})") from exc
+        raise _unreadable(path, exc) from exc
     if index.dtype != np.int64 or index.ndim != 1 or x_adv.dtype != np.float32:
         raise RobbenchError(f"{path}: index must be int64 of one dimension and x_adv float32")
     if x_adv.shape != (len(index), *input_shape):

@@ -12,13 +12,11 @@ from rich.table import Table
 
 from .config import DEFAULT_N_EXAMPLES
 from .errors import AttackBugError, RobbenchError
-from .terminal import comma_separated as _comma_separated
-from .terminal import batch_size_option, console, err_console, fit_output
-from .terminal import floats as _floats
-from .terminal import ints as _ints
-from .terminal import percent as _percent
-from .terminal import progress_bars as _progress_bars
-from .terminal import subcommands, threads_option
+from .formats import percent
+from .terminal import (
+    batch_size_option, comma_separated, console, err_console, fit_output, floats, ints, progress_bars, subcommands,
+    threads_option,
+)
 
 #: a message longer than this is cut: the promise is one line, whatever a value expands to
 MESSAGE_LIMIT = 1000
@@ -60,8 +58,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .pipeline import evaluate
     from .results import record_path
 
-    attacks = _comma_separated(args.attacks, "--attacks", example="pgd,autoattack")
-    with _progress_bars() as progress:
+    attacks = comma_separated(args.attacks, "--attacks", example="pgd,autoattack")
+    with progress_bars() as progress:
         records = evaluate(
             args.model_yaml, threat_models=args.threat_model, attacks=attacks, n_examples=args.n_examples,
             batch_size=args.batch_size, device=args.device, seed=args.seed, eps=args.eps, data_dir=args.data_dir,
@@ -77,11 +75,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     paths = []
     for record in records:
         path = record_path(Path(args.results_dir), record)
-        attack_cells = [_percent(record.attack_accuracy(a)) for a in attacks]
+        attack_cells = [percent(record.attack_accuracy(a)) for a in attacks]
         eps = f"{record.threat_model.eps:g}" + ("" if record.threat_model.standard else " (non-standard)")
         table.add_row(
-            record.threat_model.name, eps, _percent(record.clean_accuracy), *attack_cells,
-            _percent(record.robust_accuracy), f"{record.wall_time_s:.0f}",
+            record.threat_model.name, eps, percent(record.clean_accuracy), *attack_cells,
+            percent(record.robust_accuracy), f"{record.wall_time_s:.0f}",
         )
         paths.append(path)
         for note in record.notes:
@@ -118,17 +116,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def log(entry: dict) -> None:
         console.print(
-            f"epoch {entry['epoch']}: loss {entry['loss']:.4f}  clean {_percent(entry['clean_accuracy'])}%  "
-            f"pgd {_percent(entry['pgd_accuracy'])}%  "
+            f"epoch {entry['epoch']}: loss {entry['loss']:.4f}  clean {percent(entry['clean_accuracy'])}%  "
+            f"pgd {percent(entry['pgd_accuracy'])}%  "
             + (
-                f"held-out clean {_percent(entry['holdout_clean_accuracy'])}% pgd {_percent(entry['holdout_pgd_accuracy'])}%  "
+                f"held-out clean {percent(entry['holdout_clean_accuracy'])}% pgd {percent(entry['holdout_pgd_accuracy'])}%  "
                 if "holdout_pgd_accuracy" in entry else ""
             )
             + f"lr {entry['lr']:.4g}  {entry['seconds']:.0f}s",
             highlight=False,
         )
 
-    with _progress_bars() as progress:
+    with progress_bars() as progress:
         train_log = train(
             spec, out_dir, device=args.device, data_dir=args.data_dir, resume=args.resume, progress=progress, log=log
         )
@@ -194,9 +192,9 @@ def cmd_tradeoff(args: argparse.Namespace) -> int:
 
     config = TradeoffConfig(
         d=args.d, p=args.p, eta=args.eta, n_train=args.n_train, n_test=args.n_test,
-        train_eps=_floats(args.train_eps, "--train-eps"), steps=args.steps, lr=args.lr,
-        attacks=_comma_separated(args.attacks, "--attacks", example="pgd or pgd,autoattack"),
-        bound_ps=_floats(args.bound_p, "--bound-p"), bound_standards=_floats(args.bound_standard, "--bound-standard"),
+        train_eps=floats(args.train_eps, "--train-eps"), steps=args.steps, lr=args.lr,
+        attacks=comma_separated(args.attacks, "--attacks", example="pgd or pgd,autoattack"),
+        bound_ps=floats(args.bound_p, "--bound-p"), bound_standards=floats(args.bound_standard, "--bound-standard"),
         seed=args.seed, device=args.device,
     )
     return _print_report(tradeoff_page, run(config), Path(args.out), Path(args.json) if args.json else None)
@@ -207,8 +205,8 @@ def cmd_sample_size(args: argparse.Namespace) -> int:
     from .reports.sample_size import SampleSizeConfig, run
 
     config = SampleSizeConfig.from_preset(
-        args.preset, sizes=_ints(args.sizes, "--sizes") if args.sizes else None,
-        eps=_floats(args.eps, "--eps") if args.eps else None, steps=args.steps, batch_size=args.batch_size,
+        args.preset, sizes=ints(args.sizes, "--sizes") if args.sizes else None,
+        eps=floats(args.eps, "--eps") if args.eps else None, steps=args.steps, batch_size=args.batch_size,
         attack_steps=args.attack_steps, robust_examples=args.robust_examples, repeats=args.repeats, device=args.device,
         workers=args.workers, architecture=args.architecture, lr=args.lr, seed=args.seed, data_dir=args.data_dir,
     )
@@ -222,7 +220,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .reports.explain import ExplainConfig, run
 
     config = ExplainConfig(
-        model_yamls=args.model_yaml, classes=_ints(args.classes, "--classes") if args.classes else None,
+        model_yamls=args.model_yaml, classes=ints(args.classes, "--classes") if args.classes else None,
         n_per_class=args.n_per_class, eps=args.eps, norm=args.norm, steps=args.steps, judge=args.judge,
         judge_steps=args.judge_steps, holdout=args.holdout, seed=args.seed, device=args.device, data_dir=args.data_dir,
     )
@@ -266,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("record_json", nargs="+", help="record(s) written by `robbench evaluate` (their .adv.npz beside them)")
     verify.add_argument("--model", default=None, metavar="MODEL_YAML",
                         help="the submission (default: the model.yaml under --submissions-dir with the record's name)")
-    verify.add_argument("--submissions-dir", default="submissions", help="where to look for the model.yaml (default: submissions)")
+    verify.add_argument("--submissions-dir", default="submissions", help="where to look for the model.yaml, as DIR/<dataset>/<folder>/model.yaml (default: submissions)")
     verify.add_argument("--device", default="auto", help="auto, cpu or cuda")
     verify.add_argument("--data-dir", default=None, help="DIR/<dataset>/ holds the dataset files")
     threads_option(verify)

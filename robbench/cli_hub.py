@@ -67,7 +67,7 @@ def cmd_queue_status(args: argparse.Namespace) -> int:
     for column in ("request", "model · dataset · architecture", "checkpoint", "threat model", "pinned", "status",
                    "reason / results", "updated (UTC)"):
         table.add_column(column, overflow="fold")
-    for request in read_queue(queue_dir) if queue_dir.is_dir() else []:
+    for request in read_queue(queue_dir):
         detail = request.reason if request.status == "FAILED" else ", ".join(request.results)
         ref = parse_checkpoint_ref(request.checkpoint)
         spec = request.spec

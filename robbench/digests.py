@@ -1,9 +1,17 @@
-"""File digests: the one way robbench hashes a file (checkpoint pins, dataset files, hub uploads)."""
+"""Digests: the one way robbench hashes a file (checkpoint pins, dataset files, hub uploads) or the
+evaluated examples (a record and its resume state name their data by it).
+
+No torch import: the dataset digest only calls the tensors' own methods, so importing this stays cheap.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
@@ -13,3 +21,11 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def data_digest(x: "torch.Tensor", y: "torch.Tensor") -> str:
+    """SHA-256 of the evaluated examples (x float32, y int64): a record and its state name their data."""
+    sha = hashlib.sha256()
+    for tensor in (x, y):
+        sha.update(tensor.contiguous().cpu().numpy().tobytes())
+    return sha.hexdigest()

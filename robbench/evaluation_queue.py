@@ -132,8 +132,16 @@ def _check_name_free(name: str, repo: str, results_dir: Path) -> None:
         )
 
 
+def _check_queue_dir(queue_dir: Path) -> None:
+    """Refuse a file given as the queue folder: globbing it finds no request, which would read as an empty queue."""
+    if queue_dir.exists() and not queue_dir.is_dir():
+        raise RobbenchError(f"queue folder {quoted(queue_dir)} is a file, not a folder: pass the folder holding the "
+                            "request files (--queue-dir)")
+
+
 def read_queue(queue_dir: Path) -> list[Request]:
-    """Every request, oldest first."""
+    """Every request, oldest first; none when the folder does not exist yet (nothing was queued)."""
+    _check_queue_dir(queue_dir)
     requests = []
     for path in sorted(queue_dir.glob("*.json")):
         try:
@@ -166,6 +174,7 @@ def run(
     from .run_options import check_run_options
 
     check_run_options(attacks, n_examples, batch_size, device, seed)
+    _check_queue_dir(queue_dir)
     if not queue_dir.is_dir():
         raise RobbenchError(f"{queue_dir}: no such queue folder; add a model with `robbench queue add` first")
     lock = FileLock(str(queue_dir / RUN_LOCK), timeout=0)

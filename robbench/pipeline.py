@@ -7,7 +7,6 @@ themselves run in the engine, ``robbench.evaluation``.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +17,7 @@ from . import distributed
 from .adversarial import digest, encode
 from .attacks import AttackContext, derive_seed
 from .config import DEFAULT_N_EXAMPLES, ModelSpec
+from .digests import data_digest
 from .evaluation import Outcome, ProgressFactory, auto_batch_size, ensure_eval_mode, run_attacks
 from .flags import attack_flags, board_flags, model_flags
 from .loader import LoadedModel, load_submission
@@ -30,14 +30,6 @@ from .run_options import check_run_options
 from .runtime import describe_device, seed_everything, versions
 from .threat_models import get_threat_model, select_threat_models
 from .zoo import model_spec
-
-
-def data_digest(x: torch.Tensor, y: torch.Tensor) -> str:
-    """SHA-256 of the evaluated examples (x float32, y int64): a record and its state name their data."""
-    sha = hashlib.sha256()
-    for tensor in (x, y):
-        sha.update(tensor.contiguous().cpu().numpy().tobytes())
-    return sha.hexdigest()
 
 
 def evaluate(

@@ -30,10 +30,6 @@ def fit_output() -> None:
         stream.soft_wrap = not stream.is_terminal
 
 
-def percent(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.2f}"
-
-
 @contextmanager
 def progress_bars() -> Iterator:
     """A ``ProgressFactory`` backed by rich bars with ETA; fractional advances move a bar within a batch."""

@@ -22,15 +22,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .adversarial import decode, digest
+from .adversarial import decode, digest, read
 from .attacks.verify import allowed_inputs
 from .config import ModelSpec, load_model_spec
+from .digests import data_digest
 from .errors import RobbenchError
 from .evaluation import ensure_eval_mode, predict
 from .loader import load_submission
-from .pipeline import data_digest
 from .results import EvalRecord, adversarial_path, read_record
 from .runtime import resolve_device
+from .zoo import submission_named
 
 
 @dataclass(frozen=True)
@@ -69,32 +70,20 @@ class Verdict:
         self.failures.append(Failure(index, message))
 
 
-def find_model_yaml(record: EvalRecord, submissions_dir: Path) -> Path:
-    """The model.yaml under ``submissions_dir`` whose name is the record's (the checkpoint digest is checked later)."""
-    for path in sorted(submissions_dir.glob("**/model.yaml")):
-        try:
-            if load_model_spec(path).name == record.name:
-                return path
-        except RobbenchError:
-            continue
-    raise RobbenchError(
-        f"no model.yaml named {record.name!r} under {submissions_dir}; pass --model path/to/model.yaml"
-    )
-
-
 def verify_record(record_file: Path, model_yaml: Path | None = None, *, submissions_dir: Path = Path("submissions"),
                   data_dir: str | None = None, device: str = "auto", batch_size: int = 500) -> Verdict:
     """Re-check ``record_file`` against its checkpoint, test examples and saved adversarial examples.
 
     Raises ``RobbenchError`` where the record cannot be checked at all (no saved examples, other weights,
-    other dataset parameters); every check that runs and fails is a ``Failure`` in the returned verdict.
+    other dataset parameters, an adversarial-example file that cannot be read); every check that runs and fails is a ``Failure`` in the returned verdict.
     """
     record = read_record(record_file)
     verdict = Verdict(record.n_examples)
     if record.adversarial_examples is None:
         raise RobbenchError(f"{record_file}: the record has no saved adversarial examples; re-run `robbench evaluate` "
                             "with --results-dir to get a verifiable record")
-    spec = load_model_spec(model_yaml or find_model_yaml(record, submissions_dir))
+    spec = (load_model_spec(model_yaml) if model_yaml else
+            submission_named(record.name, submissions_dir, record.dataset, fix="pass --model path/to/model.yaml"))
     loaded = load_submission(_pinned(spec, record), data_dir)
     if loaded.dataset.params != record.dataset_params:
         raise RobbenchError(f"the dataset parameters differ from the record's ({record.dataset_params}); "
@@ -106,10 +95,10 @@ def verify_record(record_file: Path, model_yaml: Path | None = None, *, submissi
         verdict.fail(f"test examples {start}..{stop} differ from the evaluated ones (data SHA-256)")
         return verdict
     file = adversarial_path(record_file)
-    if not file.is_file():
+    if not file.exists():
         verdict.fail(f"{file.name} is missing")
         return verdict
-    if digest(file.read_bytes()) != record.adversarial_examples.sha256:
+    if digest(read(file)) != record.adversarial_examples.sha256:
         verdict.fail(f"{file.name} is not the file the record names (SHA-256 differs)")
     index, x_adv = decode(file, loaded.dataset.input_shape)
 

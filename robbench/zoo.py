@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from .config import ModelSpec
 
 SUBMISSIONS_ENV = "ROBBENCH_SUBMISSIONS"
+#: how an API caller names a model when a NAME is not found
+_API_FIX = f"pass submissions_dir= (or set {SUBMISSIONS_ENV}), a model.yaml path, or an hf:// reference"
 
 
 def default_submissions_dir() -> Path:
@@ -45,20 +47,22 @@ def model_spec(source: "str | Path | ModelSpec", *, dataset: str | None = None,
     elif Path(source).suffix in (".yaml", ".yml") or Path(source).is_file():
         spec = load_model_spec(source)
     else:
-        spec = _by_name(str(source), dataset, Path(submissions_dir) if submissions_dir else default_submissions_dir())
+        spec = submission_named(str(source), Path(submissions_dir) if submissions_dir else default_submissions_dir(), dataset)
     if dataset is not None and spec.dataset != dataset:
         raise RobbenchError(f"{spec.name} is a {spec.dataset} model, not a {dataset} one; drop dataset= or pick another model")
     return spec
 
 
-def _by_name(name: str, dataset: str | None, submissions_dir: Path) -> "ModelSpec":
+def submission_named(name: str, submissions_dir: Path, dataset: str | None = None, *, fix: str = _API_FIX) -> "ModelSpec":
+    """The one ``<submissions_dir>/*/*/model.yaml`` named ``name`` (on ``dataset``, when given), loaded.
+
+    ``fix`` ends the error when the name is not found: how the caller's user names a model instead
+    (``load_model``'s arguments by default; ``robbench verify`` passes its ``--model``).
+    """
     from .config import load_model_spec
 
     if not submissions_dir.is_dir():
-        raise RobbenchError(
-            f"model {name!r}: no submissions folder {submissions_dir} to look the name up in; pass submissions_dir= "
-            f"(or set {SUBMISSIONS_ENV}), a model.yaml path, or an hf:// reference"
-        )
+        raise RobbenchError(f"model {name!r}: no submissions folder {submissions_dir} to look the name up in; {fix}")
     specs = [load_model_spec(path) for path in sorted(submissions_dir.glob("*/*/model.yaml"))]
     matches = [s for s in specs if s.name == name and (dataset is None or s.dataset == dataset)]
     if len(matches) == 1:
@@ -66,7 +70,8 @@ def _by_name(name: str, dataset: str | None, submissions_dir: Path) -> "ModelSpe
     if matches:
         raise RobbenchError(f"model {name!r} exists for {', '.join(s.dataset for s in matches)}; pass dataset=")
     known = ", ".join(sorted({s.name for s in specs if dataset is None or s.dataset == dataset})) or "none"
-    raise RobbenchError(f"no submission named {name!r}{f' on {dataset}' if dataset else ''} in {submissions_dir}; known: {known}")
+    raise RobbenchError(f"no submission named {name!r}{f' on {dataset}' if dataset else ''} in {submissions_dir}; "
+                        f"{fix}; known: {known}")  # the fix first: a long list must not push it out of the line
 
 
 def load_model(

@@ -155,3 +155,13 @@ def test_deprecated_hub_syntax_is_one_warning_line(tmp_path, linear_submission):
     assert lines[0] == ("robbench: warning: hf://org/repo/model.safetensors@main: hf://ORG/REPO/PATH@REVISION is deprecated; "
                         "write hf://models/org/repo@main/model.safetensors"), code.stderr
     assert lines[1].startswith("robbench: error: ") and len(lines) == 2
+
+
+def test_percent_is_two_decimals_and_imports_nothing_heavy():
+    """One percent format for the console, reports and boards; cheap to import (no torch, no scipy)."""
+    code = subprocess.run(
+        [sys.executable, "-c", "import sys; from robbench.formats import percent; "
+         "print(percent(0.725), percent(1), percent(0.00004), percent(None)); print(sorted({'torch', 'scipy'} & set(sys.modules)))"],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert code.stdout.splitlines() == ["72.50 100.00 0.00 —", "[]"], code.stderr

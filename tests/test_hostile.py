@@ -310,6 +310,11 @@ CASES: dict[str, Callable[[Corpus], tuple]] = {
     "queue run with an unknown device": lambda c: (run_queue(c, "q-device", "--device", "tpu"), "unknown device 'tpu'"),
     "queue run with zero batch size": lambda c: (run_queue(c, "q-batch", "--batch-size", "0"), "--batch-size must be a positive"),
     "queue run with a negative seed": lambda c: (run_queue(c, "q-seed", "--seed", "-1"), "--seed must be between"),
+    "queue status with a file as the folder": lambda c: (["queue", "status", "--queue-dir", str(c.good_yaml)],
+                                                         f"queue folder '{c.good_yaml}' is a file, not a folder: pass the folder "
+                                                         "holding the request files (--queue-dir)"),
+    "queue run with a file as the folder": lambda c: (["queue", "run", "--queue-dir", str(c.good_yaml)],
+                                                      f"queue folder '{c.good_yaml}' is a file, not a folder"),
     # models
     "wrong number of classes": lambda c: (ev(c.spec("classes", architecture="hostile-wrong-classes")), "expected logits of shape (20, 10)"),
     "NaN outputs": lambda c: (ev(c.spec("nan-out", architecture="hostile-nan")), "NaN or Inf logits"),

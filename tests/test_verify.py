@@ -132,6 +132,34 @@ def test_file_not_the_one_the_record_names_fails(record_file, linear_submission,
     assert code == 1 and "is not the file the record names (SHA-256 differs)" in output
 
 
+def test_unreadable_example_file_is_a_one_line_error(record_file, linear_submission, capsys):
+    """A folder where the file should be (as unreadable as a file without permission, which root ignores)."""
+    path = adversarial_path(record_file)
+    path.unlink()
+    path.mkdir()
+    code, output = _verify(record_file, linear_submission, capsys)
+    lines = output.strip().splitlines()
+    assert code == 2 and len(lines) == 1, output
+    assert lines[0].startswith(f"robbench: error: {path}: not a readable adversarial-example file ([Errno 21] Is a directory"), output
+
+
+def test_model_yaml_is_found_by_the_records_name_and_dataset(record_file, linear_submission, tmp_path, capsys):
+    submissions = tmp_path / "submissions"
+    folder = submissions / "fashion-mnist" / "linear"
+    folder.mkdir(parents=True)
+    for name in ("model.yaml", "model.safetensors"):
+        (folder / name).write_bytes((linear_submission.parent / name).read_bytes())
+    found = main(["verify", str(record_file), "--submissions-dir", str(submissions), "--device", "cpu"])
+    assert found == 0, capsys.readouterr().err
+    capsys.readouterr()
+    missing = main(["verify", str(record_file), "--submissions-dir", str(submissions / "fashion-mnist"), "--device", "cpu"])
+    assert missing == 2
+    assert capsys.readouterr().err.strip() == (
+        f"robbench: error: no submission named 'fmnist-linear' on fashion-mnist in {submissions / 'fashion-mnist'}; "
+        "pass --model path/to/model.yaml; known: none"
+    )
+
+
 def test_other_weights_are_refused(record_file, tmp_path, capsys):
     import yaml
 
@@ -158,3 +186,17 @@ def test_failures_sort_by_their_index_not_their_text():
         "test index 10: the model classifies the saved example correctly",
     ]
     assert verdict.summary() == "20 examples: 0 breaks confirmed, 3 failed; first: the file saves an example twice"
+
+
+def test_verify_checks_the_data_digest_without_importing_the_pipeline():
+    """The digest lives with the other digests: verifying a record must not load the evaluation pipeline."""
+    import subprocess
+    import sys
+
+    from .helpers import REPO
+
+    code = subprocess.run(
+        [sys.executable, "-c", "import sys, robbench.verify; print('robbench.pipeline' in sys.modules)"],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert code.stdout.strip() == "False", code.stderr

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from ..config import TrainingCost
+from ..formats import percent
 from ..results import EvalRecord
 from .entries import Entry
 
@@ -27,10 +28,6 @@ _SAFE_URL = re.compile(r"^https?://[^\s]+$", flags=re.IGNORECASE)
 def safe_url(url: str | None) -> str | None:
     """``url`` when it is an http(s) URL, else None: submitters write the metadata."""
     return url.strip() if url and _SAFE_URL.match(url.strip()) else None
-
-
-def pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.2f}"
 
 
 def with_interval(value: float, interval: tuple[float, float]) -> str:
@@ -68,7 +65,7 @@ def training_cost_text(cost: TrainingCost | None) -> str:
 
 
 def run_attacks_text(run: EvalRecord) -> str:
-    return " → ".join(f"{a.name} {pct(a.accuracy)}" for a in run.attacks)
+    return " → ".join(f"{a.name} {percent(a.accuracy)}" for a in run.attacks)
 
 
 def attacks_text(entry: Entry) -> str:
@@ -178,7 +175,7 @@ def run_row(stem: str, run: EvalRecord) -> dict[str, str]:
         "board": stem,
         "run": run.config.run_id,
         "attacks": run_attacks_text(run),
-        "robust % (this run)": pct(run.robust_accuracy),
+        "robust % (this run)": percent(run.robust_accuracy),
         "seed": str(run.seed),
         "device": run.device,
         "wall time": f"{run.wall_time_s / 60:.1f} min",

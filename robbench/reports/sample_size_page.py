@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .common import Summary, Table, generated, new_figure, pct, percent_axis, png_bytes
+from ..formats import percent
+from .common import Summary, Table, generated, new_figure, percent_axis, png_bytes
 from .sample_size import Run, SampleSizeResult
 
 
@@ -47,7 +48,7 @@ def render_markdown(result: SampleSizeResult, png_names: dict[str, str]) -> str:
     ]
     comparisons = {(c.size, c.eps): c for c in result.comparisons}
     for row in result.table:
-        cells = [pct(row.by_eps[f"{e:g}"]["standard_accuracy"]) for e in radii]
+        cells = [percent(row.by_eps[f"{e:g}"]["standard_accuracy"]) for e in radii]
         diffs = []
         for e in radii[1:]:
             c = comparisons[(row.size, e)]
@@ -70,7 +71,7 @@ def render_markdown(result: SampleSizeResult, png_names: dict[str, str]) -> str:
         cells = []
         for e in radii:
             cell = row.by_eps[f"{e:g}"]
-            cells += [pct(cell["robust_accuracy"]), pct(cell["train_accuracy"])]
+            cells += [percent(cell["robust_accuracy"]), percent(cell["train_accuracy"])]
         lines.append(f"| {row.size} | " + " | ".join(cells) + " |")
     lines += ["", "## Verdict", ""]
     for v in result.verdict:
@@ -111,8 +112,8 @@ def render_markdown(result: SampleSizeResult, png_names: dict[str, str]) -> str:
         fit = largest.by_eps[f"{e:g}"]["train_accuracy"]
         if fit < 0.9:
             caveats.append(
-                f"- With {largest.size} samples the ε = {e:g} model fits only {pct(fit)} % of its own training set "
-                f"(standard training: {pct(largest.by_eps['0']['train_accuracy'])} %): {config['steps']} steps may "
+                f"- With {largest.size} samples the ε = {e:g} model fits only {percent(fit)} % of its own training set "
+                f"(standard training: {percent(largest.by_eps['0']['train_accuracy'])} %): {config['steps']} steps may "
                 "leave adversarial training, which converges more slowly, short of its best there, so part of its cost "
                 "at the large sizes may be the step budget rather than robustness (the `gpu` preset trains longer)."
             )
@@ -167,8 +168,8 @@ def figures(result: SampleSizeResult) -> dict:
 
 def run_line(run: Run) -> str:
     """One model's numbers, as it finishes."""
-    return (f"n={run.size} eps={run.eps:g}: standard {pct(run.standard_accuracy)}%  robust {pct(run.robust_accuracy)}%  "
-            f"train {pct(run.train_accuracy)}%  {run.seconds:.0f}s")
+    return (f"n={run.size} eps={run.eps:g}: standard {percent(run.standard_accuracy)}%  robust {percent(run.robust_accuracy)}%  "
+            f"train {percent(run.train_accuracy)}%  {run.seconds:.0f}s")
 
 
 def summary(result: SampleSizeResult) -> Summary:
@@ -179,7 +180,7 @@ def summary(result: SampleSizeResult) -> Summary:
         ["size"] + ["standard training" if e == 0 else f"PGD-AT eps={e:g}" for e in config["eps"]],
     )
     for row in result.table:
-        table.rows.append([str(row.size)] + [pct(row.by_eps[f"{e:g}"]["standard_accuracy"]) for e in config["eps"]])
+        table.rows.append([str(row.size)] + [percent(row.by_eps[f"{e:g}"]["standard_accuracy"]) for e in config["eps"]])
     lines = [
         f"eps={v.eps:g}: helps at {v.helps_at_sizes or 'no size'}, costs at {v.costs_at_sizes or 'no size'}; crossing "
         + ("measured" if v.crossing_measured else "not measured")

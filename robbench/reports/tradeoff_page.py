@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from .common import Summary, Table, generated, new_figure, pct, percent_axis, png_bytes
+from ..formats import percent
+from .common import Summary, Table, generated, new_figure, percent_axis, png_bytes
 from .tradeoff import Classifier, TradeoffResult
 
 
@@ -26,7 +27,7 @@ def render_markdown(result: TradeoffResult, png_names: dict[str, str]) -> str:
         f"x2..x{data['d'] + 1} ~ N(η·y, 1). Here d = {data['d']}, p = {p:g}, η = {data['eta']:.6g}. "
         f"Adversary: L∞, ε = 2η = {threat['eps']:.6g}. Test samples: {config['n_test']}; training samples: "
         f"{config['n_train']}; seed {config['seed']}; attacks: {', '.join(a['name'] for a in config['attacks'])} "
-        f"(robbench's `run_attacks`). On this test set x1 = y for {pct(result.test_sample['x1_agreement'])}% "
+        f"(robbench's `run_attacks`). On this test set x1 = y for {percent(result.test_sample['x1_agreement'])}% "
         "of the samples (the realised p).",
         "",
         "## The bound (Theorem 2.1)",
@@ -38,8 +39,8 @@ def render_markdown(result: TradeoffResult, png_names: dict[str, str]) -> str:
         "|---:|---:|---:|",
     ]
     for row in result.bound["table"]:
-        cell = pct(row.robust_accuracy_bound) + (" (vacuous)" if row.vacuous else "")
-        lines.append(f"| {row.p:g} | {pct(row.standard_accuracy)} | {cell} |")
+        cell = percent(row.robust_accuracy_bound) + (" (vacuous)" if row.vacuous else "")
+        lines.append(f"| {row.p:g} | {percent(row.standard_accuracy)} | {cell} |")
     lines += [
         "",
         "## Classifiers",
@@ -60,11 +61,11 @@ def render_markdown(result: TradeoffResult, png_names: dict[str, str]) -> str:
             "no (violation)" if c.bound.violates else "within sampling error"
         )
         lines.append(
-            f"| {c.name} | {c.rule} | {_eps_label(c)} | {pct(c.standard_accuracy)} | "
-            f"{pct(c.robust_accuracy)} | {pct(c.robust_accuracy_exact)} | "
-            f"{pct(form['standard_accuracy'].expected) if form else '—'} | "
-            f"{pct(form['robust_accuracy'].expected) if form else '—'} | "
-            f"{pct(c.bound.value_clipped)} | {under} |"
+            f"| {c.name} | {c.rule} | {_eps_label(c)} | {percent(c.standard_accuracy)} | "
+            f"{percent(c.robust_accuracy)} | {percent(c.robust_accuracy_exact)} | "
+            f"{percent(form['standard_accuracy'].expected) if form else '—'} | "
+            f"{percent(form['robust_accuracy'].expected) if form else '—'} | "
+            f"{percent(c.bound.value_clipped)} | {under} |"
         )
     checks = result.checks
     verdict = []
@@ -180,7 +181,7 @@ def summary(result: TradeoffResult) -> Summary:
     bounds = Table("Theorem 2.1: standard accuracy >= 1 - delta implies robust accuracy <= p/(1-p)·delta",
                    ["p", "standard %", "robust at most %"])
     for row in result.bound["table"]:
-        bounds.rows.append([f"{row.p:g}", pct(row.standard_accuracy), pct(row.robust_accuracy_bound) + (" (vacuous)" if row.vacuous else "")])
+        bounds.rows.append([f"{row.p:g}", percent(row.standard_accuracy), percent(row.robust_accuracy_bound) + (" (vacuous)" if row.vacuous else "")])
     data, threat = result.dataset, result.threat_model
     table = Table(
         f"tsipras d={data['d']} p={data['p']:g} eta={data['eta']:.4g}, Linf eps=2·eta={threat['eps']:.4g} "
@@ -193,9 +194,9 @@ def summary(result: TradeoffResult) -> Summary:
         under = "VIOLATED" if bound.violates else "within noise" if bound.exceeds_point_estimate else "yes"
         table.rows.append([
             c.name, "—" if c.train_eps_over_eta is None else f"{c.train_eps_over_eta:g}",
-            pct(c.standard_accuracy), pct(c.robust_accuracy), pct(c.robust_accuracy_exact),
-            pct(form["standard_accuracy"].expected if form else None), pct(form["robust_accuracy"].expected if form else None),
-            pct(bound.value_clipped), under,
+            percent(c.standard_accuracy), percent(c.robust_accuracy), percent(c.robust_accuracy_exact),
+            percent(form["standard_accuracy"].expected if form else None), percent(form["robust_accuracy"].expected if form else None),
+            percent(bound.value_clipped), under,
         ])
     checks, problems = result.checks, []
     if checks.bound_violations:
