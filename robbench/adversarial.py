@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .digests import file_digest
 from .errors import RobbenchError
 
 KEYS = ("index", "x_adv")
@@ -42,10 +43,11 @@ def _unreadable(path: Path, exc: Exception) -> RobbenchError:
     return RobbenchError(f"{path}: not a readable adversarial-example file ({exc})")
 
 
-def read(path: Path) -> bytes:
-    """The file's bytes, for its digest; one that cannot be read (no permission, a folder) is a one-line error."""
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256, as ``digest`` gives for its bytes; one that cannot be read (no permission, a folder)
+    is a one-line error."""
     try:
-        return path.read_bytes()
+        return file_digest(path)
     except OSError as exc:
         raise _unreadable(path, exc) from exc
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .adversarial import decode, digest, read
+from .adversarial import decode, file_sha256
 from .attacks.verify import allowed_inputs
 from .config import ModelSpec, load_model_spec
 from .digests import data_digest
@@ -98,7 +98,7 @@ def verify_record(record_file: Path, model_yaml: Path | None = None, *, submissi
     if not file.exists():
         verdict.fail(f"{file.name} is missing")
         return verdict
-    if digest(read(file)) != record.adversarial_examples.sha256:
+    if file_sha256(file) != record.adversarial_examples.sha256:
         verdict.fail(f"{file.name} is not the file the record names (SHA-256 differs)")
     index, x_adv = decode(file, loaded.dataset.input_shape)
 
