@@ -59,3 +59,24 @@ def test_fake_safetensors_and_nan_weights_are_refused(tmp_path):
     save_file(state, str(path))
     with pytest.raises(RobbenchError, match="NaN or Inf"):
         load_weights(model, path)
+
+
+def test_loaded_submission_runs_channels_last_and_predicts_as_the_plain_model(tmp_path):
+    """The loader's layout change is a speed-up only: same weights, same predictions."""
+    from robbench.config import load_model_spec
+    from robbench.loader import load_submission
+
+    from .helpers import write_submission
+
+    torch.manual_seed(0)
+    plain = create_model("small-cnn", input_shape=(1, 28, 28), num_classes=10).eval()
+    spec = write_submission(tmp_path / "sub", "layout-check", "small-cnn", plain.state_dict())
+    loaded = load_submission(load_model_spec(spec)).model
+    convs = [m for m in loaded.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert not all(c.weight.is_contiguous() for c in convs)  # really another layout, not a 1x1 no-op
+    x = torch.rand(64, 1, 28, 28)
+    with torch.inference_mode():
+        expected, got = plain(x), loaded(x)
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert torch.equal(got.argmax(1), expected.argmax(1))
