@@ -217,9 +217,12 @@ def _section(data: dict) -> list[str]:
             ]
     lines.append("")
     for key, case in data["cases"].items():
+        # the header is the latest run's, which may have run only some benchmarks: each one's own finish and load
+        envs = {bench: case[bench]["environment"] for bench in BENCHMARKS
+                if "finished" in case.get(bench, {}).get("environment", {})}
         finished = ", ".join(
-            f"{bench} {case[bench]['environment']['finished']}" for bench in BENCHMARKS
-            if "finished" in case.get(bench, {}).get("environment", {})
+            f"{bench} {env['finished']}" + (f" (load average {env['load_average'][0]})" if "load_average" in env else "")
+            for bench, env in envs.items()
         )
         lines.append(f"- {key}: {case['note']}; L∞ ε = {case['threat']['eps']:.4g}." + (f" Finished: {finished}." if finished else ""))
     lines.append("")
