@@ -19,7 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
-#: sizes per device kind: (small-cnn, resnet18); CPU sizes keep a run on 1-2 shared cores under ~25 min
+#: sizes per device kind: (small-cnn, resnet18); CPU sizes keep a run on 1-2 shared cores under ~30 min
 PRESETS = {
     "cpu": {
         "small-cnn": {
@@ -29,7 +29,7 @@ PRESETS = {
             "train": {"n_train": 512, "batch_size": 128, "steps": 10, "epochs": 1, "repeats": 3},
         },
         "resnet18": {
-            "layout": {"n": 32, "batch_size": 32, "iterations": 3, "repeats": 7},
+            "layout": {"n": 32, "batch_size": 32, "iterations": 3, "repeats": 11},
             "pgd": {"n": 32, "batch_size": 32, "steps": 10, "repeats": 5},
             "autoattack": {"n": 4, "batch_size": 4, "repeats": 1},
             "train": {"n_train": 64, "batch_size": 32, "steps": 3, "epochs": 1, "repeats": 2},
