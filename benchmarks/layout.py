@@ -20,6 +20,7 @@ LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channel
 
 
 def channels_last(case: Case, device: torch.device, *, n: int, batch_size: int, iterations: int, repeats: int) -> dict:
+    """Whether the loader's channels_last buys speed, and only speed: time ratios and logit agreement."""
     # explicit copies in each layout: the case's model is whatever the loader made of it
     models = {name: copy.deepcopy(case.model).to(memory_format=fmt) for name, fmt in LAYOUTS.items()}
     x, y = case.x[:n], case.y[:n]
