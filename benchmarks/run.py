@@ -19,15 +19,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
-#: sizes per device kind: (small-cnn, resnet18); CPU sizes keep a run on 1-2 shared cores under ~25 min
+#: sizes per device kind: (small-cnn, resnet18); CPU sizes keep a run on 1-2 shared cores under ~30 min
 PRESETS = {
     "cpu": {
         "small-cnn": {
+            "layout": {"n": 256, "batch_size": 128, "iterations": 10, "repeats": 11},
             "pgd": {"n": 256, "batch_size": 128, "steps": 20, "repeats": 11},
             "autoattack": {"n": 32, "batch_size": 32, "repeats": 3},
             "train": {"n_train": 512, "batch_size": 128, "steps": 10, "epochs": 1, "repeats": 3},
         },
         "resnet18": {
+            "layout": {"n": 32, "batch_size": 32, "iterations": 3, "repeats": 11},
             "pgd": {"n": 32, "batch_size": 32, "steps": 10, "repeats": 5},
             "autoattack": {"n": 4, "batch_size": 4, "repeats": 1},
             "train": {"n_train": 64, "batch_size": 32, "steps": 3, "epochs": 1, "repeats": 2},
@@ -35,18 +37,20 @@ PRESETS = {
     },
     "cuda": {  # about 2 minutes on an H100 (an estimate: no GPU was lent when these were chosen)
         "small-cnn": {
+            "layout": {"n": 4096, "batch_size": 1024, "iterations": 20, "repeats": 5},
             "pgd": {"n": 4096, "batch_size": 1024, "steps": 20, "repeats": 3},
             "autoattack": {"n": 250, "batch_size": 250, "repeats": 1},
             "train": {"n_train": 4096, "batch_size": 256, "steps": 10, "epochs": 2, "repeats": 2},
         },
         "resnet18": {
+            "layout": {"n": 1000, "batch_size": 500, "iterations": 10, "repeats": 5},
             "pgd": {"n": 1000, "batch_size": 500, "steps": 20, "repeats": 3},
             "autoattack": {"n": 64, "batch_size": 64, "repeats": 1},
             "train": {"n_train": 1000, "batch_size": 250, "steps": 10, "epochs": 2, "repeats": 2},
         },
     },
 }
-BENCHMARKS = ("pgd", "train", "autoattack")  # the order they run in
+BENCHMARKS = ("layout", "pgd", "train", "autoattack")  # the order they run in
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock", choices=("auto", "wall", "process"), default="auto",
                         help="time loops by wall clock or by this process's CPU time (auto: CPU time on CPU with one thread)")
     parser.add_argument("--cases", default="small-cnn,resnet18")
-    parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated: pgd, autoattack, train")
+    parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated: layout, pgd, autoattack, train")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every n (smoke tests: e.g. 0.1)")
     parser.add_argument("--repeats", type=int, default=None, help="override every benchmark's repetitions")
     parser.add_argument("--data-dir", default=None, help="DIR/<dataset>/ holds the data (e.g. DIR/cifar10/test-0-999.npz)")
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         write_report(out_dir)
         return 0
 
-    from . import attacks, training
+    from . import attacks, layout, training
     from .common import env_summary, load_case, setup
 
     device = setup(args.device, args.threads, args.cudnn_benchmark, args.clock)
@@ -106,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             entry.update({"note": case.note, "threat": {"norm": case.threat.norm, "eps": case.threat.eps}})
             started = time.perf_counter()
             print(f"[{case.key}] {bench} {config}", flush=True)
-            if bench == "pgd":
+            if bench == "layout":
+                entry[bench] = layout.channels_last(case, device, **config)
+            elif bench == "pgd":
                 entry[bench] = attacks.pgd(case, device, **config)
             elif bench == "autoattack":
                 entry[bench] = attacks.autoattack(case, device, **config)
@@ -134,6 +140,9 @@ def _headline(bench: str, r: dict) -> dict:
     if bench == "autoattack":
         return {"wall_ratio": r["wall_ratio_robbench_over_direct"]["median"], "identical": r["identical_robust_accuracy"],
                 "acc": r["robust_accuracies"]}
+    if bench == "layout":
+        return {"forward": r["forward_speedup"]["median"], "forward_backward": r["forward_backward_speedup"]["median"],
+                "max_abs_logit_difference": r["max_abs_logit_difference"], "argmax_agree": r["argmax_agree"]}
     return {"ratio": r["ratio_robbench_over_hand"]["median"]}
 
 
@@ -197,11 +206,23 @@ def _section(data: dict) -> list[str]:
                 lines.append(
                     f"| {key} | same, robbench's epochs only (its log's per-epoch seconds: no start-up, state saving or submission writing) | {_range(t['ratio_epochs_robbench_over_hand'])} | | |"
                 )
+        if "layout" in case:
+            m = case["layout"]
+            c = m["config"]
+            setting = f"batch {c['batch_size']}, {c['iterations']} calls per loop"
+            lines += [
+                f"| {key} | time contiguous ÷ channels_last weights (clock above), forward only under inference_mode, as Square's queries ({setting}) | {_range(m['forward_speedup'])} | ≥ 1 | {_verdict(m['forward_speedup']['median'] >= 1)} |",
+                f"| {key} | same, input-gradient forward+backward, as an APGD/FAB/PGD step | {_range(m['forward_backward_speedup'])} | ≥ 1 | {_verdict(m['forward_backward_speedup']['median'] >= 1)} |",
+                f"| {key} | largest absolute logit difference between the layouts; argmax disagreements ({c['n']} examples) | {m['max_abs_logit_difference']:.2g}; {m['argmax_disagreements']} | float rounding; 0 | {_verdict(m['argmax_agree'])} |",
+            ]
     lines.append("")
     for key, case in data["cases"].items():
+        # the header is the latest run's, which may have run only some benchmarks: each one's own finish and load
+        envs = {bench: case[bench]["environment"] for bench in BENCHMARKS
+                if "finished" in case.get(bench, {}).get("environment", {})}
         finished = ", ".join(
-            f"{bench} {case[bench]['environment']['finished']}" for bench in BENCHMARKS
-            if "finished" in case.get(bench, {}).get("environment", {})
+            f"{bench} {env['finished']}" + (f" (load average {env['load_average'][0]})" if "load_average" in env else "")
+            for bench, env in envs.items()
         )
         lines.append(f"- {key}: {case['note']}; L∞ ε = {case['threat']['eps']:.4g}." + (f" Finished: {finished}." if finished else ""))
     lines.append("")

@@ -16,23 +16,35 @@ REPO = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.needs_data, pytest.mark.timeout(900)]
 
 
-def test_benchmarks_run_and_write_json_and_a_report(tmp_path):
-    pytest.importorskip("torchattacks", reason="the benchmark extra (see benchmarks/README.md)")
-    out = tmp_path / "results"
+def _run_benchmarks(out: Path, *args: str) -> dict:
+    """``benchmarks.run`` at the tiny size on the small-cnn case; the JSON it wrote."""
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--device", "cpu", "--threads", "1", "--cases", "small-cnn",
-         "--scale", "0.02", "--repeats", "1", "--label", "smoke", "--out-dir", str(out)],
+         "--scale", "0.02", "--repeats", "1", "--label", "smoke", "--out-dir", str(out), *args],
         cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=900,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    data = json.loads((out / "smoke.json").read_text())
+    return json.loads((out / "smoke.json").read_text())
+
+
+def test_benchmarks_run_and_write_json_and_a_report(tmp_path):
+    pytest.importorskip("torchattacks", reason="the benchmark extra (see benchmarks/README.md)")
+    out = tmp_path / "results"
+    data = _run_benchmarks(out)
     case = data["cases"]["small-cnn/fashion-mnist"]
+    assert case["layout"]["forward_speedup"]["median"] > 0 and case["layout"]["forward_backward_speedup"]["median"] > 0
+    assert case["layout"]["argmax_agree"] and case["layout"]["max_abs_logit_difference"] < 1e-4
     assert case["pgd"]["efficiency_evaluate"]["median"] > 0
     assert case["pgd"]["robbench"]["grad_evals"] > 0 and case["pgd"]["torchattacks"]["grad_evals"] > 0
     assert case["autoattack"]["identical_robust_accuracy"], case["autoattack"]["robust_accuracies"]
     assert case["train"]["ratio_robbench_over_hand"]["median"] > 0
     report = (tmp_path / "RESULTS.md").read_text()
     assert "small-cnn/fashion-mnist" in report and data["environment"]["device"] in report
+    assert "channels_last" in report
+
+    # a run of some benchmarks replaces only those in the file of its label
+    again = _run_benchmarks(out, "--only", "layout")["cases"]["small-cnn/fashion-mnist"]
+    assert {b: again[b] for b in ("pgd", "autoattack", "train")} == {b: case[b] for b in ("pgd", "autoattack", "train")}
 
 
 def _closure(requirements: list) -> set[str]:
