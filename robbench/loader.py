@@ -93,9 +93,10 @@ def load_submission(spec: ModelSpec, data_dir: str | None = None) -> LoadedModel
     sha256 = load_weights(inner_model(model), path)
     if spec.sha256 is not None and sha256 != spec.sha256:
         raise RobbenchError(f"{path}: SHA-256 is {sha256}, model.yaml pins {spec.sha256}; the file was changed")
-    # Convolution weights in channels_last, the layout oneDNN and cuDNN run fastest: on CPU it makes
-    # a SmallCNN's or a PreAct ResNet-18's forward pass 1.5-1.8x faster (benchmarks/RESULTS.md,
-    # `layout`), and only float rounding differs. Models without 4-D weights are unchanged.
+    # Convolution weights in channels_last, the layout oneDNN and cuDNN run fastest: on one CPU thread
+    # the SmallCNN's forward pass is 1.2x and its forward+backward 1.4x faster, ResNet-18's 1.1x
+    # (medians, benchmarks/RESULTS.md `layout`); only float rounding differs (logits within 1e-5).
+    # Models without 4-D weights are unchanged.
     model.to(memory_format=torch.channels_last).eval()
     return LoadedModel(spec, model, dataset, Checkpoint(sha256=sha256, **source), count_parameters(model))
 
