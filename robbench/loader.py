@@ -94,7 +94,7 @@ def load_submission(spec: ModelSpec, data_dir: str | None = None) -> LoadedModel
     if spec.sha256 is not None and sha256 != spec.sha256:
         raise RobbenchError(f"{path}: SHA-256 is {sha256}, model.yaml pins {spec.sha256}; the file was changed")
     # Convolution weights in channels_last, the layout oneDNN and cuDNN run fastest: on one CPU thread
-    # the SmallCNN's forward pass is 1.2x and its forward+backward 1.4x faster, ResNet-18's 1.1x
+    # the SmallCNN's forward pass is 1.4x and its forward+backward 1.1x faster, ResNet-18's 1.2x
     # (medians, benchmarks/RESULTS.md `layout`); only float rounding differs (logits within 1e-5).
     # Models without 4-D weights are unchanged.
     model.to(memory_format=torch.channels_last).eval()
