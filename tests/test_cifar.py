@@ -252,18 +252,22 @@ def test_mnist_from_the_local_data_folder_is_the_published_test_set():
 
 
 @pytest.mark.parametrize("damage", ["truncated", "altered"])
-def test_a_damaged_mnist_file_stops_evaluate_naming_the_file(damage, tmp_path, capsys):
+def test_a_damaged_mnist_file_stops_evaluate_naming_the_file(damage, tmp_path, capsys, monkeypatch):
+    """Synthetic idx files stand in for the published ones (their digests patched in), so this runs without data."""
     from robbench.cli import main
 
     from .helpers import write_submission
 
     folder = tmp_path / "data" / "mnist"
     folder.mkdir(parents=True)
-    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
-        data = (_local_mnist() / name).read_bytes()
-        if name.startswith("t10k-images"):
-            data = data[: len(data) // 2] if damage == "truncated" else data[:5000] + bytes([data[5000] ^ 1]) + data[5001:]
-        (folder / name).write_bytes(data)
+    _idx_gz(folder / "t10k-images-idx3-ubyte.gz", np.arange(12 * 28 * 28).reshape(12, 28, 28) % 256)
+    _idx_gz(folder / "t10k-labels-idx1-ubyte.gz", np.arange(12) % 10)
+    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    monkeypatch.setitem(idx.SOURCES, "mnist", dataclasses.replace(idx.MNIST, sha256={**idx.MNIST.sha256, **digests}))
+    images = folder / "t10k-images-idx3-ubyte.gz"
+    data = images.read_bytes()
+    middle = len(data) // 2
+    images.write_bytes(data[:middle] if damage == "truncated" else data[:middle] + bytes([data[middle] ^ 1]) + data[middle + 1 :])
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
     submission = write_submission(tmp_path / "sub", "mnist-linear", "linear", {"1.weight": model[1].weight.detach(),
                                   "1.bias": model[1].bias.detach()}, dataset="mnist")
@@ -273,5 +277,5 @@ def test_a_damaged_mnist_file_stops_evaluate_naming_the_file(damage, tmp_path, c
                  "--attacks", "pgd", "--n-examples", "10", "--device", "cpu"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1
-    assert str(folder / "t10k-images-idx3-ubyte.gz") in lines[0] and "corrupt or truncated" in lines[0]
+    assert str(images) in lines[0] and "corrupt or truncated" in lines[0]
     assert not results.exists() or not list(results.rglob("*.json"))  # nothing evaluated, nothing written
