@@ -195,6 +195,12 @@ def _idx_gz(path: Path, array: np.ndarray) -> None:
         handle.write(header + array.astype(np.uint8).tobytes())
 
 
+def _publish_as_mnist(folder: Path, monkeypatch) -> None:
+    """Patch the files in ``folder`` in as MNIST's published bytes, so synthetic idx files pass the digest check."""
+    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    monkeypatch.setitem(idx.SOURCES, "mnist", dataclasses.replace(idx.MNIST, sha256={**idx.MNIST.sha256, **digests}))
+
+
 def test_mnist_reads_idx_files_from_robbench_data(tmp_path, monkeypatch):
     folder = tmp_path / "mnist"
     folder.mkdir()
@@ -205,8 +211,7 @@ def test_mnist_reads_idx_files_from_robbench_data(tmp_path, monkeypatch):
     with pytest.raises(RobbenchError, match="corrupt or truncated"):  # not the published bytes
         get_dataset("mnist").load("test")
 
-    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
-    monkeypatch.setitem(idx.SOURCES, "mnist", dataclasses.replace(idx.MNIST, sha256={**idx.MNIST.sha256, **digests}))
+    _publish_as_mnist(folder, monkeypatch)
     idx._load_idx_split.cache_clear()
     x, y = get_dataset("mnist").load("test")
     assert x.shape == (3, 1, 28, 28) and y.tolist() == [7, 2, 1]
@@ -262,8 +267,7 @@ def test_a_damaged_mnist_file_stops_evaluate_naming_the_file(damage, tmp_path, c
     folder.mkdir(parents=True)
     _idx_gz(folder / "t10k-images-idx3-ubyte.gz", np.arange(12 * 28 * 28).reshape(12, 28, 28) % 256)
     _idx_gz(folder / "t10k-labels-idx1-ubyte.gz", np.arange(12) % 10)
-    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
-    monkeypatch.setitem(idx.SOURCES, "mnist", dataclasses.replace(idx.MNIST, sha256={**idx.MNIST.sha256, **digests}))
+    _publish_as_mnist(folder, monkeypatch)
     images = folder / "t10k-images-idx3-ubyte.gz"
     data = images.read_bytes()
     middle = len(data) // 2
