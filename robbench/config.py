@@ -81,6 +81,23 @@ class TrainingCost(Strict):
     total_seconds: float = Field(ge=0)
 
 
+class Reported(Strict):
+    """A number the model's authors (or a third party) published, shown on the boards beside robbench's.
+
+    It is a claim, not a measurement: the boards test robbench's best-known robust accuracy against
+    it (one-sided exact binomial test) and mark it where robbench measures significantly less.
+    """
+
+    threat_model: str = Field(pattern=NAME_PATTERN, max_length=40)  # the robbench threat model it was measured under
+    eps: float = Field(gt=0, allow_inf_nan=False)  # must equal the board's radius for the number to be shown
+    clean_accuracy: float | None = Field(default=None, ge=0, le=1)
+    robust_accuracy: float = Field(ge=0, le=1)
+    attack: str = Field(min_length=1, max_length=300)  # what produced robust_accuracy, in one sentence
+    n_examples: int | None = Field(default=None, ge=1)  # test examples the published number was measured on
+    source: str = Field(pattern=r"^https?://\S+$", max_length=500)  # paper, repository or README
+    where: str = Field(min_length=1, max_length=300)  # the table, section or README line in the source
+
+
 class Metadata(Strict):
     training: str = "unknown"  # standard, pgd-at, trades, fgsm-rs, ...
     paper: str | None = None  # URL shown on the leaderboard
@@ -89,6 +106,15 @@ class Metadata(Strict):
     extra_data: bool = False
     training_cost: TrainingCost | None = None  # filled in by robbench train
     caveats: str | None = None  # where the model falls short of its paper's setting or numbers, and why
+    reported: list[Reported] = Field(default_factory=list, max_length=20)  # published numbers, one per threat model
+
+    @field_validator("reported")
+    @classmethod
+    def _one_per_threat_model(cls, value: list[Reported]) -> list[Reported]:
+        names = [entry.threat_model for entry in value]
+        if len(set(names)) != len(names):
+            raise ValueError("give at most one reported entry per threat model")
+        return value
 
 
 class ModelSpec(Strict):

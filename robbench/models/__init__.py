@@ -15,7 +15,7 @@ from ..registry import Registry
 ARCHITECTURES: Registry[Callable[..., nn.Module]] = Registry(
     "architecture",
     builtin_modules=(
-        "robbench.models.linear", "robbench.models.small_cnn", "robbench.models.resnet",
+        "robbench.models.linear", "robbench.models.lenet", "robbench.models.small_cnn", "robbench.models.resnet",
         "robbench.models.preact_resnet", "robbench.models.wide_resnet",
     ),
     entry_point_group="robbench.architectures",
