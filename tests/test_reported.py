@@ -139,7 +139,7 @@ def test_lenet5_has_exactly_advertorchs_keys_and_shapes():
 
 
 def _fetch_module():
-    spec = importlib.util.spec_from_file_location("advertorch_fetch", ADVERTORCH / "fetch.py")
+    spec = importlib.util.spec_from_file_location("fetch_advertorch", REPO / "submissions" / "mnist" / "fetch_advertorch.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -147,17 +147,17 @@ def _fetch_module():
 
 def test_a_fetched_file_with_another_digest_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
     fetch = _fetch_module()
-    folder = tmp_path / "submission"
-    folder.mkdir()
-    (folder / "model.yaml").write_text((ADVERTORCH / "model.yaml").read_text(encoding="utf-8"), encoding="utf-8")
-    impostor = tmp_path / "impostor.pt"
-    impostor.write_bytes(b"not the published weights")
-    monkeypatch.setattr(fetch, "HERE", folder)
-    monkeypatch.setattr(fetch, "from_sdist", lambda _folder: impostor)
+    for folder in fetch.MEMBERS:
+        (tmp_path / folder).mkdir()
+        source = REPO / "submissions" / "mnist" / folder / "model.yaml"
+        (tmp_path / folder / "model.yaml").write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setattr(fetch, "HERE", tmp_path)
+    monkeypatch.setattr(fetch, "download_sdist", lambda folder: folder / "advertorch-0.2.3.tar.gz")
+    monkeypatch.setattr(fetch, "extract", lambda archive, member, target: target.write_bytes(b"not the published weights"))
     assert fetch.main() == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "model.yaml pins b89abfcf" in err and "refusing it" in err
-    assert not list(folder.glob("mnist_lenet5_advtrained*"))  # nothing half-written
+    assert not [p for p in tmp_path.rglob("*") if p.suffix in (".pt", ".part")]  # nothing half-written
 
 
 def test_the_advertorch_submission_pins_the_published_digest_and_is_not_committed():
@@ -166,3 +166,4 @@ def test_the_advertorch_submission_pins_the_published_digest_and_is_not_committe
     assert spec.architecture == "lenet5" and spec.metadata.reported[0].robust_accuracy == 0.932  # 1 - 6.8 % success
     ignored = (REPO / ".gitignore").read_text(encoding="utf-8")
     assert "lenet5-pgd-at-advertorch/mnist_lenet5_advtrained.pt" in ignored
+    assert "lenet5-standard-advertorch/mnist_lenet5_clntrained.pt" in ignored
