@@ -128,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         q = args.square_queries
         add("square", "Linf", args.linf, f"robbench square (pyautoattack, {q} queries)",
             lambda m: robbench_stage("square", {"queries": q}, "Linf", args.linf)(m, x, y))
-        add("square", "Linf", args.linf, f"torchattacks Square ({q} queries)",
+        add("square", "Linf", args.linf, f"robbench square (pyautoattack, {q} queries, rescale_schedule)",
+            lambda m: robbench_stage("square", {"queries": q, "rescale_schedule": True}, "Linf", args.linf)(m, x, y))
+        add("square", "Linf", args.linf, f"torchattacks Square ({q} queries, its default rescaled schedule)",
             lambda m: torchattacks.Square(m, norm="Linf", eps=args.linf, n_queries=q, n_restarts=1, p_init=0.8, seed=0)(x, y))
     if "hopskipjump" in only:
         q = args.decision_queries
@@ -154,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         "versions": _library_versions(),
     }
     OUT.mkdir(exist_ok=True)
-    (OUT / f"{args.label}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    path = OUT / f"{args.label}.json"
+    if path.is_file():  # a run of some groups (--only) replaces their rows and keeps the others
+        rerun = {row["group"] for row in rows}
+        result["rows"] = [row for row in json.loads(path.read_text(encoding="utf-8"))["rows"] if row["group"] not in rerun] + rows
+    path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     from .run import write_report
 
     write_report()
