@@ -66,13 +66,12 @@ def run_one(name: str, attack: Callable[[QueryCounter], torch.Tensor], model: nn
 
 def robbench_stage(attack_name: str, options: dict, norm: str, eps: float):
     """robbench's attack ``attack_name`` as one stage on the batch (what ``evaluate`` runs per batch)."""
-    from robbench.attacks import AttackContext, create_attack
+    from robbench.attacks import AttackRules, create_attack
     from robbench.threat_models import ThreatModel
 
     def attack(counter: QueryCounter, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         threat = ThreatModel(name="bench", norm=norm, eps=eps)
-        context = AttackContext(counter, threat, (0.0, 1.0), 10, 0, torch.device("cpu"))
-        (stage,) = create_attack(attack_name, **options).stages(context)
+        (stage,) = create_attack(attack_name, **options).stages(counter, AttackRules(threat, (0.0, 1.0), 10))
         return stage.run(x, y, 0)
 
     return attack

@@ -9,14 +9,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robbench.attacks import ATTACKS, AttackContext, create_attack
+from robbench.attacks import ATTACKS, AttackRules, create_attack
 from robbench.attacks.geometry import distance
 from robbench.errors import RobbenchError
 from robbench.evaluation import run_attacks
 from robbench.threat_models import ThreatModel
 
 NEW_ATTACKS = ("apgd", "square", "rays", "hopskipjump", "transfer")
-CPU = torch.device("cpu")
 
 
 @pytest.fixture(autouse=True)
@@ -82,8 +81,8 @@ def test_candidates_stay_in_the_ball_and_the_value_range(name, options, norm, ep
     model = _Quantized(_mlp()).eval()
     x = _images()
     y = model(x).argmax(1)
-    context = AttackContext(model, _threat(norm, eps), (0.0, 1.0), 5, 0, CPU)
-    (stage,) = create_attack(name, **options).stages(context)
+    rules = AttackRules(_threat(norm, eps), (0.0, 1.0), 5)
+    (stage,) = create_attack(name, **options).stages(model, rules)
     x_adv = stage.run(x.clone(), y, 7)
     assert x_adv.shape == x.shape
     assert float(distance(x_adv, x, norm).max()) <= eps * (1 + 1e-5) + 1e-6
@@ -115,8 +114,8 @@ def test_decision_based_attacks_find_the_linear_boundary(name, norm, eps):
         w, b = model.weight[1] - model.weight[0], model.bias[1] - model.bias[0]
         exact = (x @ w + b).abs() / (w.abs().sum() if norm == "Linf" else w.norm())
     assert 5 < int((exact < 0.8 * eps).sum()) < 55  # a real test: some near, some far
-    outcome = run_attacks(model, x, y, threat=_threat(norm, eps), value_range=None, num_classes=2,
-                          attacks=[create_attack(name, queries=1000)], batch_size=60, device=CPU, seed=0)
+    outcome = run_attacks(model, x, y, rules=AttackRules(_threat(norm, eps), None, 2),
+                          attacks=[create_attack(name, queries=1000)], batch_size=60)
     broken = ~outcome.robust_mask
     assert bool(broken[exact < 0.8 * eps].all())
     assert not bool(broken[exact > eps * (1 + 1e-4)].any())
@@ -130,8 +129,8 @@ def test_apgd_ce_is_pyautoattacks_apgd_ce():
     x = _images(32)
     y = model(x).argmax(1)
     eps = 0.08
-    outcome = run_attacks(model, x, y, threat=_threat("Linf", eps), value_range=(0.0, 1.0), num_classes=5,
-                          attacks=[create_attack("apgd", iterations=20)], batch_size=32, device=CPU, seed=3)
+    outcome = run_attacks(model, x, y, rules=AttackRules(_threat("Linf", eps), (0.0, 1.0), 5, seed=3),
+                          attacks=[create_attack("apgd", iterations=20)], batch_size=32)
     official = APGDAttack(model, n_iter=20, norm="Linf", n_restarts=1, eps=eps, seed=3, loss="ce", device="cpu")
     with torch.no_grad():
         official_robust = model(official.perturb(x, y)).argmax(1) == y
@@ -146,8 +145,8 @@ def test_square_is_pyautoattacks_square():
     x = _images(16)
     y = model(x).argmax(1)
     eps = 0.1
-    outcome = run_attacks(model, x, y, threat=_threat("Linf", eps), value_range=(0.0, 1.0), num_classes=5,
-                          attacks=[create_attack("square", queries=100)], batch_size=16, device=CPU, seed=5)
+    outcome = run_attacks(model, x, y, rules=AttackRules(_threat("Linf", eps), (0.0, 1.0), 5, seed=5),
+                          attacks=[create_attack("square", queries=100)], batch_size=16)
     official = SquareAttack(model, norm="Linf", n_queries=100, eps=eps, p_init=0.8, n_restarts=1, seed=5, device="cpu",
                             resc_schedule=False)
     with torch.no_grad():
@@ -161,7 +160,7 @@ def test_transfer_without_preprocessing_breaks_what_gradients_cannot():
     model = _Quantized(_mlp()).eval()
     x = _images(40)
     y = model(x).argmax(1)
-    common = dict(threat=_threat("Linf", 0.3), value_range=(0.0, 1.0), num_classes=5, batch_size=40, device=CPU, seed=0)
+    common = dict(rules=AttackRules(_threat("Linf", 0.3), (0.0, 1.0), 5), batch_size=40)
     pgd = run_attacks(model, x, y, attacks=[create_attack("pgd")], **common)
     transfer = run_attacks(model, x, y, attacks=[create_attack("transfer", surrogate="self-without-preprocessing")], **common)
     assert pgd.robust_accuracy >= 0.9  # only a random start that lands across a rounding step breaks one
@@ -176,10 +175,9 @@ def test_transfer_from_a_registered_model(linear_submission):
     target = _Quantized(load_model(linear_submission))
     x, y = load_dataset("fashion-mnist", n=60)
     attack = create_attack("transfer", surrogate=str(linear_submission), steps=20)
-    context = AttackContext(target, _threat("Linf", 0.1), (0.0, 1.0), 10, 0, CPU)
-    assert attack.config(context)["surrogate"]["name"] == "fmnist-linear"
-    outcome = run_attacks(target, x, y, threat=_threat("Linf", 0.1), value_range=(0.0, 1.0), num_classes=10,
-                          attacks=[attack], batch_size=60, device=CPU, seed=0)
+    rules = AttackRules(_threat("Linf", 0.1), (0.0, 1.0), 10)
+    assert attack.config(rules)["surrogate"]["name"] == "fmnist-linear"
+    outcome = run_attacks(target, x, y, rules=rules, attacks=[attack], batch_size=60)
     assert outcome.robust_accuracy < outcome.clean_accuracy / 2
 
 
@@ -190,9 +188,9 @@ def test_transfer_from_a_registered_model(linear_submission):
     ("transfer", {"surrogate": "self-without-preprocessing"}, "Linf", "no preprocessing robbench can remove"),
 ])
 def test_attacks_refuse_what_they_cannot_do_in_one_line(name, options, norm, message):
-    context = AttackContext(_mlp(classes=3), _threat(norm, 0.1), (0.0, 1.0), 3, 0, CPU)
+    rules = AttackRules(_threat(norm, 0.1), (0.0, 1.0), 3)
     with pytest.raises(RobbenchError, match=message) as info:
-        create_attack(name, **options).stages(context)
+        create_attack(name, **options).stages(_mlp(classes=3), rules)
     assert "\n" not in str(info.value)
 
 

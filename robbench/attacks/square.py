@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import RobbenchError
-from . import ATTACKS, Attack, AttackContext, Report, Stage
+from . import ATTACKS, Attack, AttackRules, Report, Stage
 from .autoattack import run_in_unit_box
 
 
@@ -35,30 +35,30 @@ class SquareAttack(Attack):
         if self.queries < 1 or self.restarts < 1 or not 0 < self.p_init <= 1:
             raise RobbenchError("square needs queries >= 1, restarts >= 1 and 0 < p_init <= 1")
 
-    def stages(self, context: AttackContext) -> list[Stage]:
-        return [Stage("square", self._run(context.model, context), reports_progress=True)]
+    def stages(self, model: nn.Module, rules: AttackRules) -> list[Stage]:
+        return [Stage("square", self._run(model, rules), reports_progress=True)]
 
-    def _run(self, model: nn.Module, context: AttackContext):
+    def _run(self, model: nn.Module, rules: AttackRules):
         def run(x: torch.Tensor, y: torch.Tensor, batch_seed: int, report: Report = lambda done: None) -> torch.Tensor:
             return run_in_unit_box(
-                model, x, y, context.threat.eps, context.value_range, report,
-                build=lambda unit_model, eps: self._adversary(unit_model, eps, context),
+                model, x, y, rules.threat.eps, rules.value_range, report,
+                build=lambda unit_model, eps: self._adversary(unit_model, eps, rules),
                 expected=lambda adversary: 3 + self.restarts * self.queries,
                 perturb=lambda adversary, u, y: adversary.perturb(u, y),
             )
 
         return run
 
-    def _adversary(self, model: nn.Module, eps: float, context: AttackContext):
+    def _adversary(self, model: nn.Module, eps: float, rules: AttackRules):
         from pyautoattack.square import SquareAttack as Official
 
-        return Official(model, norm=context.threat.norm, n_queries=self.queries, eps=eps, p_init=self.p_init,
-                        n_restarts=self.restarts, seed=context.seed, device=str(context.device),
+        return Official(model, norm=rules.threat.norm, n_queries=self.queries, eps=eps, p_init=self.p_init,
+                        n_restarts=self.restarts, seed=rules.seed, device=str(rules.device),
                         resc_schedule=self.rescale_schedule)
 
-    def config(self, context: AttackContext) -> dict:
+    def config(self, rules: AttackRules) -> dict:
         return {"queries": self.queries, "p_init": self.p_init, "restarts": self.restarts, "loss": "margin",
-                "rescale_schedule": self.rescale_schedule, "seed": context.seed, "implementation": "pyautoattack"}
+                "rescale_schedule": self.rescale_schedule, "seed": rules.seed, "implementation": "pyautoattack"}
 
 
 @ATTACKS.register("square")
