@@ -10,7 +10,8 @@ misclassifies x_adv" is a probability, not a fact. robbench's definition, for a 
   expectation over transformation (EOT) of K draws, on top of any EOT an attack does itself
   (``apgd(eot_iter=...)``, ``autoattack(version=rand)``);
 - a **break** counts when the averaged prediction at a verified adversarial input is wrong;
-- after the run every counted break is **re-verified** ``redraws`` more times, each a fresh averaged
+- after the run every counted break is **re-verified** ``redraws`` more times (``RunOptions.redraws``,
+  default 10), each a fresh averaged
   prediction of K passes; the record states the draws, the redraws and the fraction of re-verifications
   that were still wrong (``Reverification``). A rate near 1 says the breaks are solid; a low rate says
   the robust accuracy depends on luck, and that K should grow.
@@ -22,14 +23,10 @@ that reproduction is worth.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-#: re-verifications of every break when a run averages several draws
-DEFAULT_REDRAWS = 10
-
+from .results import Reverification
 
 class AveragedPrediction(nn.Module):
     """``log(mean_k softmax(model(x)))`` over ``draws`` forward passes: a randomized model's averaged prediction.
@@ -52,21 +49,6 @@ def averaged(model: nn.Module, draws: int) -> nn.Module:
     return model if draws == 1 else AveragedPrediction(model, draws)
 
 
-@dataclass(frozen=True)
-class Reverification:
-    """How often the counted breaks were wrong again under ``redraws`` fresh averaged predictions each."""
-
-    draws: int
-    redraws: int
-    breaks: int
-    still_wrong: int  # of breaks · redraws averaged predictions
-
-    @property
-    def rate(self) -> float | None:
-        total = self.breaks * self.redraws
-        return self.still_wrong / total if total else None
-
-
 def reverify(predictor: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, *, draws: int, redraws: int,
              batch_size: int, device: torch.device) -> Reverification:
     """Re-run the averaged prediction ``redraws`` times on every break (``x_adv``, labels ``y``)."""
@@ -76,4 +58,6 @@ def reverify(predictor: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, *, draw
             xb, yb = x_adv[start : start + batch_size].to(device), y[start : start + batch_size].to(device)
             for _ in range(redraws):
                 still_wrong += int((predictor(xb).argmax(1) != yb).sum())
-    return Reverification(draws, redraws, int(x_adv.shape[0]), still_wrong)
+    breaks = int(x_adv.shape[0])
+    rate = still_wrong / (breaks * redraws) if breaks else None
+    return Reverification(draws=draws, redraws=redraws, breaks=breaks, still_wrong=still_wrong, rate=rate)
