@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         q = args.decision_queries
         add("rays", "Linf", args.linf, f"robbench rays ({q} queries per example)",
             lambda m: robbench_stage("rays", {"queries": q}, "Linf", args.linf)(m, x, y))
-    from .common import env_summary, setup  # noqa: F401 (env_summary describes the machine as the other benchmarks do)
+    from .common import env_summary
 
     result = {
         "model": args.model, "n": args.n, "correct": int(x.shape[0]), "env": env_summary(torch.device("cpu")),
