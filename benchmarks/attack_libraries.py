@@ -109,15 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
 
     def add(group: str, norm: str, eps: float, name: str, attack: Callable[[QueryCounter], torch.Tensor]) -> None:
-        row = {"group": group, "norm": norm, "eps": eps, **run_one(name, attack, model, x, y, norm, eps)}
+        row = {"group": group, "norm": norm, "eps": eps, "examples": int(x.shape[0]),
+               **run_one(name, attack, model, x, y, norm, eps)}
         print(json.dumps(row), flush=True)
         rows.append(row)
 
-    if "apgd" in only or "rays" in only:
-        add("apgd", "Linf", args.linf, "robbench apgd (pyautoattack APGD-CE, 100 it.)",
-            lambda m: robbench_stage("apgd", {}, "Linf", args.linf)(m, x, y))
     if "apgd" in only:
         import torchattacks
+
+        add("apgd", "Linf", args.linf, "robbench apgd (pyautoattack APGD-CE, 100 it.)",
+            lambda m: robbench_stage("apgd", {}, "Linf", args.linf)(m, x, y))
 
         add("apgd", "Linf", args.linf, "torchattacks APGD (ce, 100 it.)",
             lambda m: torchattacks.APGD(m, norm="Linf", eps=args.linf, steps=100, n_restarts=1, seed=0, loss="ce")(x, y))
@@ -145,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             add("hopskipjump", "L2", args.l2, "foolbox HopSkipJumpAttack (L2, 10 steps, 100→1000 evals)", rows_fb)
     if "rays" in only:
         q = args.decision_queries
+        add("rays", "Linf", args.linf, "robbench apgd (white-box reference, L-inf)",
+            lambda m: robbench_stage("apgd", {}, "Linf", args.linf)(m, x, y))
         add("rays", "Linf", args.linf, f"robbench rays ({q} queries per example)",
             lambda m: robbench_stage("rays", {"queries": q}, "Linf", args.linf)(m, x, y))
     from .common import env_summary
@@ -223,13 +226,14 @@ def report_section(folder: Path = OUT) -> list[str]:
         versions = ", ".join(f"{k} {v}" for k, v in result["versions"].items() if v)
         lines += [
             f"## attack libraries: {path.stem} ({env['device']}, {env['threads']} threads)", "",
-            f"`python -m benchmarks.attack_libraries`, {result['finished']}: `{result['model']}`, the "
-            f"{result['correct']} correctly classified of the first {result['n']} test images; {versions}; times are this "
-            "process's CPU time of one run (not a ratio of interleaved loops: the libraries' loops differ too much).", "",
-            "| attack | threat | CPU s | queries / example | robust accuracy |", "| --- | --- | --- | --- | --- |",
+            f"`python -m benchmarks.attack_libraries`, last run {result['finished']}: `{result['model']}`, the "
+            f"correctly classified of the first N test images (*attacked*); {versions}; times are this process's CPU "
+            "time of one run (not a ratio of interleaved loops: the libraries' loops differ too much).", "",
+            "| attack | threat | attacked | CPU s | queries / example | robust accuracy (of attacked) |",
+            "| --- | --- | --- | --- | --- | --- |",
         ]
         for row in result["rows"]:
-            lines.append(f"| {row['name']} | {row['norm']} ε = {row['eps']:g} | {row['seconds']:.1f} | "
+            lines.append(f"| {row['name']} | {row['norm']} ε = {row['eps']:g} | {row['examples']} | {row['seconds']:.1f} | "
                          f"{row['queries_per_example']:,.0f} | {100 * row['robust_accuracy']:.1f} % |")
         lines.append("")
     return lines
