@@ -109,7 +109,8 @@ def model_flags(
     flags = []
     if _differ(first, second):
         flags.append(Flag(code="randomized", message="two identical forward passes gave different outputs; "
-                          "a randomized defence needs an attack that averages over its randomness (EOT)"))
+                          "a randomized defence needs an attack that averages over its randomness: rerun with "
+                          "--prediction-draws K and --attacks 'autoattack(version=rand)' (EOT; docs/attacks.md)"))
     if _are_probabilities(first):
         flags.append(Flag(code="softmax-output", message="the model outputs probabilities, not logits; "
                           "attacks on softmax outputs can fail from saturation"))

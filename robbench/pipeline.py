@@ -23,6 +23,7 @@ from .evaluation import Outcome, ProgressFactory, auto_batch_size, ensure_eval_m
 from .flags import attack_flags, board_flags, model_flags
 from .loader import LoadedModel, load_submission
 from .progress_state import StateFile
+from .randomized import averaged, reverify
 from .results import (
     ADVERSARIAL_SUFFIX, AdversarialExamples, AttackSpec, EvalRecord, Examples, RunConfig, Versions, check_name_owner,
     state_path, write_records,
@@ -66,7 +67,7 @@ def evaluate(
         check_name_owner(results, spec.name, loaded.checkpoint)
     threats = select_threat_models(loaded.dataset, threat_models, eps, spec.threat_models)
     x, y = loaded.dataset.load("test", options.n_examples)
-    model = loaded.model.to(torch_device)
+    model = averaged(loaded.model.to(torch_device), options.prediction_draws)  # what "the prediction" is
     eval_notes = ensure_eval_mode(model)  # once: with several threat models, every record gets the note
     batch_size = options.batch_size
     if batch_size == "auto":  # rank 0 probes its device; every rank must split the examples alike
@@ -78,7 +79,7 @@ def evaluate(
         "architecture": spec.architecture, "architecture_kwargs": spec.architecture_kwargs,
         "normalization": spec.normalization, "checkpoint": loaded.checkpoint, "seed": seed,
         "batch_size": batch_size, "device": distributed.world().describe(describe_device(torch_device)),
-        "versions": Versions(**versions()),
+        "versions": Versions(**versions()), "prediction_draws": options.prediction_draws,
     }
     records, payloads, states = [], [], []
     for threat in threats:
@@ -94,7 +95,8 @@ def evaluate(
                               progress=progress, state=state)
         wall_time = state.elapsed_s() if state is not None else time.perf_counter() - started
         payload = _adversarial_file(outcome, config) if results is not None else None
-        records.append(_record(config, loaded, outcome, model, rules, x, y, eval_notes, wall_time, payload))
+        records.append(_record(config, loaded, outcome, model, rules, x, y, eval_notes, wall_time, payload,
+                               options.redraws, batch_size))
         payloads.append(payload)
         states.append(state)
     if results is not None and distributed.is_main_process():  # every rank holds the records; rank 0 writes
@@ -111,12 +113,17 @@ def _adversarial_file(outcome: Outcome, config: RunConfig) -> bytes:
 
 
 def _record(config: RunConfig, loaded: LoadedModel, outcome: Outcome, model: torch.nn.Module, rules: AttackRules,
-            x: torch.Tensor, y: torch.Tensor, eval_notes: list[str], wall_time: float, payload: bytes | None) -> EvalRecord:
+            x: torch.Tensor, y: torch.Tensor, eval_notes: list[str], wall_time: float, payload: bytes | None,
+            redraws: int, batch_size: int) -> EvalRecord:
     seed_everything(derive_seed(config.seed, "flags"))
     standard_eps = get_threat_model(loaded.dataset, config.threat_model.name).eps  # the collapse check's scale
     flags = model_flags(model, x, y, threat=rules.threat, value_range=rules.value_range,
                         seed=config.seed, device=rules.device, standard_eps=standard_eps)
     flags += attack_flags(outcome.attacks, outcome.n_examples)
+    reverification = None
+    if config.prediction_draws > 1 or any(flag.code == "randomized" for flag in flags):
+        reverification = reverify(model, outcome.adversarial_x, y[outcome.adversarial_index], draws=config.prediction_draws,
+                                  redraws=redraws, batch_size=batch_size, device=rules.device)
     adversarial = None
     if payload is not None:
         adversarial = AdversarialExamples(file=f"{config.run_id}{ADVERSARIAL_SUFFIX}", sha256=digest(payload),
@@ -130,6 +137,7 @@ def _record(config: RunConfig, loaded: LoadedModel, outcome: Outcome, model: tor
         attacks=outcome.attacks,
         evidence=outcome.evidence,
         adversarial_examples=adversarial,
+        reverification=reverification,
         notes=[*eval_notes, *outcome.notes],
         flags=flags,
         wall_time_s=round(wall_time, 3),

@@ -105,10 +105,16 @@ class RunConfig(Frozen):
     batch_size: int = Field(gt=0)
     device: str
     versions: Versions
+    #: forward passes each prediction averages (``robbench.randomized``); 1: the model itself
+    prediction_draws: int = Field(default=1, ge=1)
 
     def key(self) -> str:
-        """SHA-256 of the configuration as canonical JSON: the identity of a run."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """SHA-256 of the configuration as canonical JSON: the identity of a run.
+
+        ``prediction_draws`` enters only when it is not 1, so runs from before it existed keep their identity.
+        """
+        left_out = {"prediction_draws"} if self.prediction_draws == 1 else set()
+        text = json.dumps(self.model_dump(mode="json", exclude=left_out), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     @property
@@ -126,6 +132,17 @@ class AdversarialExamples(Frozen):
     count: int = Field(ge=0)
 
 
+class Reverification(Frozen):
+    """A randomized model's breaks, re-checked (``robbench.randomized``): ``redraws`` fresh averaged predictions
+    of ``draws`` forward passes each on every one of ``breaks`` breaks; ``still_wrong`` of them were wrong again."""
+
+    draws: int = Field(ge=1)
+    redraws: int = Field(ge=1)
+    breaks: int = Field(ge=0)
+    still_wrong: int = Field(ge=0)
+    rate: Fraction | None = Field(default=None, ge=0, le=1)  # still_wrong / (breaks · redraws); None without breaks
+
+
 class EvalRecord(Frozen):
     """One evaluation run. Totals are derived from ``evidence``; a record whose totals disagree is refused."""
 
@@ -138,6 +155,7 @@ class EvalRecord(Frozen):
     attacks: list[AttackResult]
     evidence: Evidence
     adversarial_examples: AdversarialExamples | None = None
+    reverification: Reverification | None = None  # randomized models, or runs averaging several draws
     notes: list[str] = Field(default_factory=list)
     flags: list[Flag] = Field(default_factory=list)
     wall_time_s: float = Field(ge=0)

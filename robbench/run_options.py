@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 #: the largest --batch-size: torch indexes a batch with 64-bit integers, and no device holds more
 MAX_BATCH_SIZE = 2**31 - 1
+#: the most forward passes one prediction may average, and the most re-verifications of a break
+MAX_DRAWS = 10_000
+#: re-verifications of every break of a randomized model (``robbench.randomized``)
+DEFAULT_REDRAWS = 10
 #: the board protocol's attacks, run when none are named
 DEFAULT_ATTACKS = "pgd,autoattack"
 
@@ -142,7 +146,9 @@ class RunOptions:
     (``robbench.evaluation.auto_batch_size``). ``device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     ``seed``: of every random step. ``data_dir``: ``DIR/<dataset>/`` holds the dataset files (``None``:
     the dataset's own search). ``results_dir``: where progress and records are written (``None``:
-    nothing is written, as for ``benchmark``).
+    nothing is written, as for ``benchmark``). ``prediction_draws``: forward passes each prediction
+    averages, for randomized models (``robbench.randomized``); ``redraws``: re-verifications of each break
+    when the model is randomized or ``prediction_draws`` > 1.
     """
 
     attacks: tuple[AttackRequest, ...] = field(default_factory=lambda: parse_attack_specs(DEFAULT_ATTACKS))
@@ -152,6 +158,8 @@ class RunOptions:
     seed: int = 0
     data_dir: str | None = None
     results_dir: Path | None = None
+    prediction_draws: int = 1
+    redraws: int = DEFAULT_REDRAWS
 
     def __post_init__(self) -> None:
         set_field = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
@@ -165,6 +173,10 @@ class RunOptions:
             raise RobbenchError(f"must be at most {MAX_BATCH_SIZE}, got {batch_size}; use 'auto'", parameter="batch_size")
         if not (_is_int(seed) and 0 <= seed < 2**63):
             raise RobbenchError(f"must be between 0 and 2**63 - 1, got {quoted(seed)}", parameter="seed")
+        for name, least in (("prediction_draws", 1), ("redraws", 1)):
+            value = getattr(self, name)
+            if not (_is_int(value) and least <= value <= MAX_DRAWS):
+                raise RobbenchError(f"must be an integer from {least} to {MAX_DRAWS}, got {quoted(value)}", parameter=name)
         if self.results_dir is not None:
             set_field("results_dir", Path(self.results_dir))
         if self.data_dir is not None:

@@ -110,6 +110,16 @@ RUN_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         default="results", metavar="DIR",
         help="the result records, as DIR/<dataset>/<threat-model>/<name>/<run>.json (default: %(default)s)",
     )),
+    "prediction_draws": ("--prediction-draws", dict(
+        type=int, default=1, metavar="K",
+        help="forward passes each prediction averages (mean softmax), for randomized models; clean pass, attacks and "
+             "verification all use the average (default: %(default)s; see docs/attacks.md)",
+    )),
+    "redraws": ("--redraws", dict(
+        type=int, default=10, metavar="R",
+        help="re-verify each break R more times when the model is randomized or K > 1; the record keeps the rate "
+             "(default: %(default)s)",
+    )),
     "threads": ("--threads", dict(
         type=int, default=None, metavar="N",
         help="CPU threads for torch (default: the cores free for this process: affinity and cgroup quota minus the load; "
@@ -137,6 +147,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     return RunOptions(
         attacks=args.attacks, n_examples=args.n_examples, batch_size=args.batch_size, device=args.device,
         seed=args.seed, data_dir=args.data_dir, results_dir=Path(args.results_dir),
+        prediction_draws=args.prediction_draws, redraws=args.redraws,
     )
 
 

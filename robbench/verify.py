@@ -29,6 +29,7 @@ from .digests import data_digest
 from .errors import RobbenchError
 from .evaluation import ensure_eval_mode, predict
 from .loader import load_submission
+from .randomized import averaged
 from .results import EvalRecord, adversarial_path, read_record
 from .runtime import resolve_device
 from .zoo import submission_named
@@ -103,7 +104,7 @@ def verify_record(record_file: Path, model_yaml: Path | None = None, *, submissi
     index, x_adv = decode(file, loaded.dataset.input_shape)
 
     torch_device = resolve_device(device)
-    model = loaded.model.to(torch_device)
+    model = averaged(loaded.model.to(torch_device), record.config.prediction_draws)  # the prediction the record counted
     ensure_eval_mode(model)
     correct = (predict(model, x, batch_size, torch_device, loaded.dataset.num_classes) == y).numpy()
     evidence_correct = record.evidence.clean_correct()
