@@ -144,21 +144,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from .leaderboard import check_leaderboards, write_leaderboards
 
-    results_dir, out_dir = Path(args.results_dir), Path(args.out)
-    if args.from_hub:  # records published with `robbench publish`, pinned to a commit and verified
+    given, out_dir = [Path(folder) for folder in args.results_dir or []], Path(args.out)
+    results_dirs = given or [Path("results")]
+    if args.from_hub:  # records published with `robbench publish`, pinned to a commit and verified; any --results-dir beside them
         from .hub_publish import results_from_hub
 
-        results_dir = results_from_hub(args.from_hub)
+        results_dirs = [results_from_hub(args.from_hub), *given]
+    results_text = " beside ".join(str(folder) for folder in results_dirs)
     if args.check:
-        stale, problems = check_leaderboards(results_dir, out_dir)
+        stale, problems = check_leaderboards(results_dirs, out_dir)
         for problem in problems:
             err_console.print(f"skipped invalid record: {problem}")
         if stale:
             err_console.print(f"robbench: error: {len(stale)} leaderboard file(s) out of date: {', '.join(stale)}; run `robbench leaderboard`")
             return 1
-        console.print(f"{out_dir} is up to date with {results_dir}")
+        console.print(f"{out_dir} is up to date with {results_text}")
         return 0
-    written, problems = write_leaderboards(results_dir, out_dir)
+    written, problems = write_leaderboards(results_dirs, out_dir)
     for problem in problems:
         err_console.print(f"skipped invalid record: {problem}")
     console.print(f"wrote {len(written)} file(s) under {out_dir}")
@@ -280,7 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     board = sub.add_parser("leaderboard", help="render the leaderboards (markdown pages, plots and a static website under OUT/site) from the results")
-    board.add_argument("--results-dir", default="results", help="the records to render (default: results)")
+    board.add_argument("--results-dir", action="append", metavar="DIR",
+                       help="the records to render (default: results); repeat it to rank the records of later folders "
+                            "beside the first's (--results-dir results --results-dir my-results --out my-boards)")
     board.add_argument("--out", default="leaderboards", help="where the boards go; the website goes to OUT/site (default: leaderboards)")
     board.add_argument("--from-hub", default=None, metavar="ORG/NAME@REVISION",
                        help="render the records `robbench publish` put in this hub dataset repo, at this revision, instead of --results-dir")

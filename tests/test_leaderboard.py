@@ -28,8 +28,13 @@ def read(path: Path) -> str:
 
 
 def board_rows(text: str) -> list[str]:
-    """Table body rows of a board page (rank column first)."""
-    return [line for line in text.splitlines() if line.startswith("| ") and line[2:3] in "=0123456789"]
+    """Body rows of a board page's main table (rank column first)."""
+    return [line for line in text.split("<details>")[0].splitlines() if line.startswith("| ") and line[2:3] in "=0123456789"]
+
+
+def detail_rows(text: str) -> list[str]:
+    """Body rows of a board page's table of all columns, behind its details toggle."""
+    return [line for line in text.split("<details>")[1].splitlines() if line.startswith("| ") and line[2:3] in "=0123456789"]
 
 
 @pytest.fixture
@@ -92,7 +97,7 @@ def test_boards_index_and_model_pages(store: Path, tmp_path: Path) -> None:
     assert "![" in main and "(fashion-mnist-linf-0p1.png)" in main
     assert out.joinpath("fashion-mnist-linf-0p1.png").read_bytes().startswith(b"\x89PNG")
     # the paper link and the model page link
-    assert "[alpha](https://example.org/alpha)" in main and "(models/alpha.md)" in main
+    assert "[alpha](models/alpha.md) ([paper](https://example.org/alpha))" in main
     index = read(out / "README.md")
     assert "[fashion-mnist-linf-0p1](fashion-mnist-linf-0p1.md)" in index
     assert "[fashion-mnist-linf-0p25](fashion-mnist-linf-0p25.md)" in index
@@ -121,7 +126,8 @@ def test_ranks_ordered_by_robust_then_clean_and_tied_when_not_significant(store:
     # partial: other examples, so not compared; beta vs alpha: the same robust examples (p = 1): tied;
     # gamma is far below alpha on the same 10,000 examples: its own rank
     assert [row.split("|")[1].strip() for row in rows] == ["1", "2", "=2", "4"]
-    assert "| 1 |" in rows[2]  # alpha's p-value against beta
+    assert [row.split("|")[6].strip() for row in rows] == ["—", "—", "no", "yes"]  # significantly below the row above?
+    assert "| 1 |" in detail_rows(read(out / "fashion-mnist-linf-0p1.md"))[2]  # alpha's p-value against beta
 
 
 def test_subset_record_is_marked(store: Path, tmp_path: Path) -> None:
@@ -129,8 +135,10 @@ def test_subset_record_is_marked(store: Path, tmp_path: Path) -> None:
     write_leaderboards(store, out)
     text = read(out / "fashion-mnist-linf-0p1.md")
     (partial,) = [row for row in board_rows(text) if "partial" in row]
+    assert "[partial](models/partial.md) †" in partial
+    (partial,) = [row for row in detail_rows(text) if "partial" in row]
     assert "1,000 of 10,000 †" in partial
-    assert all("†" not in row for row in board_rows(text) if "partial" not in row)
+    assert all("†" not in row for row in board_rows(text) + detail_rows(text) if "partial" not in row)
     assert "\n† " in text  # the footnote explaining the marker
     assert "1,000 of 10,000 †" in read(out / "models" / "partial.md")
 
@@ -143,7 +151,7 @@ def test_flagged_record_is_marked_not_hidden() -> None:
     rows = board_rows(text)
     assert len(rows) == 2  # shown, not hidden
     (row,) = [r for r in rows if "odd" in r]
-    assert "⚠ odd" in row and "masked-gradients" in row
+    assert "⚠ [odd](models/odd.md)" in row and "masked-gradients" in row
     assert "\n⚠ " in text  # the footnote explaining the marker
 
 
@@ -153,8 +161,11 @@ def test_subset_and_board_departures_are_not_warnings() -> None:
     entries, _ = board_entries([subset])
     text = render_board(board_key(subset), "x", entries)
     (row,) = board_rows(text)
-    assert "⚠" not in text and "†" in row and "non-standard-seed" in row
+    assert "⚠" not in text and "non-standard-seed" in row
     assert "(46.9–53.1)" in row  # its Wilson interval: 500 of 1,000
+    # the only model, so the whole board shares the subset: said once above the table, not on the row
+    assert "† Every model on this board was evaluated on the same 1,000 of 10,000" in text.split("| rank")[0]
+    assert "†" not in row and "†" not in detail_rows(text)[0]
 
 
 def test_corrupt_json_reported_and_skipped(store: Path, tmp_path: Path) -> None:
@@ -184,8 +195,8 @@ def test_rendering_is_byte_identical(store: Path, tmp_path: Path) -> None:
     # and in-process: no Software/time chunk, fixed size
     args = ("t", ["a", "b"], [0.9, 0.8], [0.1, 0.4], ["standard", "pgd-at"], [(0.88, 0.92), (0.78, 0.82)],
             [(0.08, 0.12), (0.38, 0.42)])
-    png = render_plot(*args)
-    assert png == render_plot(*args)
+    png = render_plot(*args).png
+    assert png == render_plot(*args).png
     assert b"Software" not in png and b"matplotlib version" not in png
 
 
@@ -321,11 +332,11 @@ def test_training_cost_is_shown_beside_accuracy() -> None:
     trained = make_record("trained").model_copy(update={"metadata": Metadata(training="pgd-at", training_cost=cost)})
     entries, _ = board_entries([trained, make_record("outside", robust=0.4)])
     text = render_board(board_key(trained), "x", entries)
-    header = next(line for line in text.splitlines() if line.startswith("| rank"))
+    header = next(line for line in text.split("<details>")[1].splitlines() if line.startswith("| rank"))
     assert "| training cost |" in header
-    (row,) = [r for r in board_rows(text) if "trained" in r]
+    (row,) = [r for r in detail_rows(text) if "trained" in r]
     assert "| 6 × 60K · 1.5 min · cuda (NVIDIA H200) |" in row
-    (row,) = [r for r in board_rows(text) if "outside" in r]
+    (row,) = [r for r in detail_rows(text) if "outside" in r]
     assert "| pgd-at | — |" in row  # not trained with robbench: unknown, not zero
 
 

@@ -18,6 +18,7 @@ outcomes when both were evaluated on the same examples: not significantly differ
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -52,6 +53,7 @@ class Entry:
     breaks_by: dict[str, int]  # attack -> examples it was first to break
     rank: int = 0
     p_vs_above: float | None = None  # McNemar against the entry ranked just above; None: not comparable
+    beside: str | None = None  # the results folder it came from, when rendered beside the board's own records
 
     @property
     def primary(self) -> EvalRecord:
@@ -155,6 +157,7 @@ class Store:
 
     boards: dict[BoardKey, list[Entry]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    folders: dict[str, Path] = field(default_factory=dict)  # a record's relative path -> the results folder holding it
 
 
 def build_store(records: list[EvalRecord], problems: list[str]) -> Store:
