@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import json
+import os
 import math
 
 import numpy as np
@@ -356,3 +357,35 @@ def test_a_model_page_shows_the_caveats_of_its_newest_record(tmp_path: Path) -> 
     write_record(run("linf", "2024-01-01T00:00:00+00:00", "first text"), tmp_path / "results")
     page = render_all(tmp_path / "results")[0]["models/m.md"].decode()
     assert "- **caveats**: revised text\n" in page and "first text" not in page
+
+
+@pytest.mark.slow
+def test_own_model_is_ranked_beside_the_committed_boards(linear_submission: Path, tmp_path: Path, capsys) -> None:
+    """A user's evaluation into a folder of their own, rendered beside the repository's records with one command."""
+    from robbench.cli import main
+
+    from .helpers import REPO
+
+    mine, out = tmp_path / "my-results", tmp_path / "my-boards"
+    assert main(["evaluate", str(linear_submission), "--threat-model", "linf", "--attacks", "pgd", "--n-examples", "1000",
+                 "--device", "cpu", "--results-dir", str(mine)]) == 0
+    (record_file,) = mine.rglob("*.json")
+    own = read_record(record_file)
+    committed = REPO / "results"
+    assert main(["leaderboard", "--results-dir", str(committed), "--results-dir", str(mine), "--out", str(out)]) == 0
+    assert "beside" not in capsys.readouterr().err
+    board, alone = read(out / "fashion-mnist-linf-0p1.md"), read(REPO / "leaderboards/fashion-mnist-linf-0p1.md")
+    rows, committed_rows = board_rows(board), board_rows(alone)
+    assert len(rows) == len(committed_rows) + 1
+    (row,) = [r for r in rows if "fmnist-linear" in r]
+    assert "[fmnist-linear](models/fmnist-linear.md) (from my-results)" in row
+    # ranked where its robust accuracy puts it among the committed models (same 1,000 examples: compared to its neighbour)
+    robust = [float(r.split("|")[4].split()[0]) for r in rows]
+    assert robust == sorted(robust, reverse=True) and f"| {100 * own.robust_accuracy:.2f} (" in row
+    name = lambda r: r.split("](models/")[0].split("[")[-1]  # noqa: E731
+    assert [name(r) for r in rows if "fmnist-linear" not in r] == [name(r) for r in committed_rows]  # their order kept
+    assert "(from FOLDER)" in board
+    # its page links its own record and adversarial examples in its own folder; the committed ones stay where they are
+    page = read(out / "models/fmnist-linear.md")
+    assert f"]({Path(os.path.relpath(record_file, out / 'models')).as_posix()})" in page
+    assert (out / "site/fashion-mnist-linf-0p1.html").read_text().count("(from my-results)") == 1
