@@ -145,14 +145,15 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from .leaderboard import check_leaderboards, write_leaderboards
 
     given, out_dir = [Path(folder) for folder in args.results_dir or []], Path(args.out)
-    results_dirs = given or [Path("results")]
+    results_dirs, urls = given or [Path("results")], {}
     if args.from_hub:  # records published with `robbench publish`, pinned to a commit and verified; any --results-dir beside them
         from .hub_publish import results_from_hub
 
-        results_dirs = [results_from_hub(args.from_hub), *given]
+        published, urls[published] = results_from_hub(args.from_hub)
+        results_dirs = [published, *given]
     results_text = " beside ".join(str(folder) for folder in results_dirs)
     if args.check:
-        stale, problems = check_leaderboards(results_dirs, out_dir)
+        stale, problems = check_leaderboards(results_dirs, out_dir, urls)
         for problem in problems:
             err_console.print(f"skipped invalid record: {problem}")
         if stale:
@@ -160,7 +161,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             return 1
         console.print(f"{out_dir} is up to date with {results_text}")
         return 0
-    written, problems = write_leaderboards(results_dirs, out_dir)
+    written, problems = write_leaderboards(results_dirs, out_dir, urls)
     for problem in problems:
         err_console.print(f"skipped invalid record: {problem}")
     console.print(f"wrote {len(written)} file(s) under {out_dir}")

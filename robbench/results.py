@@ -326,7 +326,13 @@ def read_record(path: Path) -> EvalRecord:
 
 
 def read_store(results_dir: Path) -> tuple[list[EvalRecord], list[str]]:
-    """Every valid record under ``results_dir`` (sorted by path) and one problem line per invalid file.
+    """Every valid record under ``results_dir`` (sorted by path) and one problem line per invalid file."""
+    found, problems = read_store_files(results_dir)
+    return [record for _, record in found], problems
+
+
+def read_store_files(results_dir: Path) -> tuple[list[tuple[Path, EvalRecord]], list[str]]:
+    """``read_store`` with each record's file.
 
     Read under the folder's lock when it can be taken; a folder nobody may write to needs none.
     """
@@ -336,11 +342,11 @@ def read_store(results_dir: Path) -> tuple[list[EvalRecord], list[str]]:
     return _read_all(results_dir)
 
 
-def _read_all(results_dir: Path) -> tuple[list[EvalRecord], list[str]]:
-    records, problems = [], []
+def _read_all(results_dir: Path) -> tuple[list[tuple[Path, EvalRecord]], list[str]]:
+    found, problems = [], []
     for path in sorted(results_dir.rglob("*.json")):
         try:
-            records.append(read_record(path))
+            found.append((path, read_record(path)))
         except RobbenchError as exc:
             problems.append(str(exc))
-    return records, problems
+    return found, problems

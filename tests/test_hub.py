@@ -406,8 +406,13 @@ def test_publish_records_to_a_dataset_repo_and_render_the_boards_from_a_pinned_c
     assert len(repo.commits) == 3 and "site/fashion-mnist/linf.html" not in repo.commits[repo.refs["main"]]
     rendered = sorted(p.relative_to(tmp_path / "from-hub") for p in (tmp_path / "from-hub").rglob("*") if p.is_file())
     assert rendered and rendered == sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*") if p.is_file())
-    assert all((tmp_path / "from-hub" / p).read_bytes() == (tmp_path / "local" / p).read_bytes() for p in rendered)
-    assert check.returncode == 0, check.stderr  # the local boards are up to date with the published records
+    pages = [p for p in rendered if "models" not in p.parts]  # model pages link the records where they were read
+    assert pages and all((tmp_path / "from-hub" / p).read_bytes() == (tmp_path / "local" / p).read_bytes() for p in pages)
+    record = f"/datasets/robbench-test/board/blob/{pinned}/results/fashion-mnist/linf/fmnist-linear/run.json"
+    assert f"{record})" in (tmp_path / "from-hub/models/fmnist-linear.md").read_text()
+    assert "](../../results/fashion-mnist/linf/fmnist-linear/run.json)" in (tmp_path / "local/models/fmnist-linear.md").read_text()
+    assert check.returncode == 1 and "models/fmnist-linear.md" in check.stderr  # only the model pages' record links differ
+    assert "fashion-mnist-linf-0p1.md" not in check.stderr
 
 
 def test_publish_refuses_an_invalid_record_and_uploads_nothing(hub, tmp_path):

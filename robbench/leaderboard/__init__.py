@@ -29,10 +29,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Callable, Sequence, Union
+from typing import Callable, Mapping, Sequence, Union
 
 from ..errors import RobbenchError, quoted
-from ..results import EvalRecord, atomic_write_bytes, read_store
+from ..results import EvalRecord, atomic_write_bytes, read_store_files
 from .entries import BoardKey, Entry, Store, build_store
 from .cells import FLAG_MARK, SUBSET_MARK, Board
 from .markdown import GENERATED, MODELS_DIR, model_page, render_board, render_index, render_model_page
@@ -62,33 +62,43 @@ def load_store(results: Folders) -> Store:
             what = "is a file, not a folder" if folder.exists() else "does not exist"
             raise RobbenchError(f"results folder {quoted(folder)} {what}: pass the folder holding the records "
                                 "(--results-dir); nothing was written")
-    records, problems, where = [], [], {}
+    records, problems, files = [], [], {}
     for folder in folders:
-        found, invalid = read_store(folder)
+        found, invalid = read_store_files(folder)
         problems += invalid
-        for record in found:
-            relative = record.relative_path().as_posix()
-            if relative in where:
-                problems.append(f"{quoted(folder / relative)}: the same run is in {quoted(where[relative])}; shown from there")
+        for path, record in found:
+            run = record.relative_path().as_posix()
+            if run in files:
+                problems.append(f"{quoted(path)}: the same run as {quoted(files[run][1])}; shown from there")
                 continue
-            where[relative] = folder
+            files[run] = (folder, path)
             records.append(record)
     store = build_store(records, problems)
-    store.folders = where
+    store.files = files
     for entries in store.boards.values():
         for entry in entries:
-            origin = where[entry.primary.relative_path().as_posix()]
+            origin = files[entry.primary.relative_path().as_posix()][0]
             entry.beside = None if origin == folders[0] else origin.name
     return store
 
 
-def record_links(store: Store, out_dir: Path | None, page_dir: str) -> Callable[[EvalRecord], "str | None"]:
-    """A record's URL from a page in ``out_dir/page_dir``: relative, so it works from the checkout and its web view."""
-    def url(record: EvalRecord) -> str | None:
-        relative = record.relative_path().as_posix()
-        if out_dir is None or relative not in store.folders:
-            return None
-        return Path(os.path.relpath(store.folders[relative] / relative, out_dir / page_dir)).as_posix()
+def record_links(store: Store, out_dir: Path | None, page_dir: str,
+                 urls: "Mapping[Path, str]") -> Callable[[EvalRecord], "tuple[str | None, str | None]"]:
+    """A record's URL and its adversarial examples' from a page in ``out_dir/page_dir``.
+
+    Relative, so they work from the checkout and its web view; a folder with a URL in ``urls`` (records read from
+    a published dataset repo, which holds the records only) links its records there and its examples nowhere.
+    """
+    def url(record: EvalRecord) -> tuple[str | None, str | None]:
+        located = store.files.get(record.relative_path().as_posix())
+        if located is None or out_dir is None:
+            return None, None
+        folder, path = located
+        if folder in urls:
+            return f"{urls[folder]}/{path.relative_to(folder).as_posix()}", None
+        local = Path(os.path.relpath(path, out_dir / page_dir)).as_posix()
+        adversarial = record.adversarial_examples
+        return local, adversarial and local.rsplit("/", 1)[0] + "/" + adversarial.file
     return url
 
 
@@ -106,11 +116,14 @@ def board_plot(key: BoardKey, entries: list[Entry]) -> Plot:
     )
 
 
-def render_all(results: Folders, out_dir: Path | None = None) -> tuple[dict[str, bytes], list[str]]:
+def render_all(results: Folders, out_dir: Path | None = None,
+               urls: "Mapping[Path, str] | None" = None) -> tuple[dict[str, bytes], list[str]]:
     """Relative path (posix) -> content for every generated file, and problem lines.
 
-    With ``out_dir`` (where the files will go), model pages link each record and its adversarial examples.
+    With ``out_dir`` (where the files will go), model pages link each record and its adversarial examples;
+    ``urls`` gives the web address of a results folder read from the hub (see ``record_links``).
     """
+    urls = dict(urls or {})
     store = load_store(results)
     stems = board_stems(store.boards)
     files: dict[str, bytes] = {}
@@ -122,11 +135,11 @@ def render_all(results: Folders, out_dir: Path | None = None) -> tuple[dict[str,
         files[f"{stem}.png"] = plots[key].png
         for entry in entries:
             per_model.setdefault(entry.name, []).append((key, stem, entry))
-    links = record_links(store, out_dir, MODELS_DIR)
+    links = record_links(store, out_dir, MODELS_DIR, urls)
     for name in sorted(per_model):
         files[model_page(name)] = render_model_page(name, per_model[name], links).encode("utf-8")
     files["README.md"] = render_index(store.boards, stems).encode("utf-8")
-    files.update(render_site(store.boards, stems, plots, record_links(store, out_dir, f"{SITE_DIR}/{MODELS_DIR}")))
+    files.update(render_site(store.boards, stems, plots, record_links(store, out_dir, f"{SITE_DIR}/{MODELS_DIR}", urls)))
     return dict(sorted(files.items())), store.problems
 
 
@@ -183,9 +196,9 @@ def remove_stale_temporaries(out_dir: Path) -> list[Path]:
     return removed
 
 
-def diff_leaderboards(results: Folders, out_dir: Path) -> tuple[dict[str, str], list[str]]:
+def diff_leaderboards(results: Folders, out_dir: Path, urls: "Mapping[Path, str] | None" = None) -> tuple[dict[str, str], list[str]]:
     """Relative path -> ``missing``, ``differs`` or ``no longer produced``; and problem lines."""
-    files, problems = render_all(results, out_dir)
+    files, problems = render_all(results, out_dir, urls)
     changes: dict[str, str] = {}
     for name, content in files.items():
         path = out_dir / name
@@ -199,9 +212,9 @@ def diff_leaderboards(results: Folders, out_dir: Path) -> tuple[dict[str, str], 
     return dict(sorted(changes.items())), problems
 
 
-def write_leaderboards(results: Folders, out_dir: Path) -> tuple[list[Path], list[str]]:
+def write_leaderboards(results: Folders, out_dir: Path, urls: "Mapping[Path, str] | None" = None) -> tuple[list[Path], list[str]]:
     """Write every file atomically and remove generated files the results no longer produce."""
-    files, problems = render_all(results, out_dir)
+    files, problems = render_all(results, out_dir, urls)
     foreign = foreign_files(out_dir, list(files))
     if foreign:
         raise RobbenchError(f"{quoted(str(out_dir / foreign[0]))} was not written by `robbench leaderboard` and would be "
@@ -218,7 +231,7 @@ def write_leaderboards(results: Folders, out_dir: Path) -> tuple[list[Path], lis
     return written, problems
 
 
-def check_leaderboards(results: Folders, out_dir: Path) -> tuple[list[str], list[str]]:
+def check_leaderboards(results: Folders, out_dir: Path, urls: "Mapping[Path, str] | None" = None) -> tuple[list[str], list[str]]:
     """Relative paths of files that are missing, differ, or are generated but no longer produced."""
-    changes, problems = diff_leaderboards(results, out_dir)
+    changes, problems = diff_leaderboards(results, out_dir, urls)
     return list(changes), problems

@@ -303,10 +303,11 @@ def model_facts(records: list[EvalRecord]) -> list[tuple[str, list[Link]]]:
     return facts + ([("hub commit", hubs)] if hubs else [])
 
 
-def run_row(board: Link, run: EvalRecord, record_url: str | None) -> dict[str, "str | Link"]:
-    """One evaluation behind a model's entry on ``board``; the run and its adversarial examples link to their files."""
+def run_row(board: Link, run: EvalRecord, urls: "tuple[str | None, str | None]") -> dict[str, "str | Link"]:
+    """One evaluation behind a model's entry on ``board``; the run and its adversarial examples link to their files
+    (``urls``: the record's and the examples', None where there is no link)."""
+    record_url, adversarial_url = urls
     adversarial = run.adversarial_examples
-    adversarial_url = record_url and adversarial and record_url.rsplit("/", 1)[0] + "/" + adversarial.file
     return {
         "board": board,
         "run (record JSON)": Link(run.config.run_id, record_url, local=True),

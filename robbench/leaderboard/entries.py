@@ -184,7 +184,8 @@ class Store:
 
     boards: dict[BoardKey, list[Entry]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
-    folders: dict[str, Path] = field(default_factory=dict)  # a record's relative path -> the results folder holding it
+    #: a run (its record's path relative to its results folder) -> the results folder and the file it was read from
+    files: dict[str, tuple[Path, Path]] = field(default_factory=dict)
 
 
 def build_store(records: list[EvalRecord], problems: list[str]) -> Store:

@@ -132,7 +132,7 @@ def render_board(key: BoardKey, stem: str, entries: list[Entry]) -> str:
 
 
 def render_model_page(name: str, placed: list[tuple[BoardKey, str, Entry]],
-                      record_url: Callable[[EvalRecord], "str | None"] = lambda record: None) -> str:
+                      record_urls: Callable[[EvalRecord], "tuple[str | None, str | None]"] = lambda record: (None, None)) -> str:
     """Every board entry of one model, and every run behind each, linked to its record and adversarial examples."""
     placed = sorted(placed, key=lambda p: p[0].sort_key)
     records: list[EvalRecord] = [run for _, _, entry in placed for run in entry.runs]
@@ -152,7 +152,7 @@ def render_model_page(name: str, placed: list[tuple[BoardKey, str, Entry]],
               "`robbench verify RECORD`) and its verified adversarial examples.", ""]
     runs = [
         {column_name: cell(value) for column_name, value in run_row(Link(board_title(key), f"../{stem}.md", local=True), run,
-                                                                    record_url(run)).items()}
+                                                                    record_urls(run)).items()}
         for key, stem, entry in placed for run in entry.runs
     ]
     lines += [markdown_table(pd.DataFrame(runs), right=("robust % (this run)", "seed", "wall time", "adversarial examples (.npz)")), ""]

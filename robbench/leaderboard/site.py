@@ -80,7 +80,7 @@ def _plot(stem: str, entries: list[Entry], plot: Plot) -> dict:
 
 
 def render_site(boards: dict[BoardKey, list[Entry]], stems: dict[BoardKey, str], plots: dict[BoardKey, Plot],
-                record_url: Callable[[EvalRecord], "str | None"] = lambda record: None) -> dict[str, bytes]:
+                record_urls: Callable[[EvalRecord], "tuple[str | None, str | None]"] = lambda record: (None, None)) -> dict[str, bytes]:
     """Relative path (posix, under ``site/``) -> content for every page of the site."""
     files: dict[str, bytes] = {}
     placed: dict[str, list[tuple[BoardKey, str, Entry]]] = {}
@@ -111,7 +111,7 @@ def render_site(boards: dict[BoardKey, list[Entry]], stems: dict[BoardKey, str],
             entries=[{"stem": stem, "title": board_title(key), "flagged": bool(entry.reliability_flags()),
                       "cells": {h: column(h).cell(entry, Board.apart()) for h in MODEL_PAGE_COLUMNS}}
                      for key, stem, entry in where],
-            runs=[run_row(Link(board_title(key), f"../{stem}.html", local=True), run, record_url(run))
+            runs=[run_row(Link(board_title(key), f"../{stem}.html", local=True), run, record_urls(run))
                   for key, stem, entry in where for run in entry.runs],
             flags=sorted({(f.code, f.message) for record in records for f in record.flags}),
             notes=sorted({note for record in records for note in record.notes}),
