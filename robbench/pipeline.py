@@ -10,13 +10,14 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from . import distributed
 from .adversarial import digest, encode
-from .attacks import AttackContext, derive_seed
-from .config import DEFAULT_N_EXAMPLES, ModelSpec
+from .attacks import AttackRules, derive_seed
+from .config import ModelSpec
 from .digests import data_digest
 from .evaluation import Outcome, ProgressFactory, auto_batch_size, ensure_eval_mode, run_attacks
 from .flags import attack_flags, board_flags, model_flags
@@ -26,7 +27,7 @@ from .results import (
     ADVERSARIAL_SUFFIX, AdversarialExamples, AttackSpec, EvalRecord, Examples, RunConfig, Versions, check_name_owner,
     state_path, write_records,
 )
-from .run_options import check_run_options
+from .run_options import RunOptions
 from .runtime import describe_device, seed_everything, versions
 from .threat_models import get_threat_model, select_threat_models
 from .zoo import model_spec
@@ -34,42 +35,40 @@ from .zoo import model_spec
 
 def evaluate(
     model_yaml: "str | Path | ModelSpec | LoadedModel",
+    options: RunOptions | None = None,
     *,
     threat_models: "str | list[str]" = "all",
-    attacks: "tuple[str, ...] | list[str]" = ("pgd", "autoattack"),
-    n_examples: int | None = DEFAULT_N_EXAMPLES,
-    batch_size: "int | str" = "auto",
-    device: str = "auto",
-    seed: int = 0,
     eps: float | None = None,
-    data_dir: str | None = None,
     progress: ProgressFactory | None = None,
-    results_dir: "str | Path | None" = None,
+    **option_values: Any,
 ) -> list[EvalRecord]:
     """Evaluate a submission under its threat models; one record per threat model.
 
     ``model_yaml``: a model.yaml, a committed submission's name, an ``hf://`` reference, a ``ModelSpec``,
     or a ``LoadedModel`` already built and loaded (``robbench.benchmark``: a model in memory).
 
+    ``options``: the run's ``RunOptions``; ``option_values`` (``attacks``, ``n_examples``, ``batch_size``,
+    ``device``, ``seed``, ``data_dir``, ``results_dir``) build one, or change the one given.
     ``threat_models``: ``"all"`` (the spec's list, else the dataset's standard set) or names.
     ``eps`` evaluates a single threat model at another radius, marked non-standard.
-    ``results_dir``: progress is saved there after every batch (a rerun of a killed evaluation
+    With a ``results_dir``, progress is saved there after every batch (a rerun of a killed evaluation
     continues it) and the records, with their adversarial-example files, are written there,
-    together, at the end. ``batch_size``: a number, or ``"auto"`` (``auto_batch_size``; the
-    record holds the number).
+    together, at the end. ``batch_size="auto"`` is ``auto_batch_size``; the record holds the number.
     """
+    options = RunOptions.of(options, **option_values)
     in_memory = isinstance(model_yaml, LoadedModel)
     spec = model_yaml.spec if in_memory else model_spec(model_yaml)
-    attack_objects, chosen_device = check_run_options(attacks, n_examples, batch_size, device, seed)
-    torch_device = distributed.world().device(chosen_device)  # cuda:LOCAL_RANK under torchrun
-    loaded = model_yaml if in_memory else load_submission(spec, data_dir)
-    results = Path(results_dir) if results_dir is not None else None
+    attack_objects, seed = options.create_attacks(), options.seed
+    torch_device = distributed.world().device(options.torch_device())  # cuda:LOCAL_RANK under torchrun
+    loaded = model_yaml if in_memory else load_submission(spec, options.data_dir)
+    results = options.results_dir
     if results is not None:  # before an hour of attacks, not after
         check_name_owner(results, spec.name, loaded.checkpoint)
     threats = select_threat_models(loaded.dataset, threat_models, eps, spec.threat_models)
-    x, y = loaded.dataset.load("test", n_examples)
+    x, y = loaded.dataset.load("test", options.n_examples)
     model = loaded.model.to(torch_device)
     eval_notes = ensure_eval_mode(model)  # once: with several threat models, every record gets the note
+    batch_size = options.batch_size
     if batch_size == "auto":  # rank 0 probes its device; every rank must split the examples alike
         batch_size = distributed.world().on_main(lambda: auto_batch_size(model, x[:1], torch_device, int(x.shape[0])))
     common = {
@@ -83,19 +82,19 @@ def evaluate(
     }
     records, payloads, states = [], [], []
     for threat in threats:
-        context = AttackContext(model, threat, loaded.dataset.value_range, loaded.dataset.num_classes, seed, torch_device)
+        rules = AttackRules.for_dataset(loaded.dataset, threat, seed=seed, device=torch_device)
         config = RunConfig(
             **common, threat_model=threat,
-            attacks=[AttackSpec(name=attack.name, config=attack.config(context)) for attack in attack_objects],
+            attacks=[AttackSpec(name=attack.name, config=attack.config(rules)) for attack in attack_objects],
         )
         state = StateFile(state_path(results, config), config.key(), loaded.dataset.input_shape) if results else None
         seed_everything(seed)
         started = time.perf_counter()
-        outcome = run_attacks(model, x, y, attacks=attack_objects, batch_size=batch_size, context=context,
+        outcome = run_attacks(model, x, y, rules=rules, attacks=attack_objects, batch_size=batch_size,
                               progress=progress, state=state)
         wall_time = state.elapsed_s() if state is not None else time.perf_counter() - started
         payload = _adversarial_file(outcome, config) if results is not None else None
-        records.append(_record(config, loaded, outcome, context, x, y, eval_notes, wall_time, payload))
+        records.append(_record(config, loaded, outcome, model, rules, x, y, eval_notes, wall_time, payload))
         payloads.append(payload)
         states.append(state)
     if results is not None and distributed.is_main_process():  # every rank holds the records; rank 0 writes
@@ -111,12 +110,12 @@ def _adversarial_file(outcome: Outcome, config: RunConfig) -> bytes:
     return encode(index, outcome.adversarial_x.numpy())
 
 
-def _record(config: RunConfig, loaded: LoadedModel, outcome: Outcome, context: AttackContext, x: torch.Tensor,
-            y: torch.Tensor, eval_notes: list[str], wall_time: float, payload: bytes | None) -> EvalRecord:
+def _record(config: RunConfig, loaded: LoadedModel, outcome: Outcome, model: torch.nn.Module, rules: AttackRules,
+            x: torch.Tensor, y: torch.Tensor, eval_notes: list[str], wall_time: float, payload: bytes | None) -> EvalRecord:
     seed_everything(derive_seed(config.seed, "flags"))
     standard_eps = get_threat_model(loaded.dataset, config.threat_model.name).eps  # the collapse check's scale
-    flags = model_flags(context.model, x, y, threat=context.threat, value_range=context.value_range,
-                        seed=config.seed, device=context.device, standard_eps=standard_eps)
+    flags = model_flags(model, x, y, threat=rules.threat, value_range=rules.value_range,
+                        seed=config.seed, device=rules.device, standard_eps=standard_eps)
     flags += attack_flags(outcome.attacks, outcome.n_examples)
     adversarial = None
     if payload is not None:

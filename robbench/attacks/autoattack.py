@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import RobbenchError
-from . import ATTACKS, Attack, AttackContext, Report, Stage, with_input_gradient
+from . import ATTACKS, Attack, AttackRules, Report, Stage, with_input_gradient
 
 STANDARD_COMPONENTS = ("apgd-ce", "apgd-t", "fab-t", "square")
 _NORMS = {"Linf": "Linf", "L2": "L2"}
@@ -87,32 +87,32 @@ class AutoAttackStandard(Attack):
             raise RobbenchError(f"autoattack version {self.version!r} is not supported; use 'standard'")
         logging.getLogger("auto-attack").setLevel(logging.WARNING)  # robbench shows the progress
 
-    def _adversary(self, context: AttackContext, model: nn.Module, eps: float):
+    def _adversary(self, rules: AttackRules, model: nn.Module, eps: float):
         from pyautoattack import AutoAttack
 
         adversary = AutoAttack(
-            model, norm=_NORMS[context.threat.norm], eps=eps, version="standard", seed=context.seed,
-            device=str(context.device),
+            model, norm=_NORMS[rules.threat.norm], eps=eps, version="standard", seed=rules.seed,
+            device=str(rules.device),
         )
-        n_targets = min(9, context.num_classes - 1)
+        n_targets = min(9, rules.num_classes - 1)
         adversary.apgd_targeted.n_target_classes = n_targets
         adversary.fab.n_target_classes = n_targets
         return adversary
 
-    def stages(self, context: AttackContext) -> list[Stage]:
-        components, _ = applicable_components(context.num_classes)
-        return [Stage(component, self._component(context, component), reports_progress=True) for component in components]
+    def stages(self, model: nn.Module, rules: AttackRules) -> list[Stage]:
+        components, _ = applicable_components(rules.num_classes)
+        return [Stage(component, self._component(model, rules, component), reports_progress=True) for component in components]
 
-    def _component(self, context: AttackContext, component: str):
-        threat = context.threat
+    def _component(self, model: nn.Module, rules: AttackRules, component: str):
+        threat = rules.threat
 
         def run(x: torch.Tensor, y: torch.Tensor, batch_seed: int, report: Report = lambda done: None) -> torch.Tensor:
-            model, eps, to_unit, from_unit = with_input_gradient(context.model), threat.eps, None, None
-            if context.value_range != (0.0, 1.0):
-                low, high = _box_for(x, threat.eps, context.value_range)
+            attacked, eps, to_unit, from_unit = with_input_gradient(model), threat.eps, None, None
+            if rules.value_range != (0.0, 1.0):
+                low, high = _box_for(x, threat.eps, rules.value_range)
                 scale = high - low
                 shape = tuple(x.shape[1:])
-                model = _FromUnitBox(model, low, scale, shape)
+                attacked = _FromUnitBox(attacked, low, scale, shape)
                 eps = threat.eps / scale
                 to_unit = lambda t: _as_image((t - low) / scale)  # noqa: E731
                 from_unit = lambda u: (low + u * scale).view(u.shape[0], *shape)  # noqa: E731
@@ -122,7 +122,7 @@ class AutoAttackStandard(Attack):
                 forwards[0] += 1
                 report(min(1.0, forwards[0] / expected))
 
-            adversary = self._adversary(context, _Counted(model, on_forward), eps)
+            adversary = self._adversary(rules, _Counted(attacked, on_forward), eps)
             expected = expected_forwards(adversary, component)
             x_in = to_unit(x) if to_unit else x
             x_adv = _run_component(adversary, component, x_in, y)
@@ -130,14 +130,14 @@ class AutoAttackStandard(Attack):
 
         return run
 
-    def config(self, context: AttackContext) -> dict:
-        components, skipped = applicable_components(context.num_classes)
+    def config(self, rules: AttackRules) -> dict:
+        components, skipped = applicable_components(rules.num_classes)
         return {
             "version": self.version,
             "components": components,
             "skipped_components": skipped,
-            "seed": context.seed,
-            "n_target_classes": min(9, context.num_classes - 1),
+            "seed": rules.seed,
+            "n_target_classes": min(9, rules.num_classes - 1),
             "implementation": "pyautoattack",
         }
 
