@@ -18,6 +18,7 @@ SUBMISSIONS = REPO / "submissions"
 VOLATILE = {"wall_time_s", "timestamp"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("folder, attacks", [("small-cnn-standard", ["pgd", "autoattack"]), ("small-cnn-pgd-at", ["pgd"])])
 def test_load_model_and_benchmark_give_evaluates_numbers(folder, attacks):
     model_yaml = SUBMISSIONS / "fashion-mnist" / folder / "model.yaml"

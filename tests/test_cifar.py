@@ -66,6 +66,7 @@ def test_cifar10_from_the_shared_npz_folder_is_the_first_1000_test_images():
     assert torch.equal(x[7], torch.from_numpy(raw[7]).permute(2, 0, 1).float() / 255)  # NHWC -> NCHW, /255
 
 
+@pytest.mark.slow
 @needs_shared
 def test_a_partial_test_set_is_recorded_as_examples_0_to_1000_of_10000(tmp_path):
     torch.manual_seed(0)

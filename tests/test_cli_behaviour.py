@@ -118,6 +118,7 @@ def _piped(*argv: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "robbench", *argv], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
+@pytest.mark.slow
 def test_evaluate_output_in_a_pipe_is_never_wrapped(linear_submission, tmp_path):
     results = tmp_path / LONG / LONG
     done = _piped("evaluate", str(linear_submission), "--threat-model", "linf", "--attacks", "pgd", "--n-examples", "20",
@@ -130,6 +131,7 @@ def test_evaluate_output_in_a_pipe_is_never_wrapped(linear_submission, tmp_path)
     assert rows[1][:2] == ["linf", "0.1"]
 
 
+@pytest.mark.slow
 def test_tradeoff_output_in_a_pipe_is_never_wrapped(tmp_path):
     out = tmp_path / LONG / "tradeoff.md"
     done = _piped("tradeoff", "--d", "10", "--n-train", "100", "--n-test", "200", "--train-eps", "0,1", "--steps", "5",
@@ -142,6 +144,7 @@ def test_tradeoff_output_in_a_pipe_is_never_wrapped(tmp_path):
     assert rows and not [row for row in rows if row.split("│")[1].strip() == ""]  # a wrapped cell leaves a row with an empty first cell
 
 
+@pytest.mark.slow
 def test_deprecated_hub_syntax_is_one_warning_line(tmp_path, linear_submission):
     spec = yaml.safe_load(linear_submission.read_text())
     path = tmp_path / "model.yaml"

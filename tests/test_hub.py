@@ -283,6 +283,7 @@ def test_queue_add_run_status_with_duplicates_failures_and_a_crashed_run(hub, li
     assert requeued["status"] == "PENDING"
 
 
+@pytest.mark.slow
 def test_the_queue_never_lets_a_name_change_hands_nor_runs_an_edited_request(hub, published, linear_submission, tmp_path):
     folder = linear_submission.parent
     seed_repo(hub, "robbench-test/owner", folder)  # fmnist-linear
@@ -352,6 +353,7 @@ def test_hub_uris_round_trip_through_huggingface_hubs_parser():
                 parse_checkpoint_ref(text)
 
 
+@pytest.mark.slow
 def test_a_repo_reference_evaluates_and_loads_with_the_repos_model_yaml(hub, published, linear_submission, tmp_path):
     pinned, local = published
     commit = PINNED.match(pinned).group(1)
@@ -373,6 +375,7 @@ def test_a_repo_reference_evaluates_and_loads_with_the_repos_model_yaml(hub, pub
     assert from_hub == from_disk
 
 
+@pytest.mark.slow
 def test_publish_records_to_a_dataset_repo_and_render_the_boards_from_a_pinned_commit(hub, published, tmp_path):
     _, local = published
     results, site = tmp_path / "results", tmp_path / "site"
