@@ -84,8 +84,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for flag in record.flags:
             err_console.print(f"flag {flag.code}: {flag.message}", highlight=False, markup=False, soft_wrap=True)
     console.print(table)
-    for path in paths:
-        console.print(f"wrote {path}", highlight=False)
+    for record, path in zip(records, paths):
+        adversarial = record.adversarial_examples
+        also = f" and its {adversarial.count:,} adversarial examples {path.with_name(adversarial.file)}" if adversarial else ""
+        console.print(f"wrote {path}{also}", highlight=False)
     return 0
 
 

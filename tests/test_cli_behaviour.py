@@ -125,7 +125,13 @@ def test_evaluate_output_in_a_pipe_is_never_wrapped(linear_submission, tmp_path)
                   "--device", "cpu", "--threads", "1", "--results-dir", str(results), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     (path,) = (results / "fashion-mnist" / "linf" / "fmnist-linear").glob("*.json")
-    assert f"wrote {path}" in done.stdout.splitlines()
+    (wrote,) = [line for line in done.stdout.splitlines() if line.startswith("wrote ")]
+    adversarial = path.with_name(path.name.replace(".json", ".adv.npz"))
+    assert wrote.startswith(f"wrote {path} and its ") and wrote.endswith(f" adversarial examples {adversarial}")
+    # stderr is a pipe: plain progress lines, after one line saying what runs
+    err = done.stderr.splitlines()
+    assert err[0].startswith("robbench: evaluating fmnist-linear on 20 fashion-mnist test examples under linf 0.1 with pgd")
+    assert "robbench: stage 1 of 1, pgd: " in done.stderr and "━" not in done.stderr
     rows = [[c.strip() for c in line.replace("┃", "│").split("│")[1:-1]] for line in done.stdout.splitlines() if line[:1] in "│┃"]
     assert rows[0] == ["threat model", "eps", "clean %", "pgd %", "robust %", "seconds"] and len(rows) == 2
     assert rows[1][:2] == ["linf", "0.1"]
