@@ -143,7 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from .leaderboard import check_leaderboards, write_leaderboards
 
-    given, out_dir = [Path(folder) for folder in args.results_dir or []], Path(args.out)
+    given, out_dir = [Path(folder) for folder in args.results_dirs or []], Path(args.out)
     results_dirs, urls = given or [Path("results")], {}
     if args.from_hub:  # records published with `robbench publish`, pinned to a commit and verified; any --results-dir beside them
         from .hub_publish import results_from_hub
@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     board = sub.add_parser("leaderboard", help="render the leaderboards (markdown pages, plots and a static website under OUT/site) from the results")
-    board.add_argument("--results-dir", action="append", metavar="DIR",  # not the run flag: it may be repeated
+    board.add_argument("--results-dir", dest="results_dirs", action="append", metavar="DIR",  # not the run flag: repeatable
                        help="the records to render (default: results); repeat it to rank the records of later folders "
                             "beside the first's (--results-dir results --results-dir my-results --out my-boards)")
     board.add_argument("--out", default="leaderboards", help="where the boards go; the website goes to OUT/site (default: leaderboards)")

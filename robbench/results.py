@@ -170,8 +170,18 @@ class EvalRecord(Frozen):
     device = property(lambda self: self.config.device)
     versions = property(lambda self: self.config.versions)
 
+    @property
+    def attack_accuracies(self) -> dict[str, float]:
+        """Accuracy after each attack, in run order: ``{"pgd": 0.764, "autoattack": 0.744}``."""
+        return {a.name: a.accuracy for a in self.attacks}
+
+    @property
+    def clean_minus_robust(self) -> float:
+        """What robustness costs here: clean minus robust accuracy (a fraction)."""
+        return self.clean_accuracy - self.robust_accuracy
+
     def attack_accuracy(self, name: str) -> float | None:
-        return next((a.accuracy for a in self.attacks if a.name == name), None)
+        return self.attack_accuracies.get(name)
 
     def relative_path(self) -> Path:
         return run_folder(self.dataset, self.threat_model, self.name) / f"{self.config.run_id}.json"
