@@ -4,7 +4,7 @@ An ``.npz`` (zip of ``.npy`` arrays, deflate-compressed), never pickled and read
 ``allow_pickle=False``: ``index`` (int64, sorted test-set indices) and ``x_adv`` (float32, one
 input per index, bit for bit the input the evaluation verified). Compression takes an L∞
 CIFAR-10 example from 12 KiB to about 7 KiB, so a full 10,000-image record of a standard model
-(nearly every example broken) needs about 70 MB and a robust one about half; see the README.
+(nearly every example broken) needs about 70 MB and a robust one about half; see docs/records.md.
 """
 
 from __future__ import annotations

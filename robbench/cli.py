@@ -84,8 +84,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for flag in record.flags:
             err_console.print(f"flag {flag.code}: {flag.message}", highlight=False, markup=False, soft_wrap=True)
     console.print(table)
-    for path in paths:
-        console.print(f"wrote {path}", highlight=False)
+    for record, path in zip(records, paths):
+        adversarial = record.adversarial_examples
+        also = f" and its {adversarial.count:,} adversarial examples {path.with_name(adversarial.file)}" if adversarial else ""
+        console.print(f"wrote {path}{also}", highlight=False)
     return 0
 
 
@@ -141,21 +143,24 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from .leaderboard import check_leaderboards, write_leaderboards
 
-    results_dir, out_dir = Path(args.results_dir), Path(args.out)
-    if args.from_hub:  # records published with `robbench publish`, pinned to a commit and verified
+    given, out_dir = [Path(folder) for folder in args.results_dirs or []], Path(args.out)
+    results_dirs, urls = given or [Path("results")], {}
+    if args.from_hub:  # records published with `robbench publish`, pinned to a commit and verified; any --results-dir beside them
         from .hub_publish import results_from_hub
 
-        results_dir = results_from_hub(args.from_hub)
+        published, urls[published] = results_from_hub(args.from_hub)
+        results_dirs = [published, *given]
+    results_text = " beside ".join(str(folder) for folder in results_dirs)
     if args.check:
-        stale, problems = check_leaderboards(results_dir, out_dir)
+        stale, problems = check_leaderboards(results_dirs, out_dir, urls)
         for problem in problems:
             err_console.print(f"skipped invalid record: {problem}")
         if stale:
             err_console.print(f"robbench: error: {len(stale)} leaderboard file(s) out of date: {', '.join(stale)}; run `robbench leaderboard`")
             return 1
-        console.print(f"{out_dir} is up to date with {results_dir}")
+        console.print(f"{out_dir} is up to date with {results_text}")
         return 0
-    written, problems = write_leaderboards(results_dir, out_dir)
+    written, problems = write_leaderboards(results_dirs, out_dir, urls)
     for problem in problems:
         err_console.print(f"skipped invalid record: {problem}")
     console.print(f"wrote {len(written)} file(s) under {out_dir}")
@@ -263,10 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     board = sub.add_parser("leaderboard", help="render the leaderboards (markdown pages, plots and a static website under OUT/site) from the results")
-    add_run_flags(board, ("results_dir",))
+    board.add_argument("--results-dir", dest="results_dirs", action="append", metavar="DIR",  # not the run flag: repeatable
+                       help="the records to render (default: results); repeat it to rank the records of later folders "
+                            "beside the first's (--results-dir results --results-dir my-results --out my-boards)")
     board.add_argument("--out", default="leaderboards", help="where the boards go; the website goes to OUT/site (default: leaderboards)")
     board.add_argument("--from-hub", default=None, metavar="ORG/NAME@REVISION",
-                       help="render the records `robbench publish` put in this hub dataset repo, at this revision, instead of --results-dir")
+                       help="render the records `robbench publish` put in this hub dataset repo, at this revision, instead of results/ (any --results-dir beside them)")
     board.add_argument("--check", action="store_true", help="exit 1 if the rendered files differ from --out")
     board.set_defaults(func=cmd_leaderboard)
     tradeoff = sub.add_parser(

@@ -204,7 +204,8 @@ def run_attacks(
         if number >= position.stage:
             first_batch = position.batch if number == position.stage else 0
             try:
-                _run_stage(number, attack, stage, first_batch, status, found, model, x, y, rules, batch_size, progress, state)
+                _run_stage(number, len(plan), attack, stage, first_batch, status, found, model, x, y, rules, batch_size,
+                           progress, state)
             except torch.OutOfMemoryError as exc:
                 raise _out_of_memory(device, f"in {attack.name}: {stage.name} with batches of {batch_size}", batch_size) from exc
     evidence = Evidence.from_codes(status.numpy(), [f"{attack.name}/{stage.name}" for attack, stage in plan])
@@ -219,15 +220,16 @@ def _out_of_memory(device: torch.device, doing: str, batch_size: int) -> Robbenc
 
 
 def _run_stage(
-    number: int, attack: Attack, stage: Stage, first_batch: int, status: torch.Tensor, found: Found,
+    number: int, stages: int, attack: Attack, stage: Stage, first_batch: int, status: torch.Tensor, found: Found,
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, rules: AttackRules, batch_size: int, progress: ProgressFactory,
     state: StateFile | None,
 ) -> None:
-    """Stage ``number`` (in run order) on its survivors, from ``first_batch``; marks what it broke in
+    """Stage ``number`` (in run order, of ``stages``) on its survivors, from ``first_batch``; marks what it broke in
     ``status`` and keeps each broken example's verified adversarial input in ``found``."""
     survivors = alive_at(status, number).nonzero().squeeze(1)
     batches = list(survivors.split(batch_size)) if survivors.numel() else []  # split() of nothing gives one empty batch
-    advance = progress(attack.name if stage.name == attack.name else f"{attack.name}: {stage.name}", int(survivors.numel()))
+    name = attack.name if stage.name == attack.name else f"{attack.name}: {stage.name}"
+    advance = progress(f"stage {number + 1} of {stages}, {name}", int(survivors.numel()))
     advance(sum(int(b.numel()) for b in batches[:first_batch]))
     world = distributed.world()  # under torchrun, batch i of the stage is rank i's (mod size); see robbench.distributed
     round_found = Found()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, constants
 
 from .errors import RobbenchError
 from .hub import repo_files, commit, fetch_folder, hub_digest, offline
@@ -107,9 +107,11 @@ def _existing_files(target: HubRef) -> list[str]:
         raise
 
 
-def results_from_hub(text: str) -> Path:
-    """The records of a published dataset repo at one commit (``ORG/NAME@REVISION`` or its hf:// URI), verified."""
+def results_from_hub(text: str) -> tuple[Path, str]:
+    """The records of a published dataset repo at one commit (``ORG/NAME@REVISION`` or its hf:// URI), verified;
+    and the web address of that commit's records folder, for the boards to link each record to."""
     ref = parse_hub_ref(text if is_hub_ref(text) else f"{HF_SCHEME}datasets/{text}", repo_type="dataset")
     if ref.path:
         raise RobbenchError(f"{text!r}: name the repo and revision only (ORG/NAME@REVISION); records are read from {RESULTS_FOLDER}/")
-    return fetch_folder(replace(ref, path=RESULTS_FOLDER), ".json") / RESULTS_FOLDER
+    folder = fetch_folder(replace(ref, path=RESULTS_FOLDER), ".json") / RESULTS_FOLDER
+    return folder, f"{constants.ENDPOINT}/datasets/{ref.repo}/blob/{ref.revision}/{RESULTS_FOLDER}"

@@ -9,6 +9,7 @@ names its weights exactly.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from .run_options import RunOptions
 
 IN_MEMORY = "in-memory"  # the record's checkpoint path for a model evaluated by ``benchmark``
+DEFAULT_NAME = "in-memory-model"
 
 
 def state_dict_sha256(model: "nn.Module") -> str:
@@ -33,11 +35,13 @@ def state_dict_sha256(model: "nn.Module") -> str:
 
 
 def benchmark(
-    model: "nn.Module",
+    model: "nn.Module | str",
     *,
     dataset: str,
     threat_model: str,
-    name: str = "in-memory-model",
+    name: str | None = None,
+    model_name: str | None = None,
+    to_disk: "bool | str | Path" = False,
     dataset_kwargs: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
     options: "RunOptions | None" = None,
@@ -45,12 +49,16 @@ def benchmark(
     progress: "ProgressFactory | None" = None,
     **option_values: Any,
 ) -> "EvalRecord":
-    """The record ``evaluate`` would give this model under ``threat_model`` of ``dataset``; writes nothing.
+    """The record ``evaluate`` would give this model under ``threat_model`` of ``dataset``.
 
     ``model`` takes inputs in the dataset's range ([0, 1] pixels) and returns logits; any
-    normalisation is its own. It is moved to the device and put in eval mode. ``options`` (a
-    ``RunOptions``) and ``option_values`` (its fields as keywords: attacks, n_examples, batch_size, device,
-    seed, data_dir) are ``evaluate``'s, and so are ``eps`` and ``progress``; a ``results_dir`` is refused.
+    normalisation is its own. It is moved to the device and put in eval mode. A name (a committed
+    submission, a model.yaml, an ``hf://`` reference) evaluates that model, as ``robbench.evaluate``.
+    ``options`` (a ``RunOptions``) and ``option_values`` (its fields as keywords: attacks, n_examples,
+    batch_size, device, seed, data_dir) are ``evaluate``'s, and so are ``eps`` and ``progress``.
+    RobustBench's spellings are accepted: ``model_name=`` names the record (``name=``), ``threat_model="Linf"``,
+    and ``to_disk=True`` (or a folder) writes the record and its adversarial examples to ``results/`` (or
+    that folder); without it nothing is written.
     """
     from pydantic import ValidationError
 
@@ -64,10 +72,17 @@ def benchmark(
 
     options = RunOptions.of(options, **option_values)
     if options.results_dir is not None:
-        raise RobbenchError("benchmark() writes nothing; call robbench.evaluate with a model.yaml to keep records")
+        raise RobbenchError("benchmark() takes to_disk=FOLDER (or True, for results/) where evaluate takes results_dir")
+    if to_disk:
+        options = RunOptions.of(options, results_dir=Path("results") if to_disk is True else Path(to_disk))
+    if name is not None and model_name is not None:
+        raise RobbenchError("name the record once: name= or model_name=, not both")
+    if isinstance(model, (str, Path)):
+        [record] = evaluate(model, options, threat_models=[threat_model], eps=eps, progress=progress)
+        return record
     try:
         spec = ModelSpec(
-            name=name, dataset=dataset, dataset_kwargs=dataset_kwargs or {}, architecture=type(model).__name__,
+            name=name or model_name or DEFAULT_NAME, dataset=dataset, dataset_kwargs=dataset_kwargs or {}, architecture=type(model).__name__,
             checkpoint=IN_MEMORY, metadata=Metadata(**(metadata or {})),
         )
     except ValidationError as exc:

@@ -22,6 +22,7 @@ from .digests import data_digest
 from .evaluation import Outcome, ProgressFactory, auto_batch_size, ensure_eval_mode, run_attacks
 from .flags import attack_flags, board_flags, model_flags
 from .loader import LoadedModel, load_submission
+from .progress import LineProgress
 from .progress_state import StateFile
 from .randomized import averaged, reverify
 from .results import (
@@ -31,6 +32,7 @@ from .results import (
 from .run_options import RunOptions
 from .runtime import describe_device, seed_everything, versions
 from .threat_models import get_threat_model, select_threat_models
+from .threads import ensure_threads
 from .zoo import model_spec
 
 
@@ -52,11 +54,15 @@ def evaluate(
     ``device``, ``seed``, ``data_dir``, ``results_dir``) build one, or change the one given.
     ``threat_models``: ``"all"`` (the spec's list, else the dataset's standard set) or names.
     ``eps`` evaluates a single threat model at another radius, marked non-standard.
+    Progress goes to ``progress`` (default: plain lines on stderr, ``robbench.progress.LineProgress``), after one
+    line saying what runs; the threads follow the command line's policy (``robbench.threads.ensure_threads``).
     With a ``results_dir``, progress is saved there after every batch (a rerun of a killed evaluation
     continues it) and the records, with their adversarial-example files, are written there,
     together, at the end. ``batch_size="auto"`` is ``auto_batch_size``; the record holds the number.
     """
     options = RunOptions.of(options, **option_values)
+    ensure_threads()
+    progress = progress or LineProgress()
     in_memory = isinstance(model_yaml, LoadedModel)
     spec = model_yaml.spec if in_memory else model_spec(model_yaml)
     attack_objects, seed = options.create_attacks(), options.seed
@@ -81,6 +87,12 @@ def evaluate(
         "batch_size": batch_size, "device": distributed.world().describe(describe_device(torch_device)),
         "versions": Versions(**versions()), "prediction_draws": options.prediction_draws,
     }
+    if hasattr(progress, "say"):  # one line before the first stage: what runs, on what, with what
+        progress.say(
+            f"evaluating {spec.name} on {int(x.shape[0]):,} {loaded.dataset.name} test examples under "
+            f"{', '.join(f'{t.name} {t.eps:g}' for t in threats)} with {', '.join(a.name for a in attack_objects)}, "
+            f"on {common['device']}, batches of {batch_size}; {len(threats)} threat model(s), each its own stages"
+        )
     records, payloads, states = [], [], []
     for threat in threats:
         rules = AttackRules.for_dataset(loaded.dataset, threat, seed=seed, device=torch_device)

@@ -188,8 +188,18 @@ class EvalRecord(Frozen):
     device = property(lambda self: self.config.device)
     versions = property(lambda self: self.config.versions)
 
+    @property
+    def attack_accuracies(self) -> dict[str, float]:
+        """Accuracy after each attack, in run order: ``{"pgd": 0.764, "autoattack": 0.744}``."""
+        return {a.name: a.accuracy for a in self.attacks}
+
+    @property
+    def clean_minus_robust(self) -> float:
+        """What robustness costs here: clean minus robust accuracy (a fraction)."""
+        return self.clean_accuracy - self.robust_accuracy
+
     def attack_accuracy(self, name: str) -> float | None:
-        return next((a.accuracy for a in self.attacks if a.name == name), None)
+        return self.attack_accuracies.get(name)
 
     def relative_path(self) -> Path:
         return run_folder(self.dataset, self.threat_model, self.name) / f"{self.config.run_id}.json"
@@ -344,7 +354,13 @@ def read_record(path: Path) -> EvalRecord:
 
 
 def read_store(results_dir: Path) -> tuple[list[EvalRecord], list[str]]:
-    """Every valid record under ``results_dir`` (sorted by path) and one problem line per invalid file.
+    """Every valid record under ``results_dir`` (sorted by path) and one problem line per invalid file."""
+    found, problems = read_store_files(results_dir)
+    return [record for _, record in found], problems
+
+
+def read_store_files(results_dir: Path) -> tuple[list[tuple[Path, EvalRecord]], list[str]]:
+    """``read_store`` with each record's file.
 
     Read under the folder's lock when it can be taken; a folder nobody may write to needs none.
     """
@@ -354,11 +370,11 @@ def read_store(results_dir: Path) -> tuple[list[EvalRecord], list[str]]:
     return _read_all(results_dir)
 
 
-def _read_all(results_dir: Path) -> tuple[list[EvalRecord], list[str]]:
-    records, problems = [], []
+def _read_all(results_dir: Path) -> tuple[list[tuple[Path, EvalRecord]], list[str]]:
+    found, problems = [], []
     for path in sorted(results_dir.rglob("*.json")):
         try:
-            records.append(read_record(path))
+            found.append((path, read_record(path)))
         except RobbenchError as exc:
             problems.append(str(exc))
-    return records, problems
+    return found, problems

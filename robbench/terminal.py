@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .config import DEFAULT_N_EXAMPLES
 from .errors import RobbenchError
+from .progress import LineProgress
 from .run_options import DEFAULT_ATTACKS, RunOptions
 
 UNWRAPPED_WIDTH = 100_000  # rich's width off a terminal: wide enough that no line or table is ever wrapped
@@ -35,7 +36,8 @@ def fit_output() -> None:
 
 @contextmanager
 def progress_bars() -> Iterator:
-    """A ``ProgressFactory`` backed by rich bars with ETA; fractional advances move a bar within a batch."""
+    """A ``ProgressFactory`` backed by rich bars with ETA on a terminal (fractional advances move a bar within a
+    batch), plain lines elsewhere (``LineProgress``)."""
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("eta"), TimeRemainingColumn(),
@@ -45,14 +47,21 @@ def progress_bars() -> Iterator:
     if not is_main_process():  # under torchrun, rank 0 alone shows progress
         yield lambda description, total: (lambda n: None)
         return
+    if not err_console.is_terminal:  # a pipe or a log: plain lines, never a bar redrawn into a file
+        yield LineProgress()
+        return
     with Progress(*columns, console=err_console, transient=False) as bars:
 
-        def factory(description: str, total: int):
-            task = bars.add_task(description, total=total)
-            return lambda n: bars.advance(task, n)
+        class Bars:
+            def say(self, text: str) -> None:
+                bars.console.print(text, highlight=False, markup=False)
+
+            def __call__(self, description: str, total: int):
+                task = bars.add_task(description, total=total)
+                return lambda n: bars.advance(task, n)
 
         try:
-            yield factory
+            yield Bars()
         except BaseException:
             bars.live.transient = True  # a failed command ends with its one-line error alone
             raise

@@ -65,11 +65,26 @@ def choose_threads(requested: int | None) -> int | None:
     return auto_threads()
 
 
+_applied = False  # whether this process chose its threads already (the command line does, from --threads)
+
+
 def apply_threads(requested: int | None) -> int:
     """Set torch's intra-op threads by ``choose_threads``; the number in use."""
     import torch
 
+    global _applied
     chosen = choose_threads(requested)
     if chosen is not None:
         torch.set_num_threads(chosen)
+    _applied = True
+    return torch.get_num_threads()
+
+
+def ensure_threads() -> int:
+    """The command line's policy for a run started from Python (``robbench.evaluate``, ``robbench.benchmark``): applied
+    once per process, unless the command line applied it already; ``apply_threads(n)`` first picks ``n``."""
+    if not _applied:
+        return apply_threads(None)
+    import torch
+
     return torch.get_num_threads()

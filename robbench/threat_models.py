@@ -62,8 +62,14 @@ def standard_threat_models(dataset: "Dataset") -> dict[str, ThreatModel]:
     return {threat.name: threat for threat in dataset.threat_models}
 
 
+def threat_model_name(name: str) -> str:
+    """robbench's spelling of a threat model's name: RobustBench's ``"Linf"`` and ``"L2"`` are ``linf`` and ``l2``."""
+    return name.strip().lower()
+
+
 def get_threat_model(dataset: "Dataset", name: str) -> ThreatModel:
     known = standard_threat_models(dataset)
+    name = threat_model_name(name)
     if name not in known:
         raise RobbenchError(
             f"dataset {dataset.name!r} has no threat model {quoted(name)}; known: {', '.join(sorted(known)) or 'none'}"

@@ -75,22 +75,26 @@ def submission_named(name: str, submissions_dir: Path, dataset: str | None = Non
 
 
 def load_model(
-    source: "str | Path | ModelSpec", *, dataset: str | None = None, threat_model: str | None = None,
-    submissions_dir: "str | Path | None" = None, device: str = "cpu", data_dir: str | None = None,
+    source: "str | Path | ModelSpec | None" = None, *, model_name: "str | None" = None, dataset: str | None = None,
+    threat_model: str | None = None, submissions_dir: "str | Path | None" = None, device: str = "cpu",
+    data_dir: str | None = None,
 ) -> "nn.Module":
     """A ready model: eval mode, verified weights (SHA-256 pin, hub digests), normalisation inside; inputs in [0, 1].
 
     ``threat_model``, when given, must be one the model is meant for (its list, else its dataset's
-    standard ones), as RobustBench's ``load_model(name, dataset, threat_model)`` picks a board.
+    standard ones), as RobustBench's ``load_model(name, dataset, threat_model)`` picks a board; its
+    spellings (``model_name=``, ``threat_model="Linf"``) are accepted.
     """
     from .loader import load_submission
     from .runtime import resolve_device
-    from .threat_models import default_threat_model_names
+    from .threat_models import default_threat_model_names, threat_model_name
 
-    spec = model_spec(source, dataset=dataset, submissions_dir=submissions_dir)
+    if (source is None) == (model_name is None):
+        raise RobbenchError("name the model once: load_model(NAME) or load_model(model_name=NAME)")
+    spec = model_spec(source if source is not None else model_name, dataset=dataset, submissions_dir=submissions_dir)
     loaded = load_submission(spec, data_dir)
     if threat_model is not None:
         meant_for = default_threat_model_names(loaded.dataset, spec.threat_models)
-        if threat_model not in meant_for:
+        if threat_model_name(threat_model) not in meant_for:
             raise RobbenchError(f"{spec.name} is evaluated under {', '.join(meant_for)}, not {threat_model!r}")
     return loaded.model.to(resolve_device(device)).eval()

@@ -18,6 +18,7 @@ SUBMISSIONS = REPO / "submissions"
 VOLATILE = {"wall_time_s", "timestamp"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("folder, attacks", [("small-cnn-standard", ["pgd", "autoattack"]), ("small-cnn-pgd-at", ["pgd"])])
 def test_load_model_and_benchmark_give_evaluates_numbers(folder, attacks):
     model_yaml = SUBMISSIONS / "fashion-mnist" / folder / "model.yaml"
@@ -59,3 +60,25 @@ def test_state_dict_digest_is_the_safetensors_file_digest_and_follows_the_weight
     with torch.no_grad():
         next(twin.parameters())[0].add_(1e-3)
     assert state_dict_sha256(twin) != state_dict_sha256(model)
+
+
+@pytest.mark.slow
+def test_robustbench_spellings_are_accepted_and_to_disk_writes_the_record(tmp_path):
+    """RobustBench's call forms: load_model(model_name=...), threat_model="Linf", benchmark(model_name=..., to_disk=...)."""
+    import torch
+
+    from robbench.results import read_store
+
+    model = robbench.load_model(model_name="fmnist-small-cnn-pgd-at", dataset="fashion-mnist", threat_model="Linf")
+    assert not model.training
+    with pytest.raises(robbench.RobbenchError, match="name the model once"):
+        robbench.load_model()
+    linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    record = robbench.benchmark(linear, dataset="fashion-mnist", threat_model="Linf", model_name="my-linear",
+                                to_disk=tmp_path / "mine", attacks=["pgd"], n_examples=10, device="cpu")
+    assert record.name == "my-linear" and record.threat_model.name == "linf"
+    assert record.attack_accuracies == {"pgd": record.robust_accuracy}  # a value, not a method call
+    assert record.clean_minus_robust == record.clean_accuracy - record.robust_accuracy
+    (stored,), problems = read_store(tmp_path / "mine")
+    assert problems == [] and stored == record
+    assert (tmp_path / "mine" / record.relative_path()).with_name(record.adversarial_examples.file).is_file()

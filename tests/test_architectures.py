@@ -69,7 +69,8 @@ def test_wide_resnet_has_robustbench_layout_and_size(depth, parameters):
 
 @pytest.mark.parametrize(
     ("name", "kwargs"),
-    [("resnet18", {"width": 4}), ("preact-resnet18", {"width": 4}), ("wide-resnet", {"depth": 10, "widen_factor": 1})],
+    [pytest.param("resnet18", {"width": 4}, marks=pytest.mark.slow), ("preact-resnet18", {"width": 4}),
+     pytest.param("wide-resnet", {"depth": 10, "widen_factor": 1}, marks=pytest.mark.slow)],
 )
 def test_tiny_versions_train_on_colour_and_grey_images(name, kwargs):
     for shape in ((3, 32, 32), (1, 28, 28)):

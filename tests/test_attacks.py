@@ -116,7 +116,7 @@ class InfiniteOffTheGrid(torch.nn.Module):
         return torch.where(off_grid[:, None], torch.full_like(logits, self.fill), logits)
 
 
-@pytest.mark.parametrize("attack", ["pgd", "autoattack"])
+@pytest.mark.parametrize("attack", ["pgd", pytest.param("autoattack", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("fill", [float("inf"), float("nan")])
 def test_non_finite_logits_near_the_inputs_are_refused_naming_the_example(attack, fill):
     """argmax of all-Inf (or all-NaN) logits is class 0: such examples must not count as robust."""

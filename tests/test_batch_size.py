@@ -27,6 +27,7 @@ def test_largest_fitting_batch_doubles_from_32_up_to_the_limit(fits_up_to, limit
     assert tried == sorted(set(tried)) and tried[0] == min(32, limit), "doubling, never the same size twice"
 
 
+@pytest.mark.slow
 def test_auto_is_a_fixed_number_off_cuda_and_the_record_holds_it(linear_submission, tmp_path):
     assert auto_batch_size(nn.Linear(2, 2), torch.zeros(1, 2), torch.device("cpu"), 10_000) == CPU_BATCH_SIZE == 500
     (record,) = evaluate(linear_submission, threat_models="linf", attacks=[], n_examples=20, device="cpu", results_dir=tmp_path)

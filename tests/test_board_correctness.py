@@ -36,12 +36,14 @@ def test_name_links_to_exactly_the_metadata_paper_and_nowhere_else(tmp_path: Pat
     write_record(make_record("plain", robust=0.0, training="standard", sha256="1" * 64), tmp_path)
     files, _ = render_all(tmp_path)
     board = files["fashion-mnist-linf-0p1.md"].decode()
-    assert "[robust](https://arxiv.org/abs/1706.06083)" in board
-    assert "| plain ([results](models/plain.md))" in board  # no paper: the name is not a link
+    main_table = board.split("<details>")[0]
+    assert "| [robust](models/robust.md) ([paper](https://arxiv.org/abs/1706.06083)) |" in main_table
+    assert "| [plain](models/plain.md) |" in main_table  # no paper: no paper link
     assert "standard training has none" in board  # and the page says what the link means
     site = files["site/fashion-mnist-linf-0p1.html"].decode()
-    assert '<a href="https://arxiv.org/abs/1706.06083">robust</a>' in site and ">plain (<a" in site
-    assert site.count("arxiv.org") == 1 and board.count("arxiv.org") == 1
+    assert '<a href="models/robust.html">robust</a> · <a href="https://arxiv.org/abs/1706.06083">paper</a>' in site
+    assert '<a href="models/plain.html">plain</a></td>' in site
+    assert site.count("arxiv.org") == 1 and main_table.count("arxiv.org") == 1
     assert "arxiv" not in files["site/models/plain.html"].decode() + files["models/plain.md"].decode()
 
 
@@ -55,7 +57,7 @@ def figure_for(records):
         "t", [e.name for e in entries], [e.clean_accuracy for e in entries], [e.robust_accuracy for e in entries],
         [e.primary.metadata.training for e in entries], [e.clean_interval() for e in entries],
         [e.robust_interval() for e in entries],
-    ).axes[0], entries
+    )[0].axes[0], entries
 
 
 BOARDS = {

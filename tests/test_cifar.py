@@ -66,6 +66,7 @@ def test_cifar10_from_the_shared_npz_folder_is_the_first_1000_test_images():
     assert torch.equal(x[7], torch.from_numpy(raw[7]).permute(2, 0, 1).float() / 255)  # NHWC -> NCHW, /255
 
 
+@pytest.mark.slow
 @needs_shared
 def test_a_partial_test_set_is_recorded_as_examples_0_to_1000_of_10000(tmp_path):
     torch.manual_seed(0)
@@ -121,7 +122,7 @@ def test_the_unpickler_builds_arrays_and_nothing_else(tmp_path):
         assert np.array_equal(batch["data"], data) and batch["labels"] == [1, 2]
 
 
-def test_download_is_checked_and_extracted_into_the_cache(tmp_path, monkeypatch):
+def test_download_is_checked_and_extracted_into_the_cache(tmp_path, monkeypatch, capsys):
     staging = tmp_path / "staging"
     pinned, arrays = _fake_canonical(staging, cifar.CIFAR10, n=2)
     archive = tmp_path / "mirror" / pinned.archive
@@ -137,17 +138,36 @@ def test_download_is_checked_and_extracted_into_the_cache(tmp_path, monkeypatch)
     monkeypatch.delenv("ROBBENCH_DATA", raising=False)
     monkeypatch.setattr(sources, "_CHECKOUT", tmp_path)  # no shared/data folder is found
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ROBBENCH_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     x, y = get_dataset("cifar10").load("test")
     assert y.tolist() == arrays["test_batch"][1] and x.shape == (2, 3, 32, 32)
     cached = tmp_path / "cache" / "robbench" / "cifar10"
+    # announced before it started: which file, from where, into which folder
+    assert f"{pinned.archive} is not on this machine; downloading it from {archive.parent.as_uri()}/ into {cached}" in (
+        capsys.readouterr().err)
     assert (cached / pinned.folder / "test_batch").is_file() and not (cached / pinned.archive).exists()
     assert not (tmp_path / "cache" / "robbench" / "escape").exists()
 
     monkeypatch.setitem(cifar.SOURCES, "cifar10", dataclasses.replace(pinned, url=(tmp_path / "nowhere").as_uri() + "/"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
     cifar._load_split.cache_clear()
-    with pytest.raises(RobbenchError, match=r"cifar10 train files not found .*--data-dir DIR"):
+    with pytest.raises(RobbenchError, match=r"cifar10 train files \(data_batch_1.*\) not found .*the download failed.*--data-dir DIR"):
         get_dataset("cifar10").load("train")
+
+    capsys.readouterr()
+    # offline: the working mirror is never asked; the error names the files, the switch and the ways to provide them
+    monkeypatch.setitem(cifar.SOURCES, "cifar10", dataclasses.replace(pinned, url=archive.parent.as_uri() + "/", archive_sha256=digest))
+    for variable in ("ROBBENCH_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.setenv(variable, "1")
+        cifar._load_split.cache_clear()
+        with pytest.raises(RobbenchError) as caught:
+            get_dataset("cifar10").load("test")
+        message = str(caught.value)
+        assert "downloads are off (ROBBENCH_OFFLINE or HF_HUB_OFFLINE is set)" in message and "test_batch" in message
+        assert "--data-dir DIR (or set ROBBENCH_DATA=DIR)" in message and pinned.archive in message
+        assert "downloading" not in capsys.readouterr().err and not any((tmp_path / "empty-cache").rglob("*.tar.gz"))
+        monkeypatch.delenv(variable)
 
 
 def _npz_split(folder: Path, name: str, index: np.ndarray, seed: int = 0) -> None:

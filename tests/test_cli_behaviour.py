@@ -118,18 +118,26 @@ def _piped(*argv: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "robbench", *argv], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
+@pytest.mark.slow
 def test_evaluate_output_in_a_pipe_is_never_wrapped(linear_submission, tmp_path):
     results = tmp_path / LONG / LONG
     done = _piped("evaluate", str(linear_submission), "--threat-model", "linf", "--attacks", "pgd", "--n-examples", "20",
                   "--device", "cpu", "--threads", "1", "--results-dir", str(results), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     (path,) = (results / "fashion-mnist" / "linf" / "fmnist-linear").glob("*.json")
-    assert f"wrote {path}" in done.stdout.splitlines()
+    (wrote,) = [line for line in done.stdout.splitlines() if line.startswith("wrote ")]
+    adversarial = path.with_name(path.name.replace(".json", ".adv.npz"))
+    assert wrote.startswith(f"wrote {path} and its ") and wrote.endswith(f" adversarial examples {adversarial}")
+    # stderr is a pipe: plain progress lines, after one line saying what runs
+    err = done.stderr.splitlines()
+    assert err[0].startswith("robbench: evaluating fmnist-linear on 20 fashion-mnist test examples under linf 0.1 with pgd")
+    assert "robbench: stage 1 of 1, pgd: " in done.stderr and "━" not in done.stderr
     rows = [[c.strip() for c in line.replace("┃", "│").split("│")[1:-1]] for line in done.stdout.splitlines() if line[:1] in "│┃"]
     assert rows[0] == ["threat model", "eps", "clean %", "pgd %", "robust %", "seconds"] and len(rows) == 2
     assert rows[1][:2] == ["linf", "0.1"]
 
 
+@pytest.mark.slow
 def test_tradeoff_output_in_a_pipe_is_never_wrapped(tmp_path):
     out = tmp_path / LONG / "tradeoff.md"
     done = _piped("tradeoff", "--d", "10", "--n-train", "100", "--n-test", "200", "--train-eps", "0,1", "--steps", "5",
@@ -142,6 +150,7 @@ def test_tradeoff_output_in_a_pipe_is_never_wrapped(tmp_path):
     assert rows and not [row for row in rows if row.split("│")[1].strip() == ""]  # a wrapped cell leaves a row with an empty first cell
 
 
+@pytest.mark.slow
 def test_deprecated_hub_syntax_is_one_warning_line(tmp_path, linear_submission):
     spec = yaml.safe_load(linear_submission.read_text())
     path = tmp_path / "model.yaml"

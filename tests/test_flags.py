@@ -148,6 +148,7 @@ def test_board_flags_and_the_record_keep_them(linear_submission, tmp_path):
     assert [str(f) for f in again.flags] == codes  # what a leaderboard cell shows
 
 
+@pytest.mark.slow
 def test_model_that_detaches_its_input_gets_squares_result_and_the_masked_gradients_flag(linear, data):
     """No autograd path from input to logits: gradient attacks see a zero gradient, Square decides."""
     detached = Around(linear, lambda f, x: f(x.detach()))
@@ -172,6 +173,7 @@ def pgd_at_model() -> nn.Module:
     return load_submission(spec).model.eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("eps", [0.03, 0.1])
 def test_honest_robust_model_raises_no_eps_flag_at_a_small_non_standard_eps(pgd_at_model, eps):
     """The bundled PGD-AT model (trained at ε = 0.1) keeps ~70% at 0.12: the collapse check belongs at

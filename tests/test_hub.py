@@ -283,6 +283,7 @@ def test_queue_add_run_status_with_duplicates_failures_and_a_crashed_run(hub, li
     assert requeued["status"] == "PENDING"
 
 
+@pytest.mark.slow
 def test_the_queue_never_lets_a_name_change_hands_nor_runs_an_edited_request(hub, published, linear_submission, tmp_path):
     folder = linear_submission.parent
     seed_repo(hub, "robbench-test/owner", folder)  # fmnist-linear
@@ -352,6 +353,7 @@ def test_hub_uris_round_trip_through_huggingface_hubs_parser():
                 parse_checkpoint_ref(text)
 
 
+@pytest.mark.slow
 def test_a_repo_reference_evaluates_and_loads_with_the_repos_model_yaml(hub, published, linear_submission, tmp_path):
     pinned, local = published
     commit = PINNED.match(pinned).group(1)
@@ -373,6 +375,7 @@ def test_a_repo_reference_evaluates_and_loads_with_the_repos_model_yaml(hub, pub
     assert from_hub == from_disk
 
 
+@pytest.mark.slow
 def test_publish_records_to_a_dataset_repo_and_render_the_boards_from_a_pinned_commit(hub, published, tmp_path):
     _, local = published
     results, site = tmp_path / "results", tmp_path / "site"
@@ -406,8 +409,13 @@ def test_publish_records_to_a_dataset_repo_and_render_the_boards_from_a_pinned_c
     assert len(repo.commits) == 3 and "site/fashion-mnist/linf.html" not in repo.commits[repo.refs["main"]]
     rendered = sorted(p.relative_to(tmp_path / "from-hub") for p in (tmp_path / "from-hub").rglob("*") if p.is_file())
     assert rendered and rendered == sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*") if p.is_file())
-    assert all((tmp_path / "from-hub" / p).read_bytes() == (tmp_path / "local" / p).read_bytes() for p in rendered)
-    assert check.returncode == 0, check.stderr  # the local boards are up to date with the published records
+    pages = [p for p in rendered if "models" not in p.parts]  # model pages link the records where they were read
+    assert pages and all((tmp_path / "from-hub" / p).read_bytes() == (tmp_path / "local" / p).read_bytes() for p in pages)
+    record = f"/datasets/robbench-test/board/blob/{pinned}/results/fashion-mnist/linf/fmnist-linear/run.json"
+    assert f"{record})" in (tmp_path / "from-hub/models/fmnist-linear.md").read_text()
+    assert "](../../results/fashion-mnist/linf/fmnist-linear/run.json)" in (tmp_path / "local/models/fmnist-linear.md").read_text()
+    assert check.returncode == 1 and "models/fmnist-linear.md" in check.stderr  # only the model pages' record links differ
+    assert "fashion-mnist-linf-0p1.md" not in check.stderr
 
 
 def test_publish_refuses_an_invalid_record_and_uploads_nothing(hub, tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import json
+import os
 import math
 
 import numpy as np
@@ -28,8 +29,13 @@ def read(path: Path) -> str:
 
 
 def board_rows(text: str) -> list[str]:
-    """Table body rows of a board page (rank column first)."""
-    return [line for line in text.splitlines() if line.startswith("| ") and line[2:3] in "=0123456789"]
+    """Body rows of a board page's main table (rank column first)."""
+    return [line for line in text.split("<details>")[0].splitlines() if line.startswith("| ") and line[2:3] in "=0123456789"]
+
+
+def detail_rows(text: str) -> list[str]:
+    """Body rows of a board page's table of all columns, behind its details toggle."""
+    return [line for line in text.split("<details>")[1].splitlines() if line.startswith("| ") and line[2:3] in "=0123456789"]
 
 
 @pytest.fixture
@@ -92,7 +98,7 @@ def test_boards_index_and_model_pages(store: Path, tmp_path: Path) -> None:
     assert "![" in main and "(fashion-mnist-linf-0p1.png)" in main
     assert out.joinpath("fashion-mnist-linf-0p1.png").read_bytes().startswith(b"\x89PNG")
     # the paper link and the model page link
-    assert "[alpha](https://example.org/alpha)" in main and "(models/alpha.md)" in main
+    assert "[alpha](models/alpha.md) ([paper](https://example.org/alpha))" in main
     index = read(out / "README.md")
     assert "[fashion-mnist-linf-0p1](fashion-mnist-linf-0p1.md)" in index
     assert "[fashion-mnist-linf-0p25](fashion-mnist-linf-0p25.md)" in index
@@ -121,7 +127,8 @@ def test_ranks_ordered_by_robust_then_clean_and_tied_when_not_significant(store:
     # partial: other examples, so not compared; beta vs alpha: the same robust examples (p = 1): tied;
     # gamma is far below alpha on the same 10,000 examples: its own rank
     assert [row.split("|")[1].strip() for row in rows] == ["1", "2", "=2", "4"]
-    assert "| 1 |" in rows[2]  # alpha's p-value against beta
+    assert [row.split("|")[6].strip() for row in rows] == ["—", "—", "no", "yes"]  # significantly below the row above?
+    assert "| 1 |" in detail_rows(read(out / "fashion-mnist-linf-0p1.md"))[2]  # alpha's p-value against beta
 
 
 def test_subset_record_is_marked(store: Path, tmp_path: Path) -> None:
@@ -129,8 +136,10 @@ def test_subset_record_is_marked(store: Path, tmp_path: Path) -> None:
     write_leaderboards(store, out)
     text = read(out / "fashion-mnist-linf-0p1.md")
     (partial,) = [row for row in board_rows(text) if "partial" in row]
+    assert "[partial](models/partial.md) †" in partial
+    (partial,) = [row for row in detail_rows(text) if "partial" in row]
     assert "1,000 of 10,000 †" in partial
-    assert all("†" not in row for row in board_rows(text) if "partial" not in row)
+    assert all("†" not in row for row in board_rows(text) + detail_rows(text) if "partial" not in row)
     assert "\n† " in text  # the footnote explaining the marker
     assert "1,000 of 10,000 †" in read(out / "models" / "partial.md")
 
@@ -143,7 +152,7 @@ def test_flagged_record_is_marked_not_hidden() -> None:
     rows = board_rows(text)
     assert len(rows) == 2  # shown, not hidden
     (row,) = [r for r in rows if "odd" in r]
-    assert "⚠ odd" in row and "masked-gradients" in row
+    assert "⚠ [odd](models/odd.md)" in row and "masked-gradients" in row
     assert "\n⚠ " in text  # the footnote explaining the marker
 
 
@@ -153,8 +162,11 @@ def test_subset_and_board_departures_are_not_warnings() -> None:
     entries, _ = board_entries([subset])
     text = render_board(board_key(subset), "x", entries)
     (row,) = board_rows(text)
-    assert "⚠" not in text and "†" in row and "non-standard-seed" in row
+    assert "⚠" not in text and "non-standard-seed" in row
     assert "(46.9–53.1)" in row  # its Wilson interval: 500 of 1,000
+    # the only model, so the whole board shares the subset: said once above the table, not on the row
+    assert "† Every model on this board was evaluated on the same 1,000 of 10,000" in text.split("| rank")[0]
+    assert "†" not in row and "†" not in detail_rows(text)[0]
 
 
 def test_corrupt_json_reported_and_skipped(store: Path, tmp_path: Path) -> None:
@@ -184,8 +196,8 @@ def test_rendering_is_byte_identical(store: Path, tmp_path: Path) -> None:
     # and in-process: no Software/time chunk, fixed size
     args = ("t", ["a", "b"], [0.9, 0.8], [0.1, 0.4], ["standard", "pgd-at"], [(0.88, 0.92), (0.78, 0.82)],
             [(0.08, 0.12), (0.38, 0.42)])
-    png = render_plot(*args)
-    assert png == render_plot(*args)
+    png = render_plot(*args).png
+    assert png == render_plot(*args).png
     assert b"Software" not in png and b"matplotlib version" not in png
 
 
@@ -321,11 +333,11 @@ def test_training_cost_is_shown_beside_accuracy() -> None:
     trained = make_record("trained").model_copy(update={"metadata": Metadata(training="pgd-at", training_cost=cost)})
     entries, _ = board_entries([trained, make_record("outside", robust=0.4)])
     text = render_board(board_key(trained), "x", entries)
-    header = next(line for line in text.splitlines() if line.startswith("| rank"))
+    header = next(line for line in text.split("<details>")[1].splitlines() if line.startswith("| rank"))
     assert "| training cost |" in header
-    (row,) = [r for r in board_rows(text) if "trained" in r]
+    (row,) = [r for r in detail_rows(text) if "trained" in r]
     assert "| 6 × 60K · 1.5 min · cuda (NVIDIA H200) |" in row
-    (row,) = [r for r in board_rows(text) if "outside" in r]
+    (row,) = [r for r in detail_rows(text) if "outside" in r]
     assert "| pgd-at | — |" in row  # not trained with robbench: unknown, not zero
 
 
@@ -345,3 +357,35 @@ def test_a_model_page_shows_the_caveats_of_its_newest_record(tmp_path: Path) -> 
     write_record(run("linf", "2024-01-01T00:00:00+00:00", "first text"), tmp_path / "results")
     page = render_all(tmp_path / "results")[0]["models/m.md"].decode()
     assert "- **caveats**: revised text\n" in page and "first text" not in page
+
+
+@pytest.mark.slow
+def test_own_model_is_ranked_beside_the_committed_boards(linear_submission: Path, tmp_path: Path, capsys) -> None:
+    """A user's evaluation into a folder of their own, rendered beside the repository's records with one command."""
+    from robbench.cli import main
+
+    from .helpers import REPO
+
+    mine, out = tmp_path / "my-results", tmp_path / "my-boards"
+    assert main(["evaluate", str(linear_submission), "--threat-model", "linf", "--attacks", "pgd", "--n-examples", "1000",
+                 "--device", "cpu", "--results-dir", str(mine)]) == 0
+    (record_file,) = mine.rglob("*.json")
+    own = read_record(record_file)
+    committed = REPO / "results"
+    assert main(["leaderboard", "--results-dir", str(committed), "--results-dir", str(mine), "--out", str(out)]) == 0
+    assert "beside" not in capsys.readouterr().err
+    board, alone = read(out / "fashion-mnist-linf-0p1.md"), read(REPO / "leaderboards/fashion-mnist-linf-0p1.md")
+    rows, committed_rows = board_rows(board), board_rows(alone)
+    assert len(rows) == len(committed_rows) + 1
+    (row,) = [r for r in rows if "fmnist-linear" in r]
+    assert "[fmnist-linear](models/fmnist-linear.md) (from my-results)" in row
+    # ranked where its robust accuracy puts it among the committed models (same 1,000 examples: compared to its neighbour)
+    robust = [float(r.split("|")[4].split()[0]) for r in rows]
+    assert robust == sorted(robust, reverse=True) and f"| {100 * own.robust_accuracy:.2f} (" in row
+    name = lambda r: r.split("](models/")[0].split("[")[-1]  # noqa: E731
+    assert [name(r) for r in rows if "fmnist-linear" not in r] == [name(r) for r in committed_rows]  # their order kept
+    assert "(from FOLDER)" in board
+    # its page links its own record and adversarial examples in its own folder; the committed ones stay where they are
+    page = read(out / "models/fmnist-linear.md")
+    assert f"]({Path(os.path.relpath(record_file, out / 'models')).as_posix()})" in page
+    assert (out / "site/fashion-mnist-linf-0p1.html").read_text().count("(from my-results)") == 1

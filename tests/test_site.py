@@ -95,13 +95,15 @@ def test_markers_and_intervals_match_the_markdown_board(results: Path) -> None:
     for cell in re.findall(r"\| (\d+\.\d\d \(\d+\.\d–\d+\.\d\)) \|", markdown):
         assert f">{cell}<" in html
     assert markdown.count("†") >= 1 and html.count("1,000 of 10,000 †") == markdown.count("1,000 of 10,000 †")
-    assert re.findall(r"^\| (=?\d+) \|", markdown, flags=re.M) == re.findall(r'data-sort="\d+">(=?\d+)</td>', html)
+    main_table = markdown.split("<details>")[0]  # the main columns; the details table repeats rank and model
+    assert re.findall(r"^\| (=?\d+) \|", main_table, flags=re.M) == re.findall(r'data-sort="\d+">(=?\d+)</td>', html)
 
 
 def test_venue_and_hub_commit_on_both_renderings(results: Path) -> None:
     files, _ = render_all(results)
     url = "https://huggingface.co/org/delta/tree/" + "a" * 40
-    (row,) = [line for line in files["fashion-mnist-linf-0p1.md"].decode().splitlines() if "delta" in line and line.startswith("|")]
+    details = files["fashion-mnist-linf-0p1.md"].decode().split("<details>")[1]  # venue and hub: behind the toggle
+    (row,) = [line for line in details.splitlines() if "delta" in line and line.startswith("|")]
     assert "| ICML 2019 |" in row and f"[org/delta@aaaaaaa]({url})" in row
     assert f'<a href="{url}">org/delta@aaaaaaa</a>' in files[BOARD].decode()
     assert f'<a href="{url}">org/delta@aaaaaaa</a>' in files["site/models/delta.html"].decode()
@@ -185,46 +187,112 @@ def test_temporaries_of_a_killed_render_are_removed(results: Path, tmp_path: Pat
 # in a real browser
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-                    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
-def test_board_sorts_filters_and_shows_the_records_in_chromium(results: Path, tmp_path: Path, monkeypatch) -> None:
+@pytest.fixture
+def chromium(monkeypatch):
+    """A headless Chromium (Debian's, driven by selenium), 1,400 px wide."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (the test extra)")
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.select import Select
-
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
     monkeypatch.setenv("SE_OFFLINE", "true")  # selenium must never fetch a browser or a driver
-    out = tmp_path / "boards"
-    write_leaderboards(results, out)
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1600,1000"):
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000",
+                     "--hide-scrollbars"):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)), options=options)
     try:
-        driver.get((out / BOARD).as_uri())
-
-        def column(header: str) -> list[str]:
-            index = [th.text.rstrip(" ▲▼") for th in driver.find_elements(By.CSS_SELECTOR, "#board th")].index(header)
-            return [row.find_elements(By.TAG_NAME, "td")[index].text
-                    for row in driver.find_elements(By.CSS_SELECTOR, "#board tbody tr") if row.is_displayed()]
-
-        names = lambda: [n.split(" (")[0].lstrip("⚠ ") for n in column("model")]  # noqa: E731
-        assert names() == ["partial", "beta", "alpha", "delta", "gamma"]
-        assert column("clean % (95% CI)")[0].startswith("82.00 (") and column("robust % (95% CI)")[-1].startswith("5.00 (")
-        header = [th for th in driver.find_elements(By.CSS_SELECTOR, "#board th") if th.text == "clean % (95% CI)"][0]
-        header.click()
-        assert names() == ["delta", "alpha", "partial", "beta", "gamma"]  # 70, 80, 82, 85, 95
-        assert [float(c.split()[0]) for c in column("clean % (95% CI)")] == [70.0, 80.0, 82.0, 85.0, 95.0]
-        header.click()
-        assert names() == ["gamma", "beta", "partial", "alpha", "delta"]
-        Select(driver.find_element(By.ID, "filter-training")).select_by_value("standard")
-        assert names() == ["gamma"]
-        Select(driver.find_element(By.ID, "filter-training")).select_by_value("")
-        Select(driver.find_element(By.ID, "filter-subset")).select_by_value("subset")
-        assert names() == ["partial"]
-        assert driver.find_element(By.CSS_SELECTOR, "img").get_property("naturalWidth") == 800  # the plot loaded
-        screenshot = tmp_path / "board.png"
-        assert driver.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
+        yield driver
     finally:
         driver.quit()
+
+
+def set_width(driver, width: int) -> None:
+    """Resize so that the page's viewport (not the window) is ``width`` px wide."""
+    driver.set_window_size(width, 1000)
+    inner = driver.execute_script("return window.innerWidth")
+    driver.set_window_size(2 * width - inner, 1000)
+    assert driver.execute_script("return window.innerWidth") == width
+
+
+@pytest.mark.slow
+def test_board_sorts_filters_and_shows_the_records_in_chromium(results: Path, tmp_path: Path, chromium) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+
+    driver = chromium
+    out = tmp_path / "boards"
+    write_leaderboards(results, out)
+    driver.get((out / BOARD).as_uri())
+
+    def column(header: str) -> list[str]:
+        index = [th.get_attribute("textContent") for th in driver.find_elements(By.CSS_SELECTOR, "#board th")].index(header)
+        return [row.find_elements(By.TAG_NAME, "td")[index].text
+                for row in driver.find_elements(By.CSS_SELECTOR, "#board tbody tr") if row.is_displayed()]
+
+    names = lambda: [n.split(" ")[0].lstrip("⚠ ") for n in column("model")]  # noqa: E731
+    assert names() == ["partial", "beta", "alpha", "delta", "gamma"]
+    assert column("clean % (95% CI)")[0].startswith("82.00 (") and column("robust % (95% CI)")[-1].startswith("5.00 (")
+    assert column("below the row above?") == ["—", "—", "no", "yes", "yes"]
+    header = [th for th in driver.find_elements(By.CSS_SELECTOR, "#board th") if th.text == "clean % (95% CI)"][0]
+    header.click()
+    assert names() == ["delta", "alpha", "partial", "beta", "gamma"]  # 70, 80, 82, 85, 95
+    assert [float(c.split()[0]) for c in column("clean % (95% CI)")] == [70.0, 80.0, 82.0, 85.0, 95.0]
+    header.click()
+    assert names() == ["gamma", "beta", "partial", "alpha", "delta"]
+    Select(driver.find_element(By.ID, "filter-training")).select_by_value("standard")
+    assert names() == ["gamma"]
+    Select(driver.find_element(By.ID, "filter-training")).select_by_value("")
+    Select(driver.find_element(By.ID, "filter-subset")).select_by_value("subset")
+    assert names() == ["partial"]
+    assert driver.find_element(By.CSS_SELECTOR, ".plot img").get_property("naturalWidth") == 900  # the plot loaded
+    # the details sit behind a toggle: hidden at first, shown by it
+    assert column("venue") == [""] and not driver.find_element(By.XPATH, "//th[text()='venue']").is_displayed()
+    driver.find_element(By.CSS_SELECTOR, "label[for=show-details]").click()
+    assert driver.find_element(By.XPATH, "//th[text()='venue']").is_displayed() and column("examples") == ["1,000 of 10,000 †"]
+
+
+def overflow(driver) -> dict[str, int]:
+    """How far the page and each of its main blocks reach past the viewport's right edge, in px (0: they fit)."""
+    return driver.execute_script("""
+        var width = document.documentElement.clientWidth, found = {page: document.documentElement.scrollWidth - width};
+        document.querySelectorAll("main > *, #board th:not(.detail), .plot").forEach(function (e, i) {
+          var right = e.getBoundingClientRect().right;
+          if (right > width) { found[e.tagName + (e.id ? "#" + e.id : "") + ":" + i] = Math.ceil(right - width); }
+        });
+        return found;""")
+
+
+@pytest.mark.slow
+def test_site_fits_the_screen_and_its_plots_link_the_models(results: Path, tmp_path: Path, chromium) -> None:
+    """Screenshots of the index, a board and a model page at 1,400 and 420 px; at 1,400 px nothing scrolls sideways."""
+    from selenium.webdriver.common.by import By
+
+    driver = chromium
+    out = tmp_path / "boards"
+    write_leaderboards(results, out)
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    for width in (1400, 420):
+        set_width(driver, width)
+        for page in ("index.html", "fashion-mnist-linf-0p1.html", "models/delta.html"):
+            driver.get((out / "site" / page).as_uri())
+            if width == 1400:
+                assert overflow(driver) == {"page": 0}, page
+            shot = shots / f"{page.replace('/', '-')}-{width}.png"
+            assert driver.get_screenshot_as_file(str(shot)) and shot.stat().st_size > 10_000
+    set_width(driver, 1400)
+    driver.get((out / "site/index.html").as_uri())
+    # the landing page: the board's plot and its top rows, each linked
+    assert driver.find_element(By.CSS_SELECTOR, ".card .plot img").get_property("naturalWidth") == 900
+    assert [a.text for a in driver.find_elements(By.CSS_SELECTOR, ".card td.model a")] == ["partial", "beta", "alpha"]
+    assert driver.find_elements(By.CSS_SELECTOR, "nav a") == []  # the index does not link to itself
+    # a point on the plot is a link to its model page, where it was drawn
+    spot = driver.find_element(By.CSS_SELECTOR, '.card .plot a.spot[href="models/gamma.html"]')
+    assert spot.size["width"] > 20 and spot.size["height"] > 10
+    spot.click()
+    assert driver.current_url.endswith("/site/models/gamma.html")
+    assert driver.find_element(By.TAG_NAME, "h1").text == "gamma"
+    links = {a.text: a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "#entries a, #runs a")}
+    assert links["fashion-mnist — Linf ε = 0.1"].endswith("/site/fashion-mnist-linf-0p1.html")  # boards by title
+    (record,) = [href for text, href in links.items() if text.startswith("pgd")]
+    assert record.startswith("file://") and Path(record[len("file://"):]).is_file()  # the record, to download

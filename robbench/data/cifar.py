@@ -32,7 +32,7 @@ from ..errors import RobbenchError
 from ..threat_models import l2, linf
 from . import DATASETS, Dataset, Split, cache_root, user_data_root
 from .npz import images_from_array, labels_from_array, read_npz_folder
-from .sources import candidate_dirs, check_digest, download
+from .sources import candidate_dirs, check_digest, download, not_found
 
 TEST_SIZE = 10_000
 
@@ -163,11 +163,10 @@ def _load_split(source_name: str, split: Split, root: str | None) -> tuple[torch
             return found
     downloaded = _download(source)
     if downloaded is None:
-        looked = ", ".join(str(d) for d in dirs)
-        raise RobbenchError(
-            f"{source.name} {split} files not found (looked in {looked}; download failed); "
-            f"pass --data-dir DIR with DIR/{source.name}/{source.folder}/ or DIR/{source.name}/{split}-*.npz"
-        )
+        raise not_found(f"{source.name} {split} files ({', '.join(source.files[split])})", dirs,
+                        f"pass --data-dir DIR (or set ROBBENCH_DATA=DIR) with DIR/{source.name}/{source.folder}/ "
+                        f"or DIR/{source.name}/{split}-*.npz, or unset the offline switch to download {source.archive} "
+                        f"from {source.url}")
     return read_pickled(source, downloaded, split)
 
 

@@ -19,7 +19,7 @@ import torch
 from ..errors import RobbenchError
 from ..threat_models import ThreatModel, l2, linf
 from . import DATASETS, Dataset, cache_root, user_data_root
-from .sources import candidate_dirs, check_digest, download
+from .sources import candidate_dirs, check_digest, download, not_found
 
 BUNDLED = Path(__file__).parent / "files"
 
@@ -95,12 +95,10 @@ def locate(source: IdxSource, filename: str, split: str, data_dir: str | None) -
     local = find_local(source, filename, split, data_dir)
     if local is not None:
         return check_digest(local, digest)
-    dirs = _search_dirs(source, split, data_dir)
     downloaded = download(source.urls, filename, cache_root() / source.name, digest)
     if downloaded is not None:
         return downloaded
-    looked = ", ".join(str(d) for d in dirs)
-    raise RobbenchError(f"{source.name} file {filename} not found (looked in {looked}; download failed); {source.install_hint}")
+    raise not_found(f"{source.name} file {filename}", _search_dirs(source, split, data_dir), source.install_hint)
 
 
 def read_idx(path: Path) -> np.ndarray:

@@ -5,12 +5,17 @@ Every file-backed dataset looks in the same places, in this order: ``--data-dir`
 packages), a local data folder ``shared/data/<name>`` in the working directory or any folder
 above it, or above the robbench checkout (so a checkout placed beside a data folder finds it
 without ``--data-dir``), the user cache, and last a download from the canonical source, checked
-against the published digest.
+against the published digest. A download is announced on stderr (which file, from where, into which
+folder) before it starts; with ``ROBBENCH_OFFLINE=1`` (or huggingface_hub's ``HF_HUB_OFFLINE=1``)
+nothing is downloaded and a missing file is an error that names it, the folders searched and the ways
+to provide it.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -62,14 +67,34 @@ def candidate_dirs(name: str, data_dir: str | None, own: Iterable[Path] = ()) ->
     return dirs
 
 
+#: either one set to 1 (true, yes, on) turns dataset downloads off
+OFFLINE_VARIABLES = ("ROBBENCH_OFFLINE", "HF_HUB_OFFLINE")
+
+
+def offline() -> bool:
+    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on") for name in OFFLINE_VARIABLES)
+
+
+def not_found(what: str, looked: Iterable[Path], hint: str) -> RobbenchError:
+    """The error for a dataset file found nowhere: whether a download was tried, where we looked, how to provide it."""
+    why = (f"downloads are off ({' or '.join(OFFLINE_VARIABLES)} is set)" if offline()
+           else "the download failed")
+    return RobbenchError(f"{what} not found (looked in {', '.join(str(d) for d in looked)}; {why}); {hint}")
+
+
 def download(urls: Iterable[str], filename: str, folder: Path, digest: Digest) -> Path | None:
     """Fetch ``filename`` into ``folder`` from the first mirror whose copy has the published digest.
 
-    None when no mirror answers (e.g. no internet); an error when mirrors answer with other bytes.
+    None when offline (nothing is tried) or when no mirror answers (e.g. no internet); an error when
+    mirrors answer with other bytes. Each attempt is announced on stderr first.
     """
+    if offline():
+        return None
     folder.mkdir(parents=True, exist_ok=True)
     mismatched = []
     for base in urls:
+        print(f"robbench: {filename} is not on this machine; downloading it from {base} into {folder} "
+              f"(set ROBBENCH_OFFLINE=1 to never download)", file=sys.stderr, flush=True)
         tmp_path = None
         try:
             with urllib.request.urlopen(base + filename, timeout=30) as response, tempfile.NamedTemporaryFile(

@@ -5,13 +5,18 @@ Layout under the output folder::
     README.md                        index: one row per board, and every model page
     <dataset>-<threat>-<eps>.md      one board per dataset × threat model × radius
     <dataset>-<threat>-<eps>.png     clean against robust accuracy, with intervals and the Pareto frontier
-    models/<name>.md                 every board entry of one model and every run behind it
+    models/<name>.md                 every board entry of one model and every run behind it, linked to its files
     site/                            the same boards as a static website (``site``)
 
 Data flows one way: records (``robbench.results``) → entries (``entries``: runs combined per
 example, ranked, tested) → pages (``markdown``) and plots (``plots``). Deterministic: the same
 records give byte-identical files, PNGs included. ``check_leaderboards`` compares bytes, and also
 reports generated files that the results no longer produce.
+
+Several results folders render as one set of boards: the records of the later folders stand beside
+those of the first (``robbench leaderboard --results-dir results --results-dir my-results --out
+my-boards`` ranks a user's own model among the committed ones, with the same intervals and tests),
+and their rows name the folder they came from.
 
 Safe to run on a mistake: a results folder that does not exist (or is a file) is refused before
 anything is read or written; a file in the output folder that this module did not generate is
@@ -21,35 +26,87 @@ never overwritten (the render is refused, naming it); temporary files that a kil
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
+from typing import Callable, Mapping, Sequence, Union
 
 from ..errors import RobbenchError, quoted
-from ..results import atomic_write_bytes, read_store
+from ..results import EvalRecord, atomic_write_bytes, read_store_files
 from .entries import BoardKey, Entry, Store, build_store
-from .cells import SUBSET_MARK
+from .cells import FLAG_MARK, SUBSET_MARK, Board
 from .markdown import GENERATED, MODELS_DIR, model_page, render_board, render_index, render_model_page
 from .names import board_stems, board_title
-from .plots import PNG_MARKER, render_plot
+from .plots import PNG_MARKER, Plot, render_plot
 from .site import HTML_MARKER, SITE_DIR, render_site
 
 __all__ = ["check_leaderboards", "diff_leaderboards", "render_all", "write_leaderboards", "load_store"]
 
 
-def load_store(results_dir: Path) -> Store:
-    """The boards of every record under ``results_dir``, which must be a folder (a mistyped one would empty every board)."""
-    if not results_dir.is_dir():
-        what = "is a file, not a folder" if results_dir.exists() else "does not exist"
-        raise RobbenchError(f"results folder {quoted(results_dir)} {what}: pass the folder holding the records "
-                            "(--results-dir); nothing was written")
-    records, problems = read_store(results_dir)
-    return build_store(records, problems)
+Folders = Union[Path, Sequence[Path]]
 
 
-def board_plot(key: BoardKey, entries: list[Entry]) -> bytes:
-    """The board's plot; subset results are labelled with the same marker as on the page."""
+def results_folders(results: Folders) -> list[Path]:
+    return [Path(results)] if isinstance(results, (str, Path)) else [Path(folder) for folder in results]
+
+
+def load_store(results: Folders) -> Store:
+    """The boards of every record in the results folders, which must be folders (a mistyped one would empty every board).
+
+    Records of a later folder stand beside those of the first (a user's own results beside the committed boards) and
+    their entries say which folder they came from; a run found in two folders is shown from the first.
+    """
+    folders = results_folders(results)
+    for folder in folders:
+        if not folder.is_dir():
+            what = "is a file, not a folder" if folder.exists() else "does not exist"
+            raise RobbenchError(f"results folder {quoted(folder)} {what}: pass the folder holding the records "
+                                "(--results-dir); nothing was written")
+    records, problems, files = [], [], {}
+    for folder in folders:
+        found, invalid = read_store_files(folder)
+        problems += invalid
+        for path, record in found:
+            run = record.relative_path().as_posix()
+            if run in files:
+                problems.append(f"{quoted(path)}: the same run as {quoted(files[run][1])}; shown from there")
+                continue
+            files[run] = (folder, path)
+            records.append(record)
+    store = build_store(records, problems)
+    store.files = files
+    for entries in store.boards.values():
+        for entry in entries:
+            origin = files[entry.primary.relative_path().as_posix()][0]
+            entry.beside = None if origin == folders[0] else origin.name
+    return store
+
+
+def record_links(store: Store, out_dir: Path | None, page_dir: str,
+                 urls: "Mapping[Path, str]") -> Callable[[EvalRecord], "tuple[str | None, str | None]"]:
+    """A record's URL and its adversarial examples' from a page in ``out_dir/page_dir``.
+
+    Relative, so they work from the checkout and its web view; a folder with a URL in ``urls`` (records read from
+    a published dataset repo, which holds the records only) links its records there and its examples nowhere.
+    """
+    def url(record: EvalRecord) -> tuple[str | None, str | None]:
+        located = store.files.get(record.relative_path().as_posix())
+        if located is None or out_dir is None:
+            return None, None
+        folder, path = located
+        if folder in urls:
+            return f"{urls[folder]}/{path.relative_to(folder).as_posix()}", None
+        local = Path(os.path.relpath(path, out_dir / page_dir)).as_posix()
+        adversarial = record.adversarial_examples
+        return local, adversarial and local.rsplit("/", 1)[0] + "/" + adversarial.file
+    return url
+
+
+def board_plot(key: BoardKey, entries: list[Entry]) -> Plot:
+    """The board's plot; names carry the same marks as the page's model column."""
+    board = Board(entries)
     names = [
-        e.name + (f" {SUBSET_MARK}" if not e.examples.is_full else "") + (" (flagged)" if e.reliability_flags() else "")
+        (f"{FLAG_MARK} " if e.reliability_flags() else "") + e.name + (f" {SUBSET_MARK}" if board.marks_subset(e) else "")
         for e in entries
     ]
     return render_plot(
@@ -59,9 +116,15 @@ def board_plot(key: BoardKey, entries: list[Entry]) -> bytes:
     )
 
 
-def render_all(results_dir: Path) -> tuple[dict[str, bytes], list[str]]:
-    """Relative path (posix) -> content for every generated file, and problem lines."""
-    store = load_store(results_dir)
+def render_all(results: Folders, out_dir: Path | None = None,
+               urls: "Mapping[Path, str] | None" = None) -> tuple[dict[str, bytes], list[str]]:
+    """Relative path (posix) -> content for every generated file, and problem lines.
+
+    With ``out_dir`` (where the files will go), model pages link each record and its adversarial examples;
+    ``urls`` gives the web address of a results folder read from the hub (see ``record_links``).
+    """
+    urls = dict(urls or {})
+    store = load_store(results)
     stems = board_stems(store.boards)
     files: dict[str, bytes] = {}
     per_model: dict[str, list] = {}
@@ -69,13 +132,14 @@ def render_all(results_dir: Path) -> tuple[dict[str, bytes], list[str]]:
     for key, entries in store.boards.items():
         stem = stems[key]
         files[f"{stem}.md"] = render_board(key, stem, entries).encode("utf-8")
-        files[f"{stem}.png"] = plots[key]
+        files[f"{stem}.png"] = plots[key].png
         for entry in entries:
             per_model.setdefault(entry.name, []).append((key, stem, entry))
+    links = record_links(store, out_dir, MODELS_DIR, urls)
     for name in sorted(per_model):
-        files[model_page(name)] = render_model_page(name, per_model[name]).encode("utf-8")
+        files[model_page(name)] = render_model_page(name, per_model[name], links).encode("utf-8")
     files["README.md"] = render_index(store.boards, stems).encode("utf-8")
-    files.update(render_site(store.boards, stems, plots))
+    files.update(render_site(store.boards, stems, plots, record_links(store, out_dir, f"{SITE_DIR}/{MODELS_DIR}", urls)))
     return dict(sorted(files.items())), store.problems
 
 
@@ -132,9 +196,9 @@ def remove_stale_temporaries(out_dir: Path) -> list[Path]:
     return removed
 
 
-def diff_leaderboards(results_dir: Path, out_dir: Path) -> tuple[dict[str, str], list[str]]:
+def diff_leaderboards(results: Folders, out_dir: Path, urls: "Mapping[Path, str] | None" = None) -> tuple[dict[str, str], list[str]]:
     """Relative path -> ``missing``, ``differs`` or ``no longer produced``; and problem lines."""
-    files, problems = render_all(results_dir)
+    files, problems = render_all(results, out_dir, urls)
     changes: dict[str, str] = {}
     for name, content in files.items():
         path = out_dir / name
@@ -148,9 +212,9 @@ def diff_leaderboards(results_dir: Path, out_dir: Path) -> tuple[dict[str, str],
     return dict(sorted(changes.items())), problems
 
 
-def write_leaderboards(results_dir: Path, out_dir: Path) -> tuple[list[Path], list[str]]:
+def write_leaderboards(results: Folders, out_dir: Path, urls: "Mapping[Path, str] | None" = None) -> tuple[list[Path], list[str]]:
     """Write every file atomically and remove generated files the results no longer produce."""
-    files, problems = render_all(results_dir)
+    files, problems = render_all(results, out_dir, urls)
     foreign = foreign_files(out_dir, list(files))
     if foreign:
         raise RobbenchError(f"{quoted(str(out_dir / foreign[0]))} was not written by `robbench leaderboard` and would be "
@@ -167,7 +231,7 @@ def write_leaderboards(results_dir: Path, out_dir: Path) -> tuple[list[Path], li
     return written, problems
 
 
-def check_leaderboards(results_dir: Path, out_dir: Path) -> tuple[list[str], list[str]]:
+def check_leaderboards(results: Folders, out_dir: Path, urls: "Mapping[Path, str] | None" = None) -> tuple[list[str], list[str]]:
     """Relative paths of files that are missing, differ, or are generated but no longer produced."""
-    changes, problems = diff_leaderboards(results_dir, out_dir)
+    changes, problems = diff_leaderboards(results, out_dir, urls)
     return list(changes), problems

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from ..config import TrainingCost
 from ..formats import percent
-from ..results import EvalRecord
+from ..results import EvalRecord, Examples
 from .entries import Entry
 
 SUBSET_MARK = "†"
@@ -48,12 +48,13 @@ def count(n: int) -> str:
     return str(n)
 
 
-def examples_text(entry: Entry) -> str:
+def examples_text(entry: Entry, mark: bool = True) -> str:
+    """``10,000``, or ``1,000 of 10,000 †`` for a subset (without the mark where the whole board shares it)."""
     ex = entry.examples
     if ex.is_full:
         return f"{ex.count:,}"
     where = "" if ex.start == 0 else f" (test[{ex.start}:{ex.stop}])"
-    return f"{ex.count:,} of {ex.test_size:,}{where} {SUBSET_MARK}"
+    return f"{ex.count:,} of {ex.test_size:,}{where}" + (f" {SUBSET_MARK}" if mark else "")
 
 
 def training_cost_text(cost: TrainingCost | None) -> str:
@@ -84,6 +85,17 @@ def rank_text(entry: Entry) -> str:
 
 def p_text(entry: Entry) -> str:
     return "—" if entry.p_vs_above is None else f"{entry.p_vs_above:.3g}"
+
+
+def below_text(entry: Entry) -> str:
+    """Whether the entry is significantly below the one ranked just above: yes, no, or — (not comparable)."""
+    return "—" if entry.p_vs_above is None else ("no" if entry.tied_with_above else "yes")
+
+
+def below_hover(entry: Entry) -> str:
+    if entry.p_vs_above is None:
+        return "first row, or evaluated on other examples than the row above: not compared"
+    return f"exact McNemar test against the row above: p = {p_text(entry)}"
 
 
 def reported_text(entry: Entry) -> str:
@@ -127,6 +139,7 @@ def flags_text(entry: Entry) -> str:
 class Link:
     text: str
     url: str | None  # None: shown as plain text
+    local: bool = False  # a page or file of ours (relative), never a submitter's URL
 
 
 def hub_link(record: EvalRecord) -> Link:
@@ -142,36 +155,123 @@ def paper_link(entry: Entry) -> Link:
     return Link(entry.name, safe_url(entry.primary.metadata.paper))
 
 
-#: board columns, in order; ``model`` and ``hub`` are links, the rest plain text
-BOARD_COLUMNS = (
-    "rank", "model", "clean % (95% CI)", "robust % (95% CI)", "p vs. above", "attacks", "breaks by", "clean − robust",
-    "training", "venue", "training cost", "extra data", "architecture", "params", "examples", "hub", "flags",
+@dataclass(frozen=True)
+class Board:
+    """The entries of one board, and what they all share (said once above the table, not on every row)."""
+
+    entries: list[Entry]
+
+    @property
+    def shared_subset(self) -> Examples | None:
+        """The subset of the test set every entry was evaluated on, when they all share one; None otherwise."""
+        examples = {entry.examples for entry in self.entries}
+        if len(examples) != 1:
+            return None
+        (only,) = examples
+        return None if only.is_full else only
+
+    @classmethod
+    def apart(cls) -> "Board":
+        """The view of an entry shown away from its board (a model page): a subset result is always marked."""
+        return cls([])
+
+    def marks_subset(self, entry: Entry) -> bool:
+        """Whether the entry's row carries the subset mark: a subset result on a board that does not share it."""
+        return not entry.examples.is_full and self.shared_subset is None
+
+
+def model_marks(entry: Entry, board: Board) -> tuple[str, str]:
+    """What the model column shows before and after the name: the flag mark; the subset mark and the results folder
+    of an entry rendered beside the board's own."""
+    before = f"{FLAG_MARK} " if entry.reliability_flags() else ""
+    after = (f" {SUBSET_MARK}" if board.marks_subset(entry) else "") + (f" (from {entry.beside})" if entry.beside else "")
+    return before, after
+
+
+#: the columns a model page shows for each of its board entries
+MODEL_PAGE_COLUMNS = ("rank", "clean % (95% CI)", "robust % (95% CI)", "clean − robust", "below the row above?",
+                      "p vs. above", "examples", "flags")
+
+
+def shared_subset_text(examples: Examples) -> str:
+    """The note above a board whose every entry was evaluated on the same subset."""
+    where = f"test[{examples.start}:{examples.stop}]"
+    return (f"{SUBSET_MARK} Every model on this board was evaluated on the same {examples.count:,} of {examples.test_size:,} "
+            f"test images ({where}); the intervals say how precise that makes each accuracy.")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One board column, defined once for the markdown boards and the site: header, cell, sort key, legend.
+
+    ``main`` columns make the table a reader sees first; the others sit behind the site's details toggle
+    and in the markdown board's "all columns" table. A new column is one more ``Column`` in ``BOARD_COLUMNS``.
+    """
+
+    header: str
+    cell: Callable[[Entry, Board], "str | Link"]
+    legend: str  # markdown (``*emphasis*``, ``code``): the site strips the marks
+    sort: Callable[[Entry], float] | None = None  # numeric columns: the number behind the text
+    main: bool = True
+    hover: Callable[[Entry], str] | None = None  # the site's tooltip on the cell
+
+    @property
+    def numeric(self) -> bool:
+        return self.sort is not None
+
+
+BOARD_COLUMNS: tuple[Column, ...] = (
+    Column("rank", lambda e, b: rank_text(e), "by robust accuracy, then clean accuracy, then name; "
+           f"{TIE_MARK}N: not significantly different from the row above, so it shares that rank", sort=lambda e: e.rank),
+    Column("model", lambda e, b: paper_link(e), f"opens the model's page (every run, its record and adversarial examples); "
+           f"*paper* links its training method's paper (`metadata.paper`; standard training has none)"),
+    Column("clean % (95% CI)", lambda e, b: with_interval(e.clean_accuracy, e.clean_interval()),
+           "accuracy on the unperturbed test images, with its 95 % Wilson score interval", sort=lambda e: e.clean_accuracy),
+    Column("robust % (95% CI)", lambda e, b: with_interval(e.robust_accuracy, e.robust_interval()),
+           "the **best-known** robust accuracy, the ranking criterion: an example counts only if it is classified "
+           "correctly and no verified attack of any of the model's runs broke it, so a stronger later run can only "
+           "lower it", sort=lambda e: e.robust_accuracy),
+    Column("clean − robust", lambda e, b: gap(e.clean_accuracy, e.robust_accuracy),
+           "what robustness costs in accuracy here, in percentage points", sort=lambda e: e.clean_accuracy - e.robust_accuracy),
+    Column("below the row above?", lambda e, b: below_text(e),
+           "*yes* when its robust accuracy is significantly below the row above's (exact two-sided McNemar test of the "
+           "per-example outcomes, p < 0.05; same examples only), *no* when not, — when not compared; the p-value is in "
+           "the tooltip, the details and on the model page", hover=below_hover),
+    Column("flags", lambda e, b: flags_text(e), "reasons to doubt the number and departures from the board's "
+           "standard run, explained on the model page"),
+    Column("attacks", lambda e, b: attacks_text(e), "each run's attacks in the order they ran, each on the survivors of "
+           "the ones before, with the accuracy after it", main=False),
+    Column("breaks by", lambda e, b: breaks_text(e), "each broken example credited to the attack that broke it first "
+           "(board run first)", main=False),
+    Column("p vs. above", lambda e, b: p_text(e), "the McNemar p-value behind *below the row above?*", main=False,
+           sort=lambda e: -1.0 if e.p_vs_above is None else e.p_vs_above),
+    Column("training", lambda e, b: e.primary.metadata.training, "the training method (`metadata.training`)", main=False),
+    Column("venue", lambda e, b: e.primary.metadata.venue or "—", "where the model was published", main=False),
+    Column("training cost", lambda e, b: training_cost_text(e.primary.metadata.training_cost),
+           "epochs × training images · wall time · device, as `robbench train` measured it (— when not trained with it)",
+           main=False),
+    Column("extra data", lambda e, b: "yes" if e.primary.metadata.extra_data else "no",
+           "trained on data beyond the dataset's training split", main=False),
+    Column("architecture", lambda e, b: e.primary.architecture, "the registered architecture", main=False),
+    Column("params", lambda e, b: count(e.primary.parameter_count), "parameter count", main=False,
+           sort=lambda e: e.primary.parameter_count),
+    Column("examples", lambda e, b: examples_text(e, mark=b.marks_subset(e)), f"test examples evaluated; {SUBSET_MARK}: a subset of the test set",
+           main=False, sort=lambda e: e.examples.count),
+    Column("hub", lambda e, b: hub_link(e.primary), "the Hugging Face Hub commit the evaluated weights came from "
+           "(— for weights evaluated locally)", main=False),
 )
-NUMERIC_COLUMNS = ("rank", "clean % (95% CI)", "robust % (95% CI)", "p vs. above", "clean − robust", "params", "examples")
+MAIN_COLUMNS = tuple(c for c in BOARD_COLUMNS if c.main)
+DETAIL_COLUMNS = tuple(c for c in BOARD_COLUMNS if not c.main)
 
 
-def board_row(entry: Entry) -> dict[str, str | Link]:
-    """One board row: every column of ``BOARD_COLUMNS``."""
-    record = entry.primary
-    return {
-        "rank": rank_text(entry),
-        "model": paper_link(entry),
-        "clean % (95% CI)": with_interval(entry.clean_accuracy, entry.clean_interval()),
-        "robust % (95% CI)": with_interval(entry.robust_accuracy, entry.robust_interval()),
-        "p vs. above": p_text(entry),
-        "attacks": attacks_text(entry),
-        "breaks by": breaks_text(entry),
-        "clean − robust": gap(entry.clean_accuracy, entry.robust_accuracy),
-        "training": record.metadata.training,
-        "venue": record.metadata.venue or "—",
-        "training cost": training_cost_text(record.metadata.training_cost),
-        "extra data": "yes" if record.metadata.extra_data else "no",
-        "architecture": record.architecture,
-        "params": count(record.parameter_count),
-        "examples": examples_text(entry),
-        "hub": hub_link(record),
-        "flags": flags_text(entry),
-    }
+def column(header: str) -> Column:
+    return next(c for c in BOARD_COLUMNS if c.header == header)
+
+
+def board_row(entry: Entry, board: Board | None = None) -> dict[str, "str | Link"]:
+    """One board row: every column of ``BOARD_COLUMNS``, by header."""
+    board = board or Board([entry])
+    return {c.header: c.cell(entry, board) for c in BOARD_COLUMNS}
 
 
 def _distinct(values: Iterable[str | None]) -> str | None:
@@ -203,16 +303,19 @@ def model_facts(records: list[EvalRecord]) -> list[tuple[str, list[Link]]]:
     return facts + ([("hub commit", hubs)] if hubs else [])
 
 
-def run_row(stem: str, run: EvalRecord) -> dict[str, str]:
-    """One evaluation behind a model's entry on the board ``stem``."""
+def run_row(board: Link, run: EvalRecord, urls: "tuple[str | None, str | None]") -> dict[str, "str | Link"]:
+    """One evaluation behind a model's entry on ``board``; the run and its adversarial examples link to their files
+    (``urls``: the record's and the examples', None where there is no link)."""
+    record_url, adversarial_url = urls
+    adversarial = run.adversarial_examples
     return {
-        "board": stem,
-        "run": run.config.run_id,
+        "board": board,
+        "run (record JSON)": Link(run.config.run_id, record_url, local=True),
         "attacks": run_attacks_text(run),
         "robust % (this run)": percent(run.robust_accuracy),
         "seed": str(run.seed),
         "device": run.device,
         "wall time": f"{run.wall_time_s / 60:.1f} min",
-        "saved adversarial examples": f"{run.adversarial_examples.count:,}" if run.adversarial_examples else "none",
+        "adversarial examples (.npz)": Link(f"{adversarial.count:,}", adversarial_url or None, local=True) if adversarial else "none",
         "date (UTC)": run.timestamp[:10],
     }

@@ -23,6 +23,7 @@ significantly below the published one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable
 
 import math
@@ -60,6 +61,7 @@ class Entry:
     breaks_by: dict[str, int]  # attack -> examples it was first to break
     rank: int = 0
     p_vs_above: float | None = None  # McNemar against the entry ranked just above; None: not comparable
+    beside: str | None = None  # the results folder it came from, when rendered beside the board's own records
 
     @property
     def primary(self) -> EvalRecord:
@@ -182,6 +184,8 @@ class Store:
 
     boards: dict[BoardKey, list[Entry]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: a run (its record's path relative to its results folder) -> the results folder and the file it was read from
+    files: dict[str, tuple[Path, Path]] = field(default_factory=dict)
 
 
 def build_store(records: list[EvalRecord], problems: list[str]) -> Store:

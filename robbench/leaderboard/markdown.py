@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pandas as pd
 
 from ..results import EvalRecord
 from .cells import (
-    BOARD_COLUMNS, FLAG_MARK, NUMERIC_COLUMNS, SUBSET_MARK, TIE_MARK, Link, board_row, model_facts, run_row,
-    safe_url,
+    DETAIL_COLUMNS, FLAG_MARK, MAIN_COLUMNS, MODEL_PAGE_COLUMNS, SUBSET_MARK, Board, Column, Link, column, model_facts,
+    model_marks, paper_link, run_row, safe_url, shared_subset_text,
 )
 from .entries import BoardKey, Entry
 from .names import board_title, eps_label
@@ -50,8 +50,10 @@ def external_link(text: str, url: str | None) -> str:
 
 
 def cell(value: str | Link) -> str:
-    """A markdown table cell from a plain-text value or a link (http(s) only)."""
-    return external_link(value.text, value.url) if isinstance(value, Link) else escape(value)
+    """A markdown table cell from a plain-text value or a link (http(s) only, unless it is one of ours)."""
+    if isinstance(value, Link):
+        return link(value.text, value.url) if value.local and value.url else external_link(value.text, value.url)
+    return escape(value)
 
 
 def markdown_table(frame: pd.DataFrame, right: Iterable[str] = ()) -> str:
@@ -70,35 +72,30 @@ def model_page(name: str) -> str:
 # --------------------------------------------------------------------------------------------
 # boards
 
-EXPLANATION = (
-    "Accuracies in percent with 95 % Wilson score intervals. *robust %* is the **best-known** robust accuracy, the "
-    "ranking criterion: an example counts as robust only if it is classified correctly and no verified attack of "
-    "any of the model's runs broke it, so a later, stronger evaluation can only lower it. *attacks* lists each run's "
-    "attacks in the order they ran, each on the survivors of the ones before, with the accuracy after it; *breaks by* "
-    "credits each broken example to the attack that broke it first (board run first). Sorted by robust accuracy, "
-    "then clean accuracy, then name. *p vs. above*: exact two-sided McNemar test of the per-example robust outcomes "
-    f"against the model ranked just above (same examples only); at p ≥ 0.05 the two are not significantly "
-    f"different and share a rank, shown as {TIE_MARK}N. *clean − robust* is in percentage points. *training cost*: "
-    "epochs × training images · wall time · device, as `robbench train` measured it (— when the submitter did not "
-    "train with it). A model's name links to the paper of its training method (`metadata.paper`; standard training "
-    "has none, so a standard model's name is not a link); *venue* is where the model was published; *hub* links to "
-    "the Hugging Face Hub commit the evaluated weights were downloaded from (— for weights evaluated locally). "
-    "Every number can be re-checked in seconds with `robbench verify` on the model's records."
-)
+
+def legend(columns: Iterable[Column]) -> list[str]:
+    """One line per column: its name set off, then what it means."""
+    return [f"- **{escape(c.header)}**: {c.legend}" for c in columns]
 
 
-def board_table(entries: list[Entry]) -> pd.DataFrame:
-    """The board's cells, escaped; the model's name links to its training method's paper, then to its page."""
+def board_table(board: Board, columns: Iterable[Column]) -> str:
+    """The board's cells, escaped; a model's name links to its page, then to its training method's paper."""
+    columns = list(columns)
     rows = []
-    for entry in entries:
-        row = {column: cell(value) for column, value in board_row(entry).items()}
-        mark = f"{FLAG_MARK} " if entry.reliability_flags() else ""
-        row["model"] = f"{mark}{row['model']} ({link('results', model_page(entry.name))})"
+    for entry in board.entries:
+        row = {c.header: cell(c.cell(entry, board)) for c in columns}
+        before, after = model_marks(entry, board)
+        paper = paper_link(entry).url
+        row["model"] = (f"{before}{link(entry.name, model_page(entry.name))}" + (f" {escape(after)}" if after else "")
+                        + (f" ({link('paper', paper)})" if paper else ""))
         rows.append(row)
-    return pd.DataFrame(rows, columns=list(BOARD_COLUMNS))
+    frame = pd.DataFrame(rows, columns=[c.header for c in columns])
+    return markdown_table(frame, right=[c.header for c in columns if c.numeric])
 
 
 def render_board(key: BoardKey, stem: str, entries: list[Entry]) -> str:
+    """The main columns, their legend, then every column behind a ``<details>`` toggle, then the plot."""
+    board = Board(entries)
     lines = [GENERATED, f"# {board_title(key)}", ""]
     if not key.threat.standard:
         lines += [
@@ -106,14 +103,26 @@ def render_board(key: BoardKey, stem: str, entries: list[Entry]) -> str:
             f"{key.dataset} {key.threat.name} threat model, and are not comparable with its main board.",
             "",
         ]
-    lines += [EXPLANATION, "", markdown_table(board_table(entries), right=NUMERIC_COLUMNS), ""]
-    if any(not e.examples.is_full for e in entries):
-        lines += [
-            f"{SUBSET_MARK} Evaluated on a subset of the test set (count of test-set size shown); the interval says how "
-            "precise its accuracy is.", "",
-        ]
+    if board.shared_subset is not None:
+        lines += [escape(shared_subset_text(board.shared_subset)), ""]
+    lines += [board_table(board, MAIN_COLUMNS), ""]
+    lines += [*legend(MAIN_COLUMNS), ""]
+    notes = []
+    if any(board.marks_subset(e) for e in entries):
+        notes.append(f"{SUBSET_MARK} Evaluated on a subset of the test set (count of test-set size in *examples*); "
+                     "the interval says how precise its accuracy is.")
     if any(e.reliability_flags() for e in entries):
-        lines += [f"{FLAG_MARK} A reason to doubt the number (see *flags* and the model page); shown, never hidden.", ""]
+        notes.append(f"{FLAG_MARK} A reason to doubt the number (see *flags* and the model page); shown, never hidden.")
+    if any(e.beside for e in entries):
+        notes.append("*(from FOLDER)*: a result from another results folder, ranked beside this board's own.")
+    for note in notes:
+        lines += [note, ""]
+    lines += [
+        "<details><summary>All columns: attacks, breaks, p-values, training, architecture, examples, hub</summary>", "",
+        board_table(board, (column("rank"), column("model"), *DETAIL_COLUMNS)), "", *legend(DETAIL_COLUMNS), "",
+        "Every number can be re-checked in seconds with `robbench verify` on the model's records.", "",
+        "</details>", "",
+    ]
     lines += [f"![clean against robust accuracy, {board_title(key)}]({stem}.png)", ""]
     return "\n".join(lines)
 
@@ -122,31 +131,31 @@ def render_board(key: BoardKey, stem: str, entries: list[Entry]) -> str:
 # model pages
 
 
-def render_model_page(name: str, placed: list[tuple[BoardKey, str, Entry]]) -> str:
-    """Every board entry of one model, and every run behind each."""
+def render_model_page(name: str, placed: list[tuple[BoardKey, str, Entry]],
+                      record_urls: Callable[[EvalRecord], "tuple[str | None, str | None]"] = lambda record: (None, None)) -> str:
+    """Every board entry of one model, and every run behind each, linked to its record and adversarial examples."""
     placed = sorted(placed, key=lambda p: p[0].sort_key)
     records: list[EvalRecord] = [run for _, _, entry in placed for run in entry.runs]
     lines = [GENERATED, f"# {escape(name)}", ""]
     lines += [f"- **{label}**: {', '.join(cell(v) for v in values)}" for label, values in model_facts(records)]
     lines.append("")
-    rows = [
-        {
-            "board": link(stem, f"../{stem}.md"),
-            "ε": eps_label(key.threat.eps) + ("" if key.threat.standard else " (non-standard)"),
-            **{column: cell(board_row(entry)[column]) for column in (
-                "rank", "clean % (95% CI)", "robust % (95% CI)", "clean − robust", "examples")},
-            "flags": (f"{FLAG_MARK} " if entry.reliability_flags() else "") + cell(board_row(entry)["flags"]),
-        }
-        for key, stem, entry in placed
+    rows = []
+    for key, stem, entry in placed:
+        board = Board.apart()
+        rows.append({
+            "board": link(board_title(key), f"../{stem}.md"),
+            **{header: cell(column(header).cell(entry, board)) for header in MODEL_PAGE_COLUMNS},
+        })
+        rows[-1]["flags"] = (f"{FLAG_MARK} " if entry.reliability_flags() else "") + rows[-1]["flags"]
+    lines += [markdown_table(pd.DataFrame(rows), right=[h for h in MODEL_PAGE_COLUMNS if column(h).numeric]), ""]
+    lines += ["## Runs", "", "Every evaluation behind the numbers above, linked to its record (re-checked by "
+              "`robbench verify RECORD`) and its verified adversarial examples.", ""]
+    runs = [
+        {column_name: cell(value) for column_name, value in run_row(Link(board_title(key), f"../{stem}.md", local=True), run,
+                                                                    record_urls(run)).items()}
+        for key, stem, entry in placed for run in entry.runs
     ]
-    lines += [markdown_table(pd.DataFrame(rows), right=NUMERIC_COLUMNS), ""]
-    lines += ["## Runs", "", "Every evaluation behind the numbers above; each is re-checked by `robbench verify RECORD`.", ""]
-    runs = []
-    for _, stem, entry in placed:
-        for run in entry.runs:
-            row = {column: escape(value) for column, value in run_row(stem, run).items()}
-            runs.append({**row, "board": link(stem, f"../{stem}.md")})
-    lines += [markdown_table(pd.DataFrame(runs), right=("robust % (this run)", "seed", "wall time", "saved adversarial examples")), ""]
+    lines += [markdown_table(pd.DataFrame(runs), right=("robust % (this run)", "seed", "wall time", "adversarial examples (.npz)")), ""]
     notes = {note for record in records for note in record.notes}
     flag_lines = sorted({f"`{f.code}`: {escape(f.message)}" for record in records for f in record.flags})
     if flag_lines:
