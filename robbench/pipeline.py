@@ -15,11 +15,11 @@ import torch
 
 from . import distributed
 from .adversarial import digest, encode
-from .attacks import AttackContext, derive_seed
+from .attacks import AttackContext
 from .config import DEFAULT_N_EXAMPLES, ModelSpec
 from .digests import data_digest
 from .evaluation import Outcome, ProgressFactory, auto_batch_size, ensure_eval_mode, run_attacks
-from .flags import attack_flags, board_flags, model_flags
+from .flags import board_flags, evaluation_checks
 from .loader import LoadedModel, load_submission
 from .progress_state import StateFile
 from .results import (
@@ -113,11 +113,9 @@ def _adversarial_file(outcome: Outcome, config: RunConfig) -> bytes:
 
 def _record(config: RunConfig, loaded: LoadedModel, outcome: Outcome, context: AttackContext, x: torch.Tensor,
             y: torch.Tensor, eval_notes: list[str], wall_time: float, payload: bytes | None) -> EvalRecord:
-    seed_everything(derive_seed(config.seed, "flags"))
     standard_eps = get_threat_model(loaded.dataset, config.threat_model.name).eps  # the collapse check's scale
-    flags = model_flags(context.model, x, y, threat=context.threat, value_range=context.value_range,
-                        seed=config.seed, device=context.device, standard_eps=standard_eps)
-    flags += attack_flags(outcome.attacks, outcome.n_examples)
+    flags = evaluation_checks(context.model, x, y, outcome.attacks, threat=context.threat, value_range=context.value_range,
+                              seed=config.seed, device=context.device, standard_eps=standard_eps).flags
     adversarial = None
     if payload is not None:
         adversarial = AdversarialExamples(file=f"{config.run_id}{ADVERSARIAL_SUFFIX}", sha256=digest(payload),

@@ -60,7 +60,7 @@ def test_honest_record_is_confirmed(record_file, linear_submission, capsys):
     broken = record.evidence.status.count("0")
     assert broken > 5  # the check below means something
     code, output = _verify(record_file, linear_submission, capsys)
-    assert code == 0
+    assert code == 0, output
     assert f"60 examples: {broken} breaks confirmed, 0 failed" in output
 
 
@@ -156,7 +156,7 @@ def test_model_yaml_is_found_by_the_records_name_and_dataset(record_file, linear
     assert missing == 2
     assert capsys.readouterr().err.strip() == (
         f"robbench: error: no submission named 'fmnist-linear' on fashion-mnist in {submissions / 'fashion-mnist'}; "
-        "pass --model path/to/model.yaml; known: none"
+        "pass --model path/to/model.yaml (or hf://ORG/REPO@REVISION); known: none"
     )
 
 
