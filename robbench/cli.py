@@ -20,6 +20,8 @@ from .terminal import (
 
 #: a message longer than this is cut: the promise is one line, whatever a value expands to
 MESSAGE_LIMIT = 1000
+#: ``verify`` lists this many failed checks of a record, then counts the rest
+FAILURES_SHOWN = 20
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -116,6 +118,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         failed += not verdict.ok
         line = f"{record_file}: {verdict.summary()}"
         (console if verdict.ok else err_console).print(line, highlight=False, markup=False, soft_wrap=True)
+        shown = verdict.failures[:FAILURES_SHOWN]
+        for failure in shown:
+            err_console.print(one_line(f"  failed: {failure}"), highlight=False, markup=False, soft_wrap=True)
+        if len(verdict.failures) > len(shown):
+            err_console.print(f"  and {len(verdict.failures) - len(shown):,} more", highlight=False)
     if len(args.record_json) > 1:
         checked = len(args.record_json) - unchecked
         err_console.print(f"{checked - failed} of {len(args.record_json)} records verified, {failed} failed, "

@@ -200,3 +200,123 @@ def test_verify_checks_the_data_digest_without_importing_the_pipeline():
         capture_output=True, text=True, cwd=REPO,
     )
     assert code.stdout.strip() == "False", code.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# records whose claims are untrue, each made consistent (totals, digests, run id) as a forger would
+
+
+def _forge(record_file: Path, edit, adversarial=None) -> Path:
+    """``edit`` the record's JSON, recompute its totals from the evidence, and write it under the run id of
+    its new configuration with its adversarial-example file (``adversarial``: new ``(index, x_adv)``)."""
+    from robbench.evidence import Evidence
+    from robbench.results import EvalRecord
+
+    data = json.loads(record_file.read_text())
+    edit(data)
+    evidence = Evidence.model_validate(data["evidence"])
+    data.update(clean_accuracy=evidence.clean_accuracy(), robust_accuracy=evidence.robust_accuracy(),
+                attacks=[a.model_dump() for a in evidence.attack_results()])
+    payload = adversarial_path(record_file).read_bytes() if adversarial is None else encode(*adversarial)
+    run_id = EvalRecord.model_validate(data).config.run_id
+    data["adversarial_examples"].update(file=f"{run_id}.adv.npz", sha256=digest(payload), count=len(decode_bytes(payload)))
+    forged = record_file.with_name(f"{run_id}.json")
+    forged.write_text(record_json(EvalRecord.model_validate(data)))
+    adversarial_path(forged).write_bytes(payload)
+    return forged
+
+
+def decode_bytes(payload: bytes) -> np.ndarray:
+    import io
+
+    with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
+        return archive["index"]
+
+
+def _failed(forged: Path, linear_submission: Path, capsys, *extra: str) -> str:
+    code = main(["verify", str(forged), "--model", str(linear_submission), "--device", "cpu", *extra])
+    captured = capsys.readouterr()
+    assert code == 1, captured.out + captured.err
+    return captured.err
+
+
+def test_broken_examples_rewritten_as_survivors_fail(record_file, linear_submission, capsys):
+    """The issue's first forgery: every break turned into a survivor, the saved examples dropped."""
+
+    def all_robust(data):
+        data["evidence"]["status"] = "".join("+" if c == "0" else c for c in data["evidence"]["status"])
+
+    empty = (np.zeros(0, dtype=np.int64), np.zeros((0, 1, 28, 28), dtype=np.float32))
+    forged = _forge(record_file, all_robust, empty)
+    assert read_record(forged).robust_accuracy == read_record(record_file).clean_accuracy  # claims every correct one robust
+    output = _failed(forged, linear_submission, capsys)
+    assert "the record counts it robust; the flag check's PGD-20 at ε (re-run with the recorded seed) breaks it" in output
+
+
+def test_a_run_relabelled_as_the_standard_threat_model_fails(record_file, linear_submission, capsys):
+    def standard(data):
+        data["config"]["threat_model"]["standard"] = True
+
+    output = _failed(_forge(record_file, standard), linear_submission, capsys)
+    assert ("config.threat_model.standard: ε = 0.05 is not the standard linf radius of fashion-mnist (0.1); "
+            "the record says standard: true") in output
+
+    def standard_radius(data):
+        data["config"]["threat_model"].update(eps=0.1, standard=True)
+
+    output = _failed(_forge(record_file, standard_radius), linear_submission, capsys)
+    assert "config.attacks[0].config: step_size differ from what the registered 'pgd' records" in output
+
+
+def test_a_subset_claiming_to_be_the_whole_test_set_fails(record_file, linear_submission, capsys):
+    def whole(data):
+        data["config"]["examples"]["test_size"] = 60
+
+    forged = _forge(record_file, whole)
+    assert read_record(forged).examples.is_full  # the board would drop its subset mark
+    output = _failed(forged, linear_submission, capsys)
+    assert "config.examples.test_size: the fashion-mnist test set has 10,000 examples, the record says 60" in output
+
+
+def test_deleted_added_or_altered_flags_fail(record_file, linear_submission, capsys):
+    """Flags are not part of the run's configuration: each forgery keeps the file name, so each starts from the original."""
+    assert [f.code for f in read_record(record_file).flags] == ["non-standard-attacks"]
+    original = record_file.read_text()
+
+    output = _failed(_forge(record_file, lambda data: data.update(flags=[])), linear_submission, capsys)
+    assert "flags: non-standard-attacks is missing; the recomputed checks raise it (attacks pgd;" in output
+
+    def added(data):
+        data["flags"].append({"code": "masked-gradients", "message": "forged"})
+
+    record_file.write_text(original)
+    output = _failed(_forge(record_file, added), linear_submission, capsys)
+    assert "flags: masked-gradients is raised by no recomputed check" in output
+    record_file.write_text(original)
+
+    def altered(data):
+        data["flags"][0]["message"] = "attacks pgd, autoattack"
+
+    output = _failed(_forge(record_file, altered), linear_submission, capsys)
+    assert "flags: non-standard-attacks says 'attacks pgd, autoattack'; recomputed: \"attacks pgd; the board's standard" in output
+
+
+def test_a_pgd_run_relabelled_as_autoattack_fails(record_file, linear_submission, capsys):
+    def autoattack(data):
+        data["config"]["attacks"] = [{"name": "autoattack", "config": {
+            "version": "standard", "components": ["apgd-ce", "apgd-t", "fab-t", "square"], "skipped_components": {},
+            "seed": 0, "n_target_classes": 9, "implementation": "pyautoattack"}}]
+        data["evidence"]["stages"] = ["autoattack/apgd-ce"]
+        data["flags"] = []
+
+    output = _failed(_forge(record_file, autoattack), linear_submission, capsys)
+    assert ("evidence.stages: the recorded attacks run autoattack/apgd-ce, autoattack/apgd-t, autoattack/fab-t, "
+            "autoattack/square; the record lists autoattack/apgd-ce") in output
+
+
+def test_a_record_under_another_file_name_fails(record_file, linear_submission, capsys):
+    renamed = record_file.with_name("pgd-seed0-0-60-0000000000.json")
+    record_file.rename(renamed)
+    adversarial_path(record_file).rename(adversarial_path(renamed))
+    output = _failed(renamed, linear_submission, capsys)
+    assert f"file name: the configuration's run id is {record_file.stem}, the file is {renamed.name}" in output
