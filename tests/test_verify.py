@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -320,3 +321,82 @@ def test_a_record_under_another_file_name_fails(record_file, linear_submission, 
     adversarial_path(record_file).rename(adversarial_path(renamed))
     output = _failed(renamed, linear_submission, capsys)
     assert f"file name: the configuration's run id is {record_file.stem}, the file is {renamed.name}" in output
+
+
+# --------------------------------------------------------------------------------------------
+# replay
+
+
+def test_replay_all_reproduces_an_honest_record_example_by_example(record_file, linear_submission, capsys):
+    code, output = _verify_with(record_file, linear_submission, capsys, "--replay", "all")
+    assert code == 0, output
+    assert "60 examples: 32 breaks confirmed, 60 replayed (--replay-seed 0), 0 failed" in output  # the record's seed
+
+
+def test_replayed_survivors_that_break_fail_and_become_a_new_run(record_file, linear_submission, tmp_path, capsys):
+    """Two breaks hidden as survivors (few enough to pass the consistency level) are found again by a replay
+    of every survivor, and the board's best-known accuracy counts them."""
+    from robbench.leaderboard.entries import combine
+
+    index, x_adv = decode(adversarial_path(record_file), (1, 28, 28))
+    hidden = index[:2]
+
+    def hide(data):
+        status = list(data["evidence"]["status"])
+        for i in hidden:
+            status[i] = "+"
+        data["evidence"]["status"] = "".join(status)
+
+    forged = _forge(record_file, hide, (index[2:], x_adv[2:]))
+    survivors = read_record(forged).evidence.status.count("+")
+    store = tmp_path / "store"
+    code, output = _verify_with(forged, linear_submission, capsys, "--replay", "100", "--replay-seed", "7",
+                                "--results-dir", str(store))
+    assert code == 1, output
+    for i in hidden:
+        assert f"failed: test index {i}: the record counts it robust; the replay (seed 7) breaks it with pgd/pgd" in output
+    assert f"{survivors} replayed (--replay-seed 7)" in output
+    (run_file,) = store.rglob("*.json")
+    run = read_record(run_file)
+    assert run.config.run_id != read_record(forged).config.run_id and "--replay (seed 7)" in run.notes[0]
+    assert run.robust_accuracy <= read_record(record_file).robust_accuracy  # the hidden breaks are back
+    assert combine([read_record(forged), run]).robust_accuracy == run.robust_accuracy
+    code, output = _verify_with(run_file, linear_submission, capsys)
+    assert code == 0, output  # the new run is itself a verifiable record
+
+
+def test_the_replay_seed_chooses_the_examples_and_is_printed(record_file, linear_submission, capsys):
+    first = _verify_with(record_file, linear_submission, capsys, "--replay", "3", "--replay-seed", "11")
+    again = _verify_with(record_file, linear_submission, capsys, "--replay", "3", "--replay-seed", "11")
+    assert first[0] == again[0] == 0 and "3 replayed (--replay-seed 11)" in first[1]
+    fresh = _verify_with(record_file, linear_submission, capsys, "--replay", "3")
+    assert re.search(r"replay seed (\d+) \(repeat with --replay-seed \1\)", fresh[1]), fresh[1]
+
+
+def test_verify_over_many_records_reports_each_and_goes_on(record_file, linear_submission, tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere" / record_file.name
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(record_file.read_bytes())  # no .adv.npz beside it
+    unknown = tmp_path / "unknown.json"
+    data = json.loads(record_file.read_text())
+    data["config"]["name"] = "nobody"
+    unknown.write_text(json.dumps(data))
+    code = main(["verify", str(unknown), str(elsewhere), str(record_file), "--submissions-dir", str(tmp_path / "none"),
+                 "--device", "cpu"])
+    output = capsys.readouterr()
+    assert code == 2, output  # nothing failed, but not everything could be checked
+    lines = output.err.strip().splitlines()
+    assert lines[0].startswith(f"{unknown}: cannot check: model 'nobody': no submissions folder")
+    assert lines[1].startswith(f"{elsewhere}: cannot check: model 'fmnist-linear': no submissions folder")
+    assert lines[-1] == "0 of 3 records verified, 0 failed, 3 could not be checked"
+    code = main(["verify", str(elsewhere), str(record_file), "--model", str(linear_submission), "--device", "cpu"])
+    output = capsys.readouterr()
+    assert code == 1 and f"{elsewhere}: 60 examples: 0 breaks confirmed, 1 failed; first: {adversarial_path(elsewhere).name} is missing" in output.err
+    assert f"{record_file}: 60 examples: 32 breaks confirmed, 0 failed" in output.out
+    assert "1 of 2 records verified, 1 failed, 0 could not be checked" in output.err
+
+
+def _verify_with(record_file: Path, linear_submission: Path, capsys, *extra: str) -> tuple[int, str]:
+    code = main(["verify", str(record_file), "--model", str(linear_submission), "--device", "cpu", *extra])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
