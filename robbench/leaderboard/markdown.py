@@ -83,7 +83,10 @@ EXPLANATION = (
     "train with it). A model's name links to the paper of its training method (`metadata.paper`; standard training "
     "has none, so a standard model's name is not a link); *venue* is where the model was published; *hub* links to "
     "the Hugging Face Hub commit the evaluated weights were downloaded from (— for weights evaluated locally). "
-    "Every number can be re-checked in seconds with `robbench verify` on the model's records."
+    "`robbench verify` on a model's records re-derives every claim that can be derived (threat model, test-set size, "
+    "attack settings, flags) and re-checks every saved break in seconds; `--replay N` attacks N claimed survivors "
+    "again with fresh random starts and records any break. It cannot prove that no stronger attack exists (robust "
+    "accuracy is an upper bound) nor that a model's metadata is true."
 )
 
 
