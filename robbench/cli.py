@@ -98,8 +98,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .verify import new_replay_seed, verify_record
 
     replay = None if args.replay is None else "all" if args.replay == "all" else _positive_int(args.replay, "--replay")
-    seed = args.replay_seed if args.replay_seed is not None else new_replay_seed() if replay is not None else None
-    if replay is not None:
+    seed = args.replay_seed if args.replay_seed is not None else new_replay_seed() if replay not in (None, "all") else None
+    if seed is not None:
         err_console.print(f"replay seed {seed} (repeat with --replay-seed {seed})", highlight=False)
     failed = unchecked = 0
     for record_file in args.record_json:

@@ -38,7 +38,6 @@ from typing import Any
 import torch
 
 from .attacks import AttackContext, create_attack
-from .config import ModelSpec
 from .errors import RobbenchError
 from .evidence import SURVIVED
 from .flags import PGD_STEPS, SAMPLE_SIZE, board_flags, evaluation_checks
@@ -65,7 +64,7 @@ class Failure:
 
 def record_failures(record: EvalRecord, record_file: Path, loaded: LoadedModel) -> list[Failure]:
     """The claims about the run's identity that need no model call: threat model, examples, submission, attacks, file name."""
-    found = [*_threat_model(record, loaded), *_examples(record, loaded), *_submission(record, loaded.spec, loaded)]
+    found = [*_threat_model(record, loaded), *_examples(record, loaded), *_submission(record, loaded)]
     found += _attacks(record, loaded)
     if record_file.name != f"{record.config.run_id}.json":
         found.append(Failure(None, f"file name: the configuration's run id is {record.config.run_id}, the file is {record_file.name}"))
@@ -151,8 +150,9 @@ def _examples(record: EvalRecord, loaded: LoadedModel) -> list[Failure]:
     return found
 
 
-def _submission(record: EvalRecord, spec: ModelSpec, loaded: LoadedModel) -> list[Failure]:
-    """The record describes the submission being verified: what built the model, its weights and its metadata."""
+def _submission(record: EvalRecord, loaded: LoadedModel) -> list[Failure]:
+    """The record describes the submission being verified: what built the model and its weights."""
+    spec = loaded.spec
     claims: dict[str, tuple[Any, Any]] = {
         "config.architecture": (record.architecture, spec.architecture),
         "config.architecture_kwargs": (record.architecture_kwargs, spec.architecture_kwargs),

@@ -38,7 +38,7 @@ from .threat_models import get_threat_model
 class Replay:
     """What a replay re-ran and found."""
 
-    seed: int  # the replay seed (chooses the examples; the attack seed derives from it); None-free for ``all``
+    seed: int  # the replay seed: chooses the examples, and the attack seed derives from it (``all``: the record's seed)
     attack_seed: int
     positions: np.ndarray  # evaluated positions (from ``examples.start``) that were attacked again, sorted
     codes: np.ndarray  # their outcome in the replay: SURVIVED, CLEAN_WRONG or the breaking stage's index
@@ -68,7 +68,7 @@ def _run(record: EvalRecord, loaded: LoadedModel, model: torch.nn.Module, x: tor
          positions: np.ndarray, seed: int, attack_seed: int, device: torch.device) -> Replay:
     started = time.perf_counter()
     if positions.size == 0:
-        return Replay(seed, attack_seed, positions, positions.copy(), torch.empty(0, *x.shape[1:]), 0.0)
+        return Replay(seed, attack_seed, positions, np.zeros(0, dtype=np.int64), torch.empty(0, *x.shape[1:]), 0.0)
     attacks = [create_attack(spec.name) for spec in record.config.attacks]
     chosen = torch.from_numpy(positions)
     outcome = run_attacks(model, x[chosen], y[chosen], attacks=attacks, batch_size=record.batch_size,

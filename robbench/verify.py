@@ -62,6 +62,8 @@ class Verdict:
         text = f"{self.n_examples:,} examples: {self.confirmed:,} breaks confirmed"
         if self.replay_seed is not None:
             text += f", {self.replayed:,} replayed (--replay-seed {self.replay_seed})"
+        elif self.replayed:
+            text += f", {self.replayed:,} re-run as recorded"
         text += f", {len(self.failures):,} failed"
         text += f"; first: {self.failures[0]}" if self.failures else ""
         text += f"; the breaks found are a new run: {self.written}" if self.written else ""
@@ -170,7 +172,9 @@ def _replay(record: EvalRecord, record_file: Path, loaded: LoadedModel, net: tor
         outcome = replay_survivors(record, loaded, net, x, y, int(count), new_replay_seed() if seed is None else seed,
                                    device)
         verdict.failures += survivor_failures(record, outcome)
-    verdict.replayed, verdict.replay_seed = int(outcome.positions.size), outcome.seed
+    verdict.replayed = int(outcome.positions.size)
+    if count != "all":
+        verdict.replay_seed = outcome.seed
     if count != "all" and outcome.broken_positions.size:
         store = results_dir or results_folder_of(record_file, record)
         if store is None:
