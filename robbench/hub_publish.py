@@ -2,7 +2,8 @@
 
 ``submit``: a model repo with the weights, its model.yaml and a model card (two commits: the
 weights, then the card naming them pinned). ``publish``: a dataset repo holding the result records
-with their adversarial-example files (so ``robbench verify`` can check what the hub holds) and a rendered site, the convention of the Hub's leaderboards, in one commit.
+with their adversarial-example files (so ``robbench verify`` can check what the hub holds) and a
+rendered site, the convention of the Hub's leaderboards, in one commit.
 ``results_from_hub``: those records at one commit, verified, for ``robbench leaderboard --from-hub``.
 """
 
