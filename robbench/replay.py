@@ -29,7 +29,7 @@ from .evaluation import run_attacks
 from .evidence import CLEAN_WRONG, SURVIVED, Evidence
 from .flags import board_flags, evaluation_checks
 from .loader import LoadedModel
-from .results import ADVERSARIAL_SUFFIX, AdversarialExamples, EvalRecord
+from .results import ADVERSARIAL_SUFFIX, AdversarialExamples, AttackSpec, EvalRecord
 from .runtime import describe_device
 from .threat_models import get_threat_model
 
@@ -106,7 +106,8 @@ def replay_run(record: EvalRecord, replay: Replay, loaded: LoadedModel, model: t
     The run covers the record's examples, so boards combine it with the record example by example:
     the replayed examples have the replay's outcome, every other example the record's (its breaks
     with their verified adversarial examples, ``saved``), as the run's note says. Its seed is the
-    attack seed; its flags are recomputed for that seed, as for any run.
+    attack seed (and so are the attack configurations that record a seed); its flags are recomputed
+    for that seed, as for any run.
     """
     codes = record.evidence.codes()
     codes[replay.positions] = np.where(replay.codes >= 0, replay.codes, codes[replay.positions])
@@ -114,7 +115,10 @@ def replay_run(record: EvalRecord, replay: Replay, loaded: LoadedModel, model: t
     index, x_adv = saved
     broken = replay.broken_positions + record.examples.start
     payload = encode(np.concatenate([index, broken]), np.concatenate([x_adv, replay.broken_x.numpy()]))
-    config = record.config.model_copy(update={"seed": replay.attack_seed, "device": describe_device(device)})
+    context = attack_context(record, loaded, model, device, seed=replay.attack_seed)
+    attack_specs = [AttackSpec(name=spec.name, config=create_attack(spec.name).config(context)) for spec in record.config.attacks]
+    config = record.config.model_copy(update={"seed": replay.attack_seed, "attacks": attack_specs,
+                                              "device": describe_device(device)})
     standard_eps = get_threat_model(loaded.dataset, record.threat_model.name).eps
     attacks = evidence.attack_results()
     flags = evaluation_checks(model, x, y, attacks, threat=record.threat_model, value_range=loaded.dataset.value_range,
