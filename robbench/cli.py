@@ -20,6 +20,8 @@ from .terminal import (
 MESSAGE_LIMIT = 1000
 #: ``sample-size --device``'s default: the preset's device
 PRESET = "preset"
+#: ``verify`` lists this many failed checks of a record, then counts the rest
+FAILURES_SHOWN = 20
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -92,18 +94,45 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import verify_record
+    from .verify import new_replay_seed, verify_record
 
-    failed = 0
+    replay = None if args.replay is None else "all" if args.replay == "all" else _positive_int(args.replay, "--replay")
+    seed = args.replay_seed if args.replay_seed is not None else new_replay_seed() if replay not in (None, "all") else None
+    if seed is not None:
+        err_console.print(f"replay seed {seed} (repeat with --replay-seed {seed})", highlight=False)
+    failed = unchecked = 0
     for record_file in args.record_json:
-        verdict = verify_record(
-            Path(record_file), Path(args.model) if args.model else None, submissions_dir=Path(args.submissions_dir),
-            data_dir=args.data_dir, device=args.device,
-        )
+        try:
+            verdict = verify_record(
+                Path(record_file), args.model, submissions_dir=Path(args.submissions_dir), data_dir=args.data_dir,
+                device=args.device, replay=replay, replay_seed=seed,
+                results_dir=Path(args.results_dir) if args.results_dir else None,
+            )
+        except RobbenchError as exc:  # this record cannot be checked here; the others still can
+            if len(args.record_json) == 1:
+                raise
+            unchecked += 1
+            err_console.print(one_line(f"{record_file}: cannot check: {exc}"), highlight=False, markup=False, soft_wrap=True)
+            continue
         failed += not verdict.ok
         line = f"{record_file}: {verdict.summary()}"
         (console if verdict.ok else err_console).print(line, highlight=False, markup=False, soft_wrap=True)
-    return 1 if failed else 0
+        shown = verdict.failures[:FAILURES_SHOWN]
+        for failure in shown:
+            err_console.print(one_line(f"  failed: {failure}"), highlight=False, markup=False, soft_wrap=True)
+        if len(verdict.failures) > len(shown):
+            err_console.print(f"  and {len(verdict.failures) - len(shown):,} more", highlight=False)
+    if len(args.record_json) > 1:
+        checked = len(args.record_json) - unchecked
+        err_console.print(f"{checked - failed} of {len(args.record_json)} records verified, {failed} failed, "
+                          f"{unchecked} could not be checked", highlight=False)
+    return 1 if failed else 2 if unchecked else 0
+
+
+def _positive_int(text: str, option: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise RobbenchError(f"{option}: expected a positive number or 'all', got {text!r}")
+    return int(text)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -251,13 +280,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=cmd_evaluate)
 
     verify = sub.add_parser(
-        "verify", help="re-check records without attacking: checkpoint, clean predictions, every saved adversarial example"
+        "verify", help="re-check records: every derivable claim, the clean predictions and every saved adversarial "
+                       "example (seconds); with --replay, attack claimed survivors again (minutes)"
     )
     verify.add_argument("record_json", nargs="+", help="record(s) written by `robbench evaluate` (their .adv.npz beside them)")
     verify.add_argument("--model", default=None, metavar="MODEL_YAML",
-                        help="the submission (default: the model.yaml under --submissions-dir with the record's name)")
+                        help="the submission, a model.yaml or hf://ORG/REPO@REVISION (default: for a hub-evaluated record "
+                             "the model.yaml at the commit it pins, else the one under --submissions-dir with the record's name)")
     verify.add_argument("--submissions-dir", default="submissions", help="where to look for the model.yaml, as DIR/<dataset>/<folder>/model.yaml (default: submissions)")
-    add_run_flags(verify, ("device", "data_dir", "threads"))
+    add_run_flags(verify, ("device", "data_dir", "threads", "results_dir"), results_dir=None)
+    verify.add_argument("--replay", default=None, metavar="N|all",
+                        help="also attack N claimed survivors again with the record's attacks and a fresh seed, "
+                             "or re-run the whole evaluation and compare example by example (all)")
+    verify.add_argument("--replay-seed", type=int, default=None, metavar="SEED",
+                        help="the replay seed to repeat (default: a fresh one, printed)")
     verify.set_defaults(func=cmd_verify)
 
     train = sub.add_parser("train", help="train a reference baseline from a train.yaml")

@@ -36,7 +36,7 @@ to the dataset's scale (its standard radius), not to the evaluated ε: at a smal
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, Sequence
 
 import torch
@@ -47,9 +47,9 @@ from . import __version__
 from .attacks import derive_seed
 from .attacks.geometry import ascent_direction, project
 from .attacks.pgd import pgd_perturb, pgd_step_size
-from .attacks.verify import classified_correctly
+from .attacks.verify import allowed_inputs, classified_correctly
 from .results import EvalRecord, Flag
-from .runtime import pinned_version
+from .runtime import pinned_version, seed_everything
 from .threat_models import ThreatModel
 
 SAMPLE_SIZE = 100
@@ -88,7 +88,29 @@ class AttackLike(Protocol):
     stages: Sequence[StageLike]
 
 
+@dataclass(frozen=True)
+class ModelChecks:
+    """What the model checks found: the flags, and which sample examples PGD broke at ε itself.
+
+    ``broken_at_eps``: positions among the first ``SAMPLE_SIZE`` examples whose PGD-20 iterate at ε
+    is a verified adversarial example (inside the ball and the range, misclassified). ``robbench verify``
+    re-runs these checks and holds a record that counts one of them robust to be untrue.
+    """
+
+    flags: list[Flag]
+    broken_at_eps: list[int] = field(default_factory=list)
+
+
 def model_flags(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, threat: ThreatModel, value_range: tuple[float, float] | None,
+    seed: int, device: torch.device, standard_eps: float | None = None,
+) -> list[Flag]:
+    """Flags about the model's behaviour, from the first ``SAMPLE_SIZE`` examples (``model_checks``' flags)."""
+    return model_checks(model, x, y, threat=threat, value_range=value_range, seed=seed, device=device,
+                        standard_eps=standard_eps).flags
+
+
+def model_checks(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -98,8 +120,8 @@ def model_flags(
     seed: int,
     device: torch.device,
     standard_eps: float | None = None,
-) -> list[Flag]:
-    """Flags about the model's behaviour, from the first ``SAMPLE_SIZE`` examples.
+) -> ModelChecks:
+    """Flags about the model's behaviour, from the first ``SAMPLE_SIZE`` examples, and PGD's breaks at ε there.
 
     ``standard_eps``: the standard radius of ``threat``'s norm on this dataset (default: ``threat.eps``).
     """
@@ -115,13 +137,14 @@ def model_flags(
         flags.append(Flag(code="softmax-output", message="the model outputs probabilities, not logits; "
                           "attacks on softmax outputs can fail from saturation"))
     correct = first.argmax(1) == y
+    positions = correct.nonzero().squeeze(1).cpu()
     x, y = x[correct], y[correct]
     if x.shape[0] == 0:
-        return flags
+        return ModelChecks(flags)
     grad = _input_gradient(model, x, y)
     if grad is None:
-        return flags + [Flag(code="masked-gradients", message="the outputs do not depend on the input through "
-                             "autograd; gradient attacks cannot work on this model")]
+        return ModelChecks(flags + [Flag(code="masked-gradients", message="the outputs do not depend on the input "
+                                         "through autograd; gradient attacks cannot work on this model")])
     per_example = grad.flatten(1).abs().sum(1)
     zero = int(((per_example == 0) | ~torch.isfinite(per_example)).sum())
     not_uphill = _not_uphill(model, x, y, grad, threat, value_range, seed)
@@ -134,8 +157,23 @@ def model_flags(
                           "gradient; the gradient does not point uphill, so gradient attacks are blind there"))
     sample = correct.numel()
     radii = check_radii(threat.eps, threat.eps if standard_eps is None else standard_eps)
-    accuracies = {r: _pgd_robust(model, x, y, threat.model_copy(update={"eps": r}), value_range, seed) / sample for r in radii}
-    return flags + eps_flags(accuracies, sample)
+    survived = {r: _pgd_survivors(model, x, y, threat.model_copy(update={"eps": r}), value_range, seed) for r in radii}
+    accuracies = {r: int(alive.sum()) / sample for r, alive in survived.items()}
+    return ModelChecks(flags + eps_flags(accuracies, sample), positions[~survived[threat.eps].cpu()].tolist())
+
+
+def evaluation_checks(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Sequence[AttackLike], *, threat: ThreatModel,
+    value_range: tuple[float, float] | None, seed: int, device: torch.device, standard_eps: float,
+) -> ModelChecks:
+    """Every reliability check of an evaluation of ``x, y`` (its first examples, then what ``attacks`` achieved).
+
+    Seeded from the recorded seed alone, so ``robbench verify`` re-derives the same flags from the record.
+    """
+    seed_everything(derive_seed(seed, "flags"))
+    checks = model_checks(model, x, y, threat=threat, value_range=value_range, seed=seed, device=device,
+                          standard_eps=standard_eps)
+    return replace(checks, flags=checks.flags + attack_flags(attacks, int(x.shape[0])))
 
 
 def check_radii(eps: float, standard_eps: float) -> tuple[float, ...]:
@@ -246,15 +284,15 @@ def _not_uphill(
     return int((loss_after(random) > loss_after(grad)).sum())
 
 
-def _pgd_robust(
+def _pgd_survivors(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
     value_range: tuple[float, float] | None, seed: int,
-) -> int:
-    """How many of (x, y) survive a PGD-20 at ``threat``; seeded from the recorded seed."""
+) -> torch.Tensor:
+    """Which of (x, y) survive a PGD-20 at ``threat`` (a misclassified iterate outside the ball survives); seeded."""
     generator = torch.Generator(device=x.device).manual_seed(derive_seed(seed, "flags", f"pgd-{threat.eps!r}"))
     x_adv = pgd_perturb(
         model, x, y, norm=threat.norm, eps=threat.eps, steps=PGD_STEPS, step_size=pgd_step_size(threat.eps, PGD_STEPS),
         value_range=value_range, generator=generator,
     )
     with torch.no_grad():
-        return int(classified_correctly(model(x_adv), y).sum())
+        return classified_correctly(model(x_adv), y) | ~allowed_inputs(x_adv, x, threat, value_range)

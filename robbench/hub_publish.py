@@ -2,7 +2,8 @@
 
 ``submit``: a model repo with the weights, its model.yaml and a model card (two commits: the
 weights, then the card naming them pinned). ``publish``: a dataset repo holding the result records
-(and a rendered site), the convention of the Hub's leaderboards, in one commit.
+with their adversarial-example files (so ``robbench verify`` can check what the hub holds) and a
+rendered site, the convention of the Hub's leaderboards, in one commit.
 ``results_from_hub``: those records at one commit, verified, for ``robbench leaderboard --from-hub``.
 """
 
@@ -74,15 +75,21 @@ def publish(repo: str, results_dir: Path, site_dir: Path | None = None, private:
     Every record is validated first; files the repo holds under those folders and the local ones
     lack are deleted in the same commit. Returns the repo pinned to the new commit.
     """
-    from .results import read_record
+    from .results import adversarial_path, read_record
 
     if not results_dir.is_dir():
         raise RobbenchError(f"{results_dir}: no such results folder; pass --results-dir")
-    files = {f"{RESULTS_FOLDER}/{path.relative_to(results_dir).as_posix()}": path for path in sorted(results_dir.rglob("*.json"))}
-    if not files:
+    records = sorted(results_dir.rglob("*.json"))
+    if not records:
         raise RobbenchError(f"{results_dir} holds no records; run `robbench evaluate` first")
-    for path in files.values():
-        read_record(path)  # an invalid record stops the upload, naming the file
+    uploads = list(records)
+    for path in records:
+        if read_record(path).adversarial_examples is not None:  # an invalid record stops the upload, naming the file
+            uploads.append(adversarial_path(path))  # published with the record, so `robbench verify` can check it
+            if not uploads[-1].is_file():
+                raise RobbenchError(f"{path}: its adversarial-example file {uploads[-1].name} is missing; "
+                                    "re-run `robbench evaluate` or remove the record")
+    files = {f"{RESULTS_FOLDER}/{path.relative_to(results_dir).as_posix()}": path for path in sorted(uploads)}
     if site_dir is not None:
         if not site_dir.is_dir():
             raise RobbenchError(f"{site_dir}: no such site folder; render it with `robbench leaderboard` or drop --site")

@@ -16,11 +16,11 @@ import torch
 
 from . import distributed
 from .adversarial import digest, encode
-from .attacks import AttackRules, derive_seed
+from .attacks import AttackRules
 from .config import ModelSpec
 from .digests import data_digest
 from .evaluation import Outcome, ProgressFactory, auto_batch_size, ensure_eval_mode, run_attacks
-from .flags import attack_flags, board_flags, model_flags
+from .flags import board_flags, evaluation_checks
 from .loader import LoadedModel, load_submission
 from .progress import LineProgress
 from .progress_state import StateFile
@@ -127,11 +127,9 @@ def _adversarial_file(outcome: Outcome, config: RunConfig) -> bytes:
 def _record(config: RunConfig, loaded: LoadedModel, outcome: Outcome, model: torch.nn.Module, rules: AttackRules,
             x: torch.Tensor, y: torch.Tensor, eval_notes: list[str], wall_time: float, payload: bytes | None,
             redraws: int, batch_size: int) -> EvalRecord:
-    seed_everything(derive_seed(config.seed, "flags"))
     standard_eps = get_threat_model(loaded.dataset, config.threat_model.name).eps  # the collapse check's scale
-    flags = model_flags(model, x, y, threat=rules.threat, value_range=rules.value_range,
-                        seed=config.seed, device=rules.device, standard_eps=standard_eps)
-    flags += attack_flags(outcome.attacks, outcome.n_examples)
+    flags = evaluation_checks(model, x, y, outcome.attacks, threat=rules.threat, value_range=rules.value_range,
+                              seed=config.seed, device=rules.device, standard_eps=standard_eps).flags
     reverification = None
     if config.prediction_draws > 1 or any(flag.code == "randomized" for flag in flags):
         reverification = reverify(model, outcome.adversarial_x, y[outcome.adversarial_index], draws=config.prediction_draws,

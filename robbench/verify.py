@@ -1,54 +1,47 @@
-"""``robbench verify RECORD``: re-check a record's numbers in seconds, without re-running any attack.
+"""``robbench verify RECORD``: re-check everything a record claims, at two levels.
 
-It loads the checkpoint (its SHA-256 must be the record's), the evaluated test examples (their
-digest must be the record's), and the record's adversarial-example file (its digest must be the
-one the record names), then confirms:
+**Consistency** (seconds, always): it loads the checkpoint (its SHA-256 must be the record's), the
+evaluated test examples (their digest must be the record's) and the record's adversarial-example
+file (its digest must be the one the record names), then confirms:
 
+- every claim that can be re-derived is (``robbench.consistency``): the threat model, the test-set
+  size and range, the submission, the attacks' configurations and stages, every reliability flag;
 - the clean pass: the model misclassifies exactly the examples the evidence says it does;
 - every saved example: finite, inside the ε-ball around its test image and inside the value
   range (the tolerances the evaluation used), and misclassified, with finite logits;
 - the saved examples are exactly the ones the evidence says some attack broke.
 
-The robust accuracy is then the evidence's, and every total in the record derives from the
-evidence (``read_record`` refuses a record whose totals disagree). A check failing is a finding
-about the record, not a usage error: the command prints the verdict and exits 1.
+Every total in the record derives from the evidence (``read_record`` refuses a record whose totals
+disagree), so what remains unproven is that the survivors survive: **replay** (``replay=N`` or
+``"all"``, minutes; ``robbench.replay``) attacks claimed survivors again.
+
+A check failing is a finding about the record, not a usage error: the command prints the verdict
+and exits 1. A record that cannot be checked at all (its data, checkpoint or adversarial-example
+file absent or unreadable) raises ``RobbenchError``; the command reports it and goes on.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
 from .adversarial import decode, file_sha256
 from .attacks.verify import allowed_inputs
-from .config import ModelSpec, load_model_spec
+from .config import ModelSpec
+from .consistency import Failure, flag_failures, record_failures
 from .digests import data_digest
 from .errors import RobbenchError
 from .evaluation import ensure_eval_mode, predict
-from .loader import load_submission
+from .loader import LoadedModel, load_submission
 from .randomized import averaged
-from .results import EvalRecord, adversarial_path, read_record
+from .results import EvalRecord, adversarial_path, read_record, run_folder, write_record
 from .runtime import resolve_device
-from .zoo import submission_named
-
-
-@dataclass(frozen=True)
-class Failure:
-    """One failed check: the test index it concerns (``None`` for a check on the whole record or file) and why."""
-
-    index: int | None
-    message: str
-
-    def __str__(self) -> str:
-        return self.message if self.index is None else f"test index {self.index}: {self.message}"
-
-    def sort_key(self) -> int:
-        """Failures on the whole record or file first, then by test index."""
-        return -1 if self.index is None else self.index
-
+from .zoo import model_spec, submission_named
 
 @dataclass
 class Verdict:
@@ -57,56 +50,81 @@ class Verdict:
     n_examples: int
     confirmed: int = 0  # saved examples that passed every check
     failures: list[Failure] = field(default_factory=list)  # sorted by ``Failure.sort_key`` once verification ends
+    replayed: int = 0  # claimed survivors (or, with ``replay="all"``, examples) attacked again
+    replay_seed: int | None = None
+    written: Path | None = None  # the new run holding the breaks a replay found
+    notes: list[str] = field(default_factory=list)  # findings that fail nothing (borderline examples)
 
     @property
     def ok(self) -> bool:
         return not self.failures
 
     def summary(self) -> str:
-        text = f"{self.n_examples:,} examples: {self.confirmed:,} breaks confirmed, {len(self.failures):,} failed"
-        return text + (f"; first: {self.failures[0]}" if self.failures else "")
+        text = f"{self.n_examples:,} examples: {self.confirmed:,} breaks confirmed"
+        if self.replay_seed is not None:
+            text += f", {self.replayed:,} replayed (--replay-seed {self.replay_seed})"
+        elif self.replayed:
+            text += f", {self.replayed:,} re-run as recorded"
+        text += f", {len(self.failures):,} failed"
+        text += f"; first: {self.failures[0]}" if self.failures else ""
+        text += f"; the breaks found are a new run: {self.written}" if self.written else ""
+        return text + "".join(f"; note: {note}" for note in self.notes)
 
     def fail(self, message: str, index: int | None = None) -> None:
         """Record a failed check, on test example ``index`` or (``None``) on the whole record or file."""
         self.failures.append(Failure(index, message))
 
 
-def verify_record(record_file: Path, model_yaml: Path | None = None, *, submissions_dir: Path = Path("submissions"),
-                  data_dir: str | None = None, device: str = "auto", batch_size: int = 500) -> Verdict:
+def new_replay_seed() -> int:
+    """A replay seed the verifier picks, never the record's: unpredictable to whoever wrote the record."""
+    return secrets.randbelow(2**31)
+
+
+def verify_record(record_file: Path, model: "str | Path | None" = None, *, submissions_dir: Path = Path("submissions"),
+                  data_dir: str | None = None, device: str = "auto", batch_size: int = 500,
+                  replay: "int | Literal['all'] | None" = None, replay_seed: int | None = None,
+                  results_dir: Path | None = None) -> Verdict:
     """Re-check ``record_file`` against its checkpoint, test examples and saved adversarial examples.
 
+    ``model``: a model.yaml or ``hf://`` reference; by default the submission the record names (a
+    hub-evaluated record: the model.yaml at the commit it pins; else ``submissions_dir``'s of that name).
+    ``replay``: also attack this many claimed survivors again (``robbench.replay``), chosen with
+    ``replay_seed`` (default: a fresh one, in the verdict), or ``"all"``: re-run the evaluation. A
+    replay's breaks are written as a new run into ``results_dir`` (default: the results folder
+    that holds ``record_file``, when it lies in one).
+
     Raises ``RobbenchError`` where the record cannot be checked at all (no saved examples, other weights,
-    other dataset parameters, an adversarial-example file that cannot be read); every check that runs and fails is a ``Failure`` in the returned verdict.
+    other dataset parameters, data or an adversarial-example file that cannot be read); every check
+    that runs and fails is a ``Failure`` in the returned verdict.
     """
     record = read_record(record_file)
     verdict = Verdict(record.n_examples)
     if record.adversarial_examples is None:
         raise RobbenchError(f"{record_file}: the record has no saved adversarial examples; re-run `robbench evaluate` "
                             "with --results-dir to get a verifiable record")
-    spec = (load_model_spec(model_yaml) if model_yaml else
-            submission_named(record.name, submissions_dir, record.dataset, fix="pass --model path/to/model.yaml"))
-    loaded = load_submission(_pinned(spec, record), data_dir)
+    loaded = load_submission(_pinned(_spec(record, model, submissions_dir), record), data_dir)
     if loaded.dataset.params != record.dataset_params:
         raise RobbenchError(f"the dataset parameters differ from the record's ({record.dataset_params}); "
                             "pass the model.yaml the record was made from")
+    verdict.failures += record_failures(record, record_file, loaded)
     start, stop = record.examples.start, record.examples.stop
     x, y = loaded.dataset.load("test", stop)
     x, y = x[start:], y[start:]
-    if data_digest(x, y) != record.config.data_sha256:
+    if x.shape[0] != record.n_examples or data_digest(x, y) != record.config.data_sha256:
         verdict.fail(f"test examples {start}..{stop} differ from the evaluated ones (data SHA-256)")
-        return verdict
+        return _sorted(verdict)
     file = adversarial_path(record_file)
     if not file.exists():
         verdict.fail(f"{file.name} is missing")
-        return verdict
+        return _sorted(verdict)
     if file_sha256(file) != record.adversarial_examples.sha256:
         verdict.fail(f"{file.name} is not the file the record names (SHA-256 differs)")
     index, x_adv = decode(file, loaded.dataset.input_shape)
 
     torch_device = resolve_device(device)
-    model = averaged(loaded.model.to(torch_device), record.config.prediction_draws)  # the prediction the record counted
-    ensure_eval_mode(model)
-    correct = (predict(model, x, batch_size, torch_device, loaded.dataset.num_classes) == y).numpy()
+    net = averaged(loaded.model.to(torch_device), record.config.prediction_draws)  # the prediction the record counted
+    ensure_eval_mode(net)
+    correct = (predict(net, x, batch_size, torch_device, loaded.dataset.num_classes) == y).numpy()
     evidence_correct = record.evidence.clean_correct()
     for position in np.flatnonzero(correct != evidence_correct):
         said = "correctly" if evidence_correct[position] else "wrongly"
@@ -126,10 +144,67 @@ def verify_record(record_file: Path, model_yaml: Path | None = None, *, submissi
     candidates = torch.from_numpy(x_adv[keep])
     for begin in range(0, len(positions), batch_size):
         part = positions[begin : begin + batch_size]
-        _check_batch(model, candidates[begin : begin + batch_size], x[part], y[part], part + start, record,
+        _check_batch(net, candidates[begin : begin + batch_size], x[part], y[part], part + start, record,
                      loaded.dataset.value_range, torch_device, verdict)
+    found, borderline = flag_failures(record, net, x, y, loaded, torch_device)
+    verdict.failures += found
+    if borderline:
+        verdict.notes.append(f"{len(borderline)} example(s) the record counts robust broke under the flag check's PGD "
+                             f"at ε (test indices {', '.join(map(str, borderline))}); --replay records such breaks")
+    if replay is not None:
+        _replay(record, record_file, loaded, net, x, y, (index, x_adv), verdict, replay, replay_seed, results_dir,
+                torch_device)
+    return _sorted(verdict)
+
+
+def _replay(record: EvalRecord, record_file: Path, loaded: LoadedModel, net: torch.nn.Module, x: torch.Tensor,
+            y: torch.Tensor, saved: tuple[np.ndarray, np.ndarray], verdict: Verdict, count: "int | str",
+            seed: int | None, results_dir: Path | None, device: torch.device) -> None:
+    """Attack claimed survivors again (``robbench.replay``); breaks fail the record and become a new run."""
+    from .replay import comparison_failures, replay_all, replay_run, replay_survivors, survivor_failures
+
+    if verdict.failures:  # a record whose claims are already untrue is not worth minutes of attacks
+        verdict.fail("replay skipped: the consistency checks failed")
+        return
+    if count == "all":
+        outcome = replay_all(record, loaded, net, x, y, device)
+        verdict.failures += comparison_failures(record, outcome)
+    else:
+        outcome = replay_survivors(record, loaded, net, x, y, int(count), new_replay_seed() if seed is None else seed,
+                                   device)
+        verdict.failures += survivor_failures(record, outcome)
+    verdict.replayed = int(outcome.positions.size)
+    if count != "all":
+        verdict.replay_seed = outcome.seed
+    if count != "all" and outcome.broken_positions.size:
+        store = results_dir or results_folder_of(record_file, record)
+        if store is None:
+            verdict.fail("the breaks the replay found are not recorded: pass --results-dir to write them as a new run")
+            return
+        run, payload = replay_run(record, outcome, loaded, net, x, y, saved, device)
+        verdict.written = write_record(run, store, payload)
+
+
+def results_folder_of(record_file: Path, record: EvalRecord) -> Path | None:
+    """The results folder ``record_file`` lies in (``<folder>/<dataset>/<threat>/<name>/``), or None."""
+    folder = record_file.resolve().parent
+    layout = run_folder(record.dataset, record.threat_model, record.name).parts
+    return folder.parents[len(layout) - 1] if folder.parts[-len(layout):] == layout else None
+
+
+def _sorted(verdict: Verdict) -> Verdict:
     verdict.failures.sort(key=Failure.sort_key)
     return verdict
+
+
+def _spec(record: EvalRecord, model: "str | Path | None", submissions_dir: Path) -> ModelSpec:
+    """The submission to verify against: the one given, the hub commit the record pins, or the local one of its name."""
+    if model is not None:
+        return model_spec(str(model), submissions_dir=submissions_dir)  # a str keeps hf:// whole
+    if record.checkpoint.repo is not None:
+        return model_spec(record.checkpoint.path)  # hf://...@<commit>/weights: the model.yaml beside them at that commit
+    return submission_named(record.name, submissions_dir, record.dataset,
+                            fix="pass --model path/to/model.yaml (or hf://ORG/REPO@REVISION)")
 
 
 def _check_batch(model: torch.nn.Module, x_adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor, test_index: np.ndarray,

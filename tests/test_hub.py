@@ -98,7 +98,9 @@ def record(results: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def published(hub, linear_submission, tmp_path_factory):
-    """The linear model evaluated locally, then submitted to a private repo: (pinned hf:// line, local record)."""
+    """The linear model evaluated locally, then submitted to a private repo: (pinned hf:// line, local record).
+
+    The record's file (with its .adv.npz beside it) is ``published_files[0]``."""
     work = tmp_path_factory.mktemp("submit")
     evaluated, done = robbench(  # a fresh interpreter like the hub evaluations below: no state left by other tests
         hub_env(hub, work / "cache"), work,
@@ -106,7 +108,11 @@ def published(hub, linear_submission, tmp_path_factory):
         ["submit", str(linear_submission), "--repo", REPO, "--private", "--license", "mit", "--results-dir", str(work / "results")],
     )
     assert evaluated.returncode == 0 and done.returncode == 0, evaluated.stderr + done.stderr
+    published_files[:] = list((work / "results").rglob("*.json"))
     return done.stdout.strip().splitlines()[-1], record(work / "results")
+
+
+published_files: list[Path] = []
 
 
 @pytest.mark.slow
@@ -379,9 +385,13 @@ def test_a_repo_reference_evaluates_and_loads_with_the_repos_model_yaml(hub, pub
 def test_publish_records_to_a_dataset_repo_and_render_the_boards_from_a_pinned_commit(hub, published, tmp_path):
     _, local = published
     results, site = tmp_path / "results", tmp_path / "site"
-    path = results / "fashion-mnist" / "linf" / "fmnist-linear" / "run.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(local, indent=2) + "\n")
+    folder = results / "fashion-mnist" / "linf" / "fmnist-linear"
+    folder.mkdir(parents=True)
+    (original,) = published_files
+    path = folder / original.name
+    path.write_bytes(original.read_bytes())
+    adversarial = folder / local["adversarial_examples"]["file"]
+    adversarial.write_bytes((original.parent / adversarial.name).read_bytes())
     (site / "fashion-mnist").mkdir(parents=True)
     (site / "index.html").write_text("<html>board</html>\n")
     (site / "fashion-mnist" / "linf.html").write_text("<html>linf</html>\n")
@@ -394,9 +404,11 @@ def test_publish_records_to_a_dataset_repo_and_render_the_boards_from_a_pinned_c
     assert first.returncode == 0 and rendered_local.returncode == 0, first.stderr + rendered_local.stderr
     pinned = re.fullmatch(r"robbench leaderboard --from-hub robbench-test/board@([0-9a-f]{40})", first.stdout.strip()).group(1)
     repo = hub.hub.repos["datasets/robbench-test/board"]
-    assert set(repo.commits[pinned]) == {
-        ".gitattributes", "results/fashion-mnist/linf/fmnist-linear/run.json", "site/index.html", "site/fashion-mnist/linf.html"}
-    assert repo.commits[pinned]["results/fashion-mnist/linf/fmnist-linear/run.json"] == path.read_bytes()
+    held = f"results/fashion-mnist/linf/fmnist-linear/{path.name}"
+    held_adversarial = f"results/fashion-mnist/linf/fmnist-linear/{adversarial.name}"
+    assert set(repo.commits[pinned]) == {".gitattributes", held, held_adversarial, "site/index.html", "site/fashion-mnist/linf.html"}
+    assert repo.commits[pinned][held] == path.read_bytes()
+    assert repo.commits[pinned][held_adversarial] == adversarial.read_bytes()  # so what the hub holds can be verified
 
     (site / "fashion-mnist" / "linf.html").unlink()  # published again: the stale page goes, in the same single commit
     second, from_hub, check = robbench(
@@ -426,3 +438,39 @@ def test_publish_refuses_an_invalid_record_and_uploads_nothing(hub, tmp_path):
     [done] = robbench(hub_env(hub, tmp_path / "cache"), tmp_path, ["publish", "--repo", "robbench-test/bad", "--results-dir", str(tmp_path / "results")])
     assert "broken.json: invalid record" in one_line_error(done)
     assert len(hub.hub.requests) == requests_before
+
+
+@pytest.mark.slow
+def test_publish_refuses_a_record_whose_adversarial_examples_are_missing(hub, published, tmp_path):
+    (original,) = published_files
+    folder = tmp_path / "results" / "fashion-mnist" / "linf" / "fmnist-linear"
+    folder.mkdir(parents=True)
+    (folder / original.name).write_bytes(original.read_bytes())
+    requests_before = len(hub.hub.requests)
+    [done] = robbench(hub_env(hub, tmp_path / "cache"), tmp_path,
+                      ["publish", "--repo", "robbench-test/unverifiable", "--results-dir", str(tmp_path / "results")])
+    assert f"{original.name}: its adversarial-example file {original.stem}.adv.npz is missing" in one_line_error(done)
+    assert len(hub.hub.requests) == requests_before
+
+
+@pytest.mark.slow
+def test_verify_a_hub_evaluated_record_from_the_commit_it_pins(hub, published, linear_submission, tmp_path):
+    """No model.yaml at hand: the record's repo@commit names the weights and the model.yaml beside them."""
+    pinned, _ = published
+    commit = PINNED.match(pinned).group(1)
+    spec = hub_yaml(tmp_path / "from-hub", linear_submission, pinned)
+    results = tmp_path / "results"
+    [evaluated] = robbench(hub_env(hub, tmp_path / "cache"), tmp_path, ["evaluate", str(spec), *FAST, "--results-dir", str(results)])
+    assert evaluated.returncode == 0, evaluated.stderr
+    (path,) = results.rglob("*.json")
+    elsewhere = tmp_path / "nothing-here"
+    elsewhere.mkdir()  # no submissions folder: only the hub can say what the model is
+    by_record, by_repo, unpinned = robbench(
+        hub_env(hub, tmp_path / "cache"), elsewhere,
+        ["verify", str(path), "--device", "cpu"],
+        ["verify", str(path), "--model", f"hf://{REPO}@{commit}", "--device", "cpu"],
+        ["verify", str(path), "--model", f"hf://{REPO}", "--device", "cpu"],
+    )
+    assert by_record.returncode == 0 and "0 failed" in by_record.stdout, by_record.stderr
+    assert by_repo.returncode == 0 and "0 failed" in by_repo.stdout, by_repo.stderr
+    assert f"'hf://{REPO}': add @REVISION" in one_line_error(unpinned)  # both slashes kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,7 @@ def test_honest_record_is_confirmed(record_file, linear_submission, capsys):
     broken = record.evidence.status.count("0")
     assert broken > 5  # the check below means something
     code, output = _verify(record_file, linear_submission, capsys)
-    assert code == 0
+    assert code == 0, output
     assert f"60 examples: {broken} breaks confirmed, 0 failed" in output
 
 
@@ -156,7 +157,7 @@ def test_model_yaml_is_found_by_the_records_name_and_dataset(record_file, linear
     assert missing == 2
     assert capsys.readouterr().err.strip() == (
         f"robbench: error: no submission named 'fmnist-linear' on fashion-mnist in {submissions / 'fashion-mnist'}; "
-        "pass --model path/to/model.yaml; known: none"
+        "pass --model path/to/model.yaml (or hf://ORG/REPO@REVISION); known: none"
     )
 
 
@@ -200,3 +201,202 @@ def test_verify_checks_the_data_digest_without_importing_the_pipeline():
         capture_output=True, text=True, cwd=REPO,
     )
     assert code.stdout.strip() == "False", code.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# records whose claims are untrue, each made consistent (totals, digests, run id) as a forger would
+
+
+def _forge(record_file: Path, edit, adversarial=None) -> Path:
+    """``edit`` the record's JSON, recompute its totals from the evidence, and write it under the run id of
+    its new configuration with its adversarial-example file (``adversarial``: new ``(index, x_adv)``)."""
+    from robbench.evidence import Evidence
+    from robbench.results import EvalRecord
+
+    data = json.loads(record_file.read_text())
+    edit(data)
+    evidence = Evidence.model_validate(data["evidence"])
+    data.update(clean_accuracy=evidence.clean_accuracy(), robust_accuracy=evidence.robust_accuracy(),
+                attacks=[a.model_dump() for a in evidence.attack_results()])
+    payload = adversarial_path(record_file).read_bytes() if adversarial is None else encode(*adversarial)
+    run_id = EvalRecord.model_validate(data).config.run_id
+    data["adversarial_examples"].update(file=f"{run_id}.adv.npz", sha256=digest(payload), count=len(decode_bytes(payload)))
+    forged = record_file.with_name(f"{run_id}.json")
+    forged.write_text(record_json(EvalRecord.model_validate(data)))
+    adversarial_path(forged).write_bytes(payload)
+    return forged
+
+
+def decode_bytes(payload: bytes) -> np.ndarray:
+    import io
+
+    with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
+        return archive["index"]
+
+
+def _failed(forged: Path, linear_submission: Path, capsys, *extra: str) -> str:
+    code = main(["verify", str(forged), "--model", str(linear_submission), "--device", "cpu", *extra])
+    captured = capsys.readouterr()
+    assert code == 1, captured.out + captured.err
+    return captured.err
+
+
+def test_broken_examples_rewritten_as_survivors_fail(record_file, linear_submission, capsys):
+    """The issue's first forgery: every break turned into a survivor, the saved examples dropped."""
+
+    def all_robust(data):
+        data["evidence"]["status"] = "".join("+" if c == "0" else c for c in data["evidence"]["status"])
+
+    empty = (np.zeros(0, dtype=np.int64), np.zeros((0, 1, 28, 28), dtype=np.float32))
+    forged = _forge(record_file, all_robust, empty)
+    assert read_record(forged).robust_accuracy == read_record(record_file).clean_accuracy  # claims every correct one robust
+    output = _failed(forged, linear_submission, capsys)
+    assert "the record counts it robust; the flag check's PGD-20 at ε (re-run with the recorded seed) breaks it" in output
+
+
+def test_a_run_relabelled_as_the_standard_threat_model_fails(record_file, linear_submission, capsys):
+    def standard(data):
+        data["config"]["threat_model"]["standard"] = True
+
+    output = _failed(_forge(record_file, standard), linear_submission, capsys)
+    assert ("config.threat_model.standard: ε = 0.05 is not the standard linf radius of fashion-mnist (0.1); "
+            "the record says standard: true") in output
+
+    def standard_radius(data):
+        data["config"]["threat_model"].update(eps=0.1, standard=True)
+
+    output = _failed(_forge(record_file, standard_radius), linear_submission, capsys)
+    assert "config.attacks[0].config: step_size differ from what the registered 'pgd' records" in output
+
+
+def test_a_subset_claiming_to_be_the_whole_test_set_fails(record_file, linear_submission, capsys):
+    def whole(data):
+        data["config"]["examples"]["test_size"] = 60
+
+    forged = _forge(record_file, whole)
+    assert read_record(forged).examples.is_full  # the board would drop its subset mark
+    output = _failed(forged, linear_submission, capsys)
+    assert "config.examples.test_size: the fashion-mnist test set has 10,000 examples, the record says 60" in output
+
+
+def test_deleted_added_or_altered_flags_fail(record_file, linear_submission, capsys):
+    """Flags are not part of the run's configuration: each forgery keeps the file name, so each starts from the original."""
+    assert [f.code for f in read_record(record_file).flags] == ["non-standard-attacks"]
+    original = record_file.read_text()
+
+    output = _failed(_forge(record_file, lambda data: data.update(flags=[])), linear_submission, capsys)
+    assert "flags: non-standard-attacks is missing; the recomputed checks raise it (attacks pgd;" in output
+
+    def added(data):
+        data["flags"].append({"code": "masked-gradients", "message": "forged"})
+
+    record_file.write_text(original)
+    output = _failed(_forge(record_file, added), linear_submission, capsys)
+    assert "flags: masked-gradients is raised by no recomputed check" in output
+    record_file.write_text(original)
+
+    def altered(data):
+        data["flags"][0]["message"] = "attacks pgd, autoattack"
+
+    output = _failed(_forge(record_file, altered), linear_submission, capsys)
+    assert "flags: non-standard-attacks says 'attacks pgd, autoattack'; recomputed: \"attacks pgd; the board's standard" in output
+
+
+def test_a_pgd_run_relabelled_as_autoattack_fails(record_file, linear_submission, capsys):
+    def autoattack(data):
+        data["config"]["attacks"] = [{"name": "autoattack", "config": {
+            "version": "standard", "components": ["apgd-ce", "apgd-t", "fab-t", "square"], "skipped_components": {},
+            "seed": 0, "n_target_classes": 9, "implementation": "pyautoattack"}}]
+        data["evidence"]["stages"] = ["autoattack/apgd-ce"]
+        data["flags"] = []
+
+    output = _failed(_forge(record_file, autoattack), linear_submission, capsys)
+    assert ("evidence.stages: the recorded attacks run autoattack/apgd-ce, autoattack/apgd-t, autoattack/fab-t, "
+            "autoattack/square; the record lists autoattack/apgd-ce") in output
+
+
+def test_a_record_under_another_file_name_fails(record_file, linear_submission, capsys):
+    renamed = record_file.with_name("pgd-seed0-0-60-0000000000.json")
+    record_file.rename(renamed)
+    adversarial_path(record_file).rename(adversarial_path(renamed))
+    output = _failed(renamed, linear_submission, capsys)
+    assert f"file name: the configuration's run id is {record_file.stem}, the file is {renamed.name}" in output
+
+
+# --------------------------------------------------------------------------------------------
+# replay
+
+
+def test_replay_all_reproduces_an_honest_record_example_by_example(record_file, linear_submission, capsys):
+    code, output = _verify_with(record_file, linear_submission, capsys, "--replay", "all")
+    assert code == 0, output
+    assert "60 examples: 32 breaks confirmed, 60 re-run as recorded, 0 failed" in output
+
+
+def test_replayed_survivors_that_break_fail_and_become_a_new_run(record_file, linear_submission, tmp_path, capsys):
+    """Two breaks hidden as survivors (few enough to pass the consistency level) are found again by a replay
+    of every survivor, and the board's best-known accuracy counts them."""
+    from robbench.leaderboard.entries import combine
+
+    index, x_adv = decode(adversarial_path(record_file), (1, 28, 28))
+    hidden = index[:2]
+
+    def hide(data):
+        status = list(data["evidence"]["status"])
+        for i in hidden:
+            status[i] = "+"
+        data["evidence"]["status"] = "".join(status)
+
+    forged = _forge(record_file, hide, (index[2:], x_adv[2:]))
+    survivors = read_record(forged).evidence.status.count("+")
+    store = tmp_path / "store"
+    code, output = _verify_with(forged, linear_submission, capsys, "--replay", "100", "--replay-seed", "7",
+                                "--results-dir", str(store))
+    assert code == 1, output
+    for i in hidden:
+        assert f"failed: test index {i}: the record counts it robust; the replay (seed 7) breaks it with pgd/pgd" in output
+    assert f"{survivors} replayed (--replay-seed 7)" in output
+    (run_file,) = store.rglob("*.json")
+    run = read_record(run_file)
+    assert run.config.run_id != read_record(forged).config.run_id and "--replay (seed 7)" in run.notes[0]
+    assert run.robust_accuracy <= read_record(record_file).robust_accuracy  # the hidden breaks are back
+    assert combine([read_record(forged), run]).robust_accuracy == run.robust_accuracy
+    code, output = _verify_with(run_file, linear_submission, capsys)
+    assert code == 0, output  # the new run is itself a verifiable record
+
+
+def test_the_replay_seed_chooses_the_examples_and_is_printed(record_file, linear_submission, capsys):
+    first = _verify_with(record_file, linear_submission, capsys, "--replay", "3", "--replay-seed", "11")
+    again = _verify_with(record_file, linear_submission, capsys, "--replay", "3", "--replay-seed", "11")
+    assert first[0] == again[0] == 0 and "3 replayed (--replay-seed 11)" in first[1]
+    fresh = _verify_with(record_file, linear_submission, capsys, "--replay", "3")
+    assert re.search(r"replay seed (\d+) \(repeat with --replay-seed \1\)", fresh[1]), fresh[1]
+
+
+def test_verify_over_many_records_reports_each_and_goes_on(record_file, linear_submission, tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere" / record_file.name
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(record_file.read_bytes())  # no .adv.npz beside it
+    unknown = tmp_path / "unknown.json"
+    data = json.loads(record_file.read_text())
+    data["config"]["name"] = "nobody"
+    unknown.write_text(json.dumps(data))
+    code = main(["verify", str(unknown), str(elsewhere), str(record_file), "--submissions-dir", str(tmp_path / "none"),
+                 "--device", "cpu"])
+    output = capsys.readouterr()
+    assert code == 2, output  # nothing failed, but not everything could be checked
+    lines = output.err.strip().splitlines()
+    assert lines[0].startswith(f"{unknown}: cannot check: model 'nobody': no submissions folder")
+    assert lines[1].startswith(f"{elsewhere}: cannot check: model 'fmnist-linear': no submissions folder")
+    assert lines[-1] == "0 of 3 records verified, 0 failed, 3 could not be checked"
+    code = main(["verify", str(elsewhere), str(record_file), "--model", str(linear_submission), "--device", "cpu"])
+    output = capsys.readouterr()
+    assert code == 1 and f"{elsewhere}: 60 examples: 0 breaks confirmed, 1 failed; first: {adversarial_path(elsewhere).name} is missing" in output.err
+    assert f"{record_file}: 60 examples: 32 breaks confirmed, 0 failed" in output.out
+    assert "1 of 2 records verified, 1 failed, 0 could not be checked" in output.err
+
+
+def _verify_with(record_file: Path, linear_submission: Path, capsys, *extra: str) -> tuple[int, str]:
+    code = main(["verify", str(record_file), "--model", str(linear_submission), "--device", "cpu", *extra])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err

@@ -73,6 +73,12 @@ def model_page(name: str) -> str:
 # boards
 
 
+#: what ``robbench verify`` proves and what it cannot, said on every board
+VERIFY_TEXT = (
+    "`robbench verify` on a model's records re-derives every claim that can be derived (threat model, test-set size, attack settings, flags) and re-checks every saved break in seconds; `--replay N` attacks N claimed survivors again with fresh random starts and records any break. It cannot prove that no stronger attack exists (robust accuracy is an upper bound) nor that a model's metadata is true."
+)
+
+
 def legend(columns: Iterable[Column]) -> list[str]:
     """One line per column: its name set off, then what it means."""
     return [f"- **{escape(c.header)}**: {c.legend}" for c in columns]
@@ -120,7 +126,7 @@ def render_board(key: BoardKey, stem: str, entries: list[Entry]) -> str:
     lines += [
         "<details><summary>All columns: attacks, breaks, p-values, training, architecture, examples, hub</summary>", "",
         board_table(board, (column("rank"), column("model"), *DETAIL_COLUMNS)), "", *legend(DETAIL_COLUMNS), "",
-        "Every number can be re-checked in seconds with `robbench verify` on the model's records.", "",
+        VERIFY_TEXT, "",
         "</details>", "",
     ]
     lines += [f"![clean against robust accuracy, {board_title(key)}]({stem}.png)", ""]
