@@ -56,7 +56,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .pipeline import evaluate
-    from .results import record_path
+    from .store import record_path
 
     attacks = comma_separated(args.attacks, "--attacks", example="pgd,autoattack")
     with progress_bars() as progress:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from .errors import RobbenchError, quoted
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"  # no path separators; no leading dot, so no "." or ".."
+MAX_NAME_LENGTH = 100  # names become file names (boards, model pages) with room to spare under 255 bytes
 #: deeper YAML is refused: no config nests more than a few levels, and the composer recurses per level
 MAX_YAML_DEPTH = 64
 
@@ -120,7 +121,7 @@ class Metadata(Strict):
 class ModelSpec(Strict):
     """A submission: which architecture, which weights, on which dataset."""
 
-    name: str = Field(pattern=NAME_PATTERN, max_length=100)
+    name: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)
     dataset: str
     dataset_kwargs: dict[str, Any] = Field(default_factory=dict)
     architecture: str
@@ -155,7 +156,7 @@ class ModelSpec(Strict):
 class TrainSpec(Strict):
     """A reference training run: ``robbench train CONFIG``."""
 
-    name: str = Field(pattern=NAME_PATTERN, max_length=100)
+    name: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)
     dataset: str
     dataset_kwargs: dict[str, Any] = Field(default_factory=dict)
     architecture: str

@@ -22,10 +22,8 @@ from .evaluation import Outcome, ProgressFactory, auto_batch_size, ensure_eval_m
 from .flags import attack_flags, board_flags, model_flags
 from .loader import LoadedModel, load_submission
 from .progress_state import StateFile
-from .results import (
-    ADVERSARIAL_SUFFIX, AdversarialExamples, AttackSpec, EvalRecord, Examples, RunConfig, Versions, check_name_owner,
-    state_path, write_records,
-)
+from .results import AdversarialExamples, AttackSpec, EvalRecord, Examples, RunConfig, Versions
+from .store import ADVERSARIAL_SUFFIX, check_name_owner, state_path, write_records
 from .run_options import check_run_options
 from .runtime import describe_device, seed_everything, versions
 from .threat_models import get_threat_model, select_threat_models
@@ -65,7 +63,7 @@ def evaluate(
     loaded = model_yaml if in_memory else load_submission(spec, data_dir)
     results = Path(results_dir) if results_dir is not None else None
     if results is not None:  # before an hour of attacks, not after
-        check_name_owner(results, spec.name, loaded.checkpoint)
+        check_name_owner(results, spec.name, loaded.checkpoint.sha256, loaded.checkpoint.repo)
     threats = select_threat_models(loaded.dataset, threat_models, eps, spec.threat_models)
     x, y = loaded.dataset.load("test", n_examples)
     model = loaded.model.to(torch_device)

@@ -29,7 +29,8 @@ from .digests import data_digest
 from .errors import RobbenchError
 from .evaluation import ensure_eval_mode, predict
 from .loader import load_submission
-from .results import EvalRecord, adversarial_path, read_record
+from .results import EvalRecord
+from .store import adversarial_path, read_record
 from .runtime import resolve_device
 from .zoo import submission_named
 

@@ -19,7 +19,8 @@ from robbench.leaderboard.entries import board_entries, board_key, combine
 from robbench.leaderboard.markdown import render_board
 from robbench.leaderboard.names import board_stems, eps_slug
 from robbench.leaderboard.plots import pareto_frontier, render_plot
-from robbench.results import Flag, read_record, record_json, write_record
+from robbench.results import Flag
+from robbench.store import read_record, record_json, write_record
 from robbench.stats import mcnemar_p, wilson_interval
 
 

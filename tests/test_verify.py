@@ -10,7 +10,7 @@ import pytest
 
 from robbench.adversarial import decode, digest, encode
 from robbench.cli import main
-from robbench.results import adversarial_path, read_record, record_json
+from robbench.store import adversarial_path, read_record, record_json
 
 ARGS = ["--threat-model", "linf", "--eps", "0.05", "--attacks", "pgd", "--n-examples", "60", "--device", "cpu"]
 

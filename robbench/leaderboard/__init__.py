@@ -25,7 +25,8 @@ import re
 from pathlib import Path
 
 from ..errors import RobbenchError, quoted
-from ..results import atomic_write_bytes, read_store
+from ..atomic_files import atomic_write_bytes
+from ..store import read_store
 from .entries import BoardKey, Entry, Store, build_store
 from .cells import SUBSET_MARK
 from .markdown import GENERATED, MODELS_DIR, model_page, render_board, render_index, render_model_page
