@@ -7,6 +7,7 @@ disk) fails the whole batch before anything is replaced.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -56,6 +57,8 @@ def write_files(files: dict[Path, bytes]) -> None:
 def _stage(path: Path, data: bytes) -> str:
     """A temporary file beside ``path`` holding ``data``, flushed to disk; its name."""
     make_dirs(path.parent)
+    if path.is_dir():  # os.replace would fail only after the batch's other files were replaced
+        raise cannot_write(path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:

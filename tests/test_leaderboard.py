@@ -346,3 +346,47 @@ def test_a_model_page_shows_the_caveats_of_its_newest_record(tmp_path: Path) -> 
     write_record(run("linf", "2024-01-01T00:00:00+00:00", "first text"), tmp_path / "results")
     page = render_all(tmp_path / "results")[0]["models/m.md"].decode()
     assert "- **caveats**: revised text\n" in page and "first text" not in page
+
+
+def test_boards_whose_names_read_alike_get_distinct_stems() -> None:
+    """``fashion`` + ``mnist-linf`` reads like ``fashion-mnist`` + ``linf``: the registered dataset keeps its stem."""
+    genuine = board_key(make_record("a", dataset="fashion-mnist", threat="linf"))
+    alike = board_key(make_record("b", dataset="fashion", threat="mnist-linf"))
+    stems = board_stems([alike, genuine])
+    assert stems == {genuine: "fashion-mnist-linf-0p1", alike: "fashion+mnist-linf+0p1"}
+
+
+def test_a_name_over_the_model_yaml_limit_is_a_problem_line_and_the_rest_render(tmp_path: Path) -> None:
+    write_record(make_record("fine", stop=100), tmp_path / "results")
+    long = make_record("fine", stop=100).model_dump(mode="json")
+    long["config"]["name"] = "x" * 250
+    path = tmp_path / "results" / "fashion-mnist" / "linf" / "long" / "run.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(long))
+    files, problems = render_all(tmp_path / "results")
+    assert "models/fine.md" in files and len(problems) == 1
+    assert problems[0].startswith(f"{path}: invalid record: config.name: String should have at most 100 characters")
+
+
+def test_a_render_that_cannot_write_one_file_replaces_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+    import tempfile
+
+    results, out = tmp_path / "results", tmp_path / "out"
+    write_record(make_record("first", stop=100), results)
+    write_leaderboards(results, out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    write_record(make_record("second", 0.8, 0.7, stop=100, sha256="2" * 64), results)
+    mkstemp = tempfile.mkstemp
+
+    def name_too_long(*args, prefix: str = "", **kwargs):
+        if "second" in prefix:  # the file system refuses one file of the new render, as it does a 250-character name
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
+        return mkstemp(*args, prefix=prefix, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", name_too_long)
+    with pytest.raises(RobbenchError, match="second.*File name too long"):
+        write_leaderboards(results, out)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not list(out.rglob("*.tmp"))

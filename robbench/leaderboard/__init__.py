@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 
 from ..errors import RobbenchError, quoted
-from ..atomic_files import atomic_write_bytes
+from ..atomic_files import write_files
 from ..store import read_store
 from .entries import BoardKey, Entry, Store, build_store
 from .cells import SUBSET_MARK
@@ -117,7 +117,7 @@ def foreign_files(out_dir: Path, names: list[str]) -> list[str]:
     return [name for name in names if (out_dir / name).exists() and not _looks_generated(out_dir / name)]
 
 
-#: what ``atomic_write_bytes`` names its temporary file for a generated one
+#: what ``write_files`` names its temporary file for a generated one
 _TEMPORARY = re.compile(r"^\..+(" + "|".join(re.escape(s) for s in GENERATED_SUFFIXES) + r")\.[^.]+\.tmp$")
 
 
@@ -158,10 +158,8 @@ def write_leaderboards(results_dir: Path, out_dir: Path) -> tuple[list[Path], li
                             f"overwritten{f' (and {len(foreign) - 1} more)' if len(foreign) > 1 else ''}: move it away "
                             "or choose another --out; nothing was written")
     remove_stale_temporaries(out_dir)
-    written = []
-    for name, content in files.items():
-        atomic_write_bytes(out_dir / name, content)
-        written.append(out_dir / name)
+    write_files({out_dir / name: content for name, content in files.items()})  # all staged first: none or all replaced
+    written = [out_dir / name for name in files]
     for name in generated_files(out_dir):
         if name not in files:
             (out_dir / name).unlink(missing_ok=True)
