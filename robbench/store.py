@@ -7,7 +7,7 @@ the lock, so a render never sees half of an evaluation's records; every file is 
 (``robbench.atomic_files``).
 
 Records and adversarial-example files arrive from strangers (pull requests, hub dataset repos), so
-every read goes through ``read_untrusted``: a regular file (no FIFO, no device, no link to one) no
+every read goes through ``robbench.untrusted_files``: a regular file (no FIFO, no device, no link to one) no
 larger than its documented limit, checked before a byte is read. JSON is parsed with limits
 (``parse_json``): no integer over ``MAX_INT_DIGITS`` digits, no nesting deeper than
 ``MAX_JSON_DEPTH``, no NaN/Infinity. Each failure is one line naming the file.
@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, Iterator
 
 from filelock import FileLock, Timeout
 from pydantic import ValidationError
@@ -38,6 +37,7 @@ from .errors import RobbenchError, quoted
 from .ownership import Claim, Ledger
 from .results import EvalRecord, RunConfig
 from .threat_models import ThreatModel
+from .untrusted_files import open_untrusted, read_untrusted
 
 LOCK_NAME = ".robbench.lock"
 LOCK_TIMEOUT_S = 300  # writers hold the lock for milliseconds, readers for one read of the store
@@ -56,41 +56,6 @@ MAX_INT_DIGITS = 40  # any count or seed fits; a 5,000-digit integer is refused 
 
 # --------------------------------------------------------------------------------------------
 # the guarded door
-
-
-@contextmanager
-def open_untrusted(path: Path, max_bytes: int, what: str) -> Iterator[BinaryIO]:
-    """``path`` opened for reading once it is known to be a regular file of at most ``max_bytes``.
-
-    Opened non-blocking (a FIFO would otherwise wait for a writer) and checked on the open file,
-    so a link to ``/dev/zero`` or a FIFO is refused without reading from it.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise RobbenchError(f"{path}: cannot open the {what} ({exc.strerror or exc})") from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise RobbenchError(f"{path}: the {what} is not a regular file (a FIFO, device or folder); remove it")
-        if info.st_size > max_bytes:
-            raise RobbenchError(f"{path}: the {what} is {info.st_size:,} bytes, over the limit of {max_bytes:,}; remove it")
-        os.set_blocking(fd, True)
-        handle = os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-    with handle:
-        yield handle
-
-
-def read_untrusted(path: Path, max_bytes: int, what: str) -> bytes:
-    """The bytes of a regular file of at most ``max_bytes`` (see ``open_untrusted``); it may not grow while read."""
-    with open_untrusted(path, max_bytes, what) as handle:
-        data = handle.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise RobbenchError(f"{path}: the {what} grew past the limit of {max_bytes:,} bytes while read; remove it")
-    return data
 
 
 def _bounded_int(text: str) -> int:

@@ -101,7 +101,8 @@ def verify_record(record_file: Path, model_yaml: Path | None = None, *, submissi
         return verdict
     if file_sha256(file) != record.adversarial_examples.sha256:
         verdict.fail(f"{file.name} is not the file the record names (SHA-256 differs)")
-    index, x_adv = decode(file, loaded.dataset.input_shape)
+        return verdict  # never decode a file the record does not name
+    index, x_adv = decode(file, loaded.dataset.input_shape, record.adversarial_examples.count)
 
     torch_device = resolve_device(device)
     model = loaded.model.to(torch_device)

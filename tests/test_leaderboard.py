@@ -390,3 +390,20 @@ def test_a_render_that_cannot_write_one_file_replaces_none(tmp_path: Path, monke
         write_leaderboards(results, out)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize(("label", "plant", "problem"), [
+    ("5,000-digit integer", lambda p, text: p.write_text(text.replace('"seed": 0', '"seed": ' + "9" * 5000, 1)),
+     "not a readable JSON record (an integer of 5,000 digits (the limit is 40))"),
+    ("nested 200,000 deep", lambda p, text: p.write_text(text.replace('"notes": [', '"notes": [' + "[" * 200_000 + "]" * 200_000 + ",", 1)),
+     "not a readable JSON record (nested deeper than 64 levels)"),
+    ("link to /dev/zero", lambda p, text: p.symlink_to("/dev/zero"), "the record is not a regular file (a FIFO, device or folder); remove it"),
+])
+def test_a_hostile_record_is_one_problem_line_and_the_rest_render(tmp_path: Path, label, plant, problem) -> None:
+    results = tmp_path / "results"
+    write_record(make_record("genuine", stop=100), results)
+    path = results / "fashion-mnist" / "linf" / "hostile" / "run.json"
+    path.parent.mkdir(parents=True)
+    plant(path, record_json(make_record("hostile", stop=100, sha256="9" * 64)))
+    files, problems = render_all(results)
+    assert "models/genuine.md" in files and problems == [f"{path}: {problem}"]
