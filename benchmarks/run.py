@@ -246,6 +246,7 @@ def write_report(out_dir: Path = RESULTS) -> Path:
         "",
         *sections,
         analysis.read_text(encoding="utf-8") if analysis.is_file() else "",
+        (HERE / "boards.md").read_text(encoding="utf-8") if (HERE / "boards.md").is_file() else "",  # benchmarks.boards
     ])
     report = out_dir.parent / "RESULTS.md"
     report.write_text(text.rstrip() + "\n", encoding="utf-8")

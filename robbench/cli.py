@@ -58,7 +58,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .pipeline import evaluate
-    from .results import record_path
+    from .store import record_path
 
     options = run_options(args)
     attacks = [request.name for request in options.attacks]

@@ -11,8 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from .errors import RobbenchError, quoted
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"  # no path separators; no leading dot, so no "." or ".."
+MAX_NAME_LENGTH = 100  # names become file names (boards, model pages) with room to spare under 255 bytes
 #: deeper YAML is refused: no config nests more than a few levels, and the composer recurses per level
 MAX_YAML_DEPTH = 64
+#: a model.yaml or train.yaml is a few kilobytes (its metadata included); larger is refused before it is parsed
+MAX_CONFIG_BYTES = 64 * 2**10
+#: normalisation is per input channel: no dataset has more
+MAX_CHANNELS = 1024
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -59,8 +64,8 @@ class Strict(BaseModel):
 
 
 class Normalization(Strict):
-    mean: list[float] = Field(min_length=1)
-    std: list[float] = Field(min_length=1)
+    mean: list[float] = Field(min_length=1, max_length=MAX_CHANNELS)
+    std: list[float] = Field(min_length=1, max_length=MAX_CHANNELS)
 
     @model_validator(mode="after")
     def _same_length_positive_std(self) -> "Normalization":
@@ -120,7 +125,7 @@ class Metadata(Strict):
 class ModelSpec(Strict):
     """A submission: which architecture, which weights, on which dataset."""
 
-    name: str = Field(pattern=NAME_PATTERN, max_length=100)
+    name: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)
     dataset: str
     dataset_kwargs: dict[str, Any] = Field(default_factory=dict)
     architecture: str
@@ -155,7 +160,7 @@ class ModelSpec(Strict):
 class TrainSpec(Strict):
     """A reference training run: ``robbench train CONFIG``."""
 
-    name: str = Field(pattern=NAME_PATTERN, max_length=100)
+    name: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)
     dataset: str
     dataset_kwargs: dict[str, Any] = Field(default_factory=dict)
     architecture: str
@@ -207,10 +212,13 @@ class TrainSpec(Strict):
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+    from .untrusted_files import read_untrusted
+
+    if not path.exists():
         raise RobbenchError(f"{path}: no such file; pass the path of an existing YAML file")
+    text = read_untrusted(path, MAX_CONFIG_BYTES, "YAML file", fix="shorten it")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)  # safe_load, stricter
+        data = yaml.load(text.decode("utf-8"), Loader=StrictLoader)  # safe_load, stricter
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .errors import RobbenchError, quoted
 from .hub import hub_spec
 from .hub_ref import parse_checkpoint_ref
-from .ownership import conflicting_owner, same_owner
-from .results import atomic_write_text, make_dirs
+from .ownership import Claim, Ledger, name_key
+from .atomic_files import atomic_write_text, make_dirs
 
 if TYPE_CHECKING:
     from .evaluation import ProgressFactory
@@ -107,15 +107,12 @@ def add(
         ]
         if clashes:
             raise RobbenchError(f"already queued: {', '.join(clashes)}; see `robbench queue status`")
-        holder = next((
-            old for old in queued if old.status in ("PENDING", "RUNNING") and old.spec.get("name") == spec.name
-            and not same_owner(None, ref.repo, None, parse_checkpoint_ref(old.checkpoint).repo)
-        ), None)
-        if holder is not None:
-            raise RobbenchError(
-                f"the name {quoted(spec.name)} is taken by the queued request {holder.id} of "
-                f"hub repo {parse_checkpoint_ref(holder.checkpoint).repo}; rename the model in the repo's model.yaml"
-            )
+        pending = [old for old in queued if old.status in ("PENDING", "RUNNING")]
+        claims = Ledger(Claim(str(old.spec.get("name")), None, parse_checkpoint_ref(old.checkpoint).repo) for old in pending)
+        reason = claims.refusal(Claim(spec.name, None, ref.repo))
+        if reason is not None:
+            holder = next(old for old in pending if name_key(str(old.spec.get("name"))) == name_key(spec.name))
+            raise RobbenchError(f"{reason}: the queued request {holder.id}; rename the model in the repo's model.yaml")
         for request in new:
             _save(request, queue_dir)
     return new
@@ -123,13 +120,11 @@ def add(
 
 def _check_name_free(name: str, repo: str, results_dir: Path) -> None:
     """Refuse a hub model whose name a record of another source holds: it would replace that record."""
-    from .results import read_store
+    from .store import name_ledger
 
-    holder = conflicting_owner(name, None, repo, read_store(results_dir)[0])
-    if holder is not None:
-        raise RobbenchError(
-            f"the name {quoted(name)} belongs to {holder}, not to hub repo {repo}; rename the model in the repo's model.yaml"
-        )
+    reason = name_ledger(results_dir).refusal(Claim(name, None, repo))
+    if reason is not None:
+        raise RobbenchError(f"{reason} (results ledger), not to hub repo {repo}; rename the model in the repo's model.yaml")
 
 
 def _check_queue_dir(queue_dir: Path) -> None:
@@ -160,7 +155,7 @@ def run(queue_dir: Path, options: RunOptions, *, progress: ProgressFactory | Non
     from .config import ModelSpec
     from .data import check_hub_params
     from .pipeline import evaluate
-    from .results import record_path
+    from .store import record_path
 
     results_dir = options.results_dir
     if results_dir is None:

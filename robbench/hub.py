@@ -93,8 +93,8 @@ def repo_files(ref: HubRef, folder: str | None, recursive: bool) -> dict[str, st
         return {e.path: e.lfs.sha256 if e.lfs else e.blob_id for e in entries if isinstance(e, RepoFile)}
 
 
-def fetch_folder(ref: HubRef, suffix: str) -> Path:
-    """Every ``*suffix`` file under ``ref.path`` at the resolved commit, each verified; the local snapshot root.
+def fetch_folder(ref: HubRef, suffix: "str | tuple[str, ...]") -> Path:
+    """Every ``*suffix`` file (any of several) under ``ref.path`` at the resolved commit, each verified; the local snapshot root.
 
     Online only: the digests come from the hub's listing at that commit.
     """
@@ -103,7 +103,7 @@ def fetch_folder(ref: HubRef, suffix: str) -> Path:
         raise RobbenchError(f"{pinned}: HF_HUB_OFFLINE=1 is set; reading a folder from the hub needs the hub")
     listing = {p: d for p, d in repo_files(pinned, pinned.path or None, recursive=True).items() if p.endswith(suffix)}
     if not listing:
-        raise RobbenchError(f"{pinned}: no {suffix} files under {pinned.path or 'the repo root'} at that commit; check the repo")
+        raise RobbenchError(f"{pinned}: no {'/'.join(suffix) if isinstance(suffix, tuple) else suffix} files under {pinned.path or 'the repo root'} at that commit; check the repo")
     local = None
     for path, digest in sorted(listing.items()):
         file_ref = replace(pinned, path=path)

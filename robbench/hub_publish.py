@@ -9,6 +9,8 @@ rendered site, the convention of the Hub's leaderboards, in one commit.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,7 +36,7 @@ def submit(spec: "ModelSpec", repo: str, results_dir: Path, private: bool = Fals
     """
     from .digests import file_digest
     from .model_card import model_card
-    from .results import read_store
+    from .store import read_store
 
     if is_hub_ref(spec.checkpoint):
         raise RobbenchError(f"{spec.name}: the checkpoint is already on the hub ({spec.checkpoint}); submit a local model.yaml")
@@ -75,7 +77,7 @@ def publish(repo: str, results_dir: Path, site_dir: Path | None = None, private:
     Every record is validated first; files the repo holds under those folders and the local ones
     lack are deleted in the same commit. Returns the repo pinned to the new commit.
     """
-    from .results import adversarial_path, read_record
+    from .store import LEDGER_NAME, adversarial_path, read_record, settle_ledger
 
     if not results_dir.is_dir():
         raise RobbenchError(f"{results_dir}: no such results folder; pass --results-dir")
@@ -84,22 +86,51 @@ def publish(repo: str, results_dir: Path, site_dir: Path | None = None, private:
         raise RobbenchError(f"{results_dir} holds no records; run `robbench evaluate` first")
     uploads = list(records)
     for path in records:
+        _check_regular(path)
         if read_record(path).adversarial_examples is not None:  # an invalid record stops the upload, naming the file
             uploads.append(adversarial_path(path))  # published with the record, so `robbench verify` can check it
             if not uploads[-1].is_file():
                 raise RobbenchError(f"{path}: its adversarial-example file {uploads[-1].name} is missing; "
                                     "re-run `robbench evaluate` or remove the record")
+            _check_regular(uploads[-1])
     files = {f"{RESULTS_FOLDER}/{path.relative_to(results_dir).as_posix()}": path for path in sorted(uploads)}
+    settle_ledger(results_dir)  # the boards rendered from the hub judge ownership by it
+    files[f"{RESULTS_FOLDER}/{LEDGER_NAME}"] = results_dir / LEDGER_NAME
     if site_dir is not None:
         if not site_dir.is_dir():
             raise RobbenchError(f"{site_dir}: no such site folder; render it with `robbench leaderboard` or drop --site")
-        files.update({f"{SITE_FOLDER}/{p.relative_to(site_dir).as_posix()}": p for p in sorted(site_dir.rglob("*")) if p.is_file()})
+        files.update({f"{SITE_FOLDER}/{p.relative_to(site_dir).as_posix()}": p for p in _site_files(site_dir)})
     target = HubRef(repo, "", "main", "dataset")
     stale = [path for path in _existing_files(target) if path.startswith((f"{RESULTS_FOLDER}/", f"{SITE_FOLDER}/")) and path not in files]
     operations = [CommitOperationAdd(path, str(local)) for path, local in files.items()]
     operations += [CommitOperationDelete(path) for path in stale]
     sha = commit(repo, "dataset", operations, f"robbench publish: {len(files)} file(s), {len(stale)} removed", private=private)
     return replace(target, revision=sha)
+
+
+def _check_regular(path: Path) -> None:
+    """Refuse a link or anything but a regular file: publish uploads the files themselves, never what a link names."""
+    if path.is_symlink() or not stat.S_ISREG(path.lstat().st_mode):
+        raise RobbenchError(f"{path}: a link or not a regular file; publish uploads only regular files, remove it")
+
+
+def _site_files(site_dir: Path) -> list[Path]:
+    """The pages and plots ``robbench leaderboard`` generated under ``site_dir``: regular files carrying its marker.
+
+    Links are never followed (a link to a secret would upload the secret); anything else is left out.
+    """
+    from .leaderboard import GENERATED_SUFFIXES, _looks_generated
+
+    found = []
+    for folder, _, names in os.walk(site_dir, followlinks=False):
+        for name in sorted(names):
+            path = Path(folder) / name
+            if (not path.is_symlink() and stat.S_ISREG(path.lstat().st_mode) and path.suffix in GENERATED_SUFFIXES
+                    and _looks_generated(path)):
+                found.append(path)
+    if not found:
+        raise RobbenchError(f"{site_dir} holds no site pages rendered by `robbench leaderboard`; render it or drop --site")
+    return sorted(found)
 
 
 def _existing_files(target: HubRef) -> list[str]:
@@ -120,5 +151,7 @@ def results_from_hub(text: str) -> tuple[Path, str]:
     ref = parse_hub_ref(text if is_hub_ref(text) else f"{HF_SCHEME}datasets/{text}", repo_type="dataset")
     if ref.path:
         raise RobbenchError(f"{text!r}: name the repo and revision only (ORG/NAME@REVISION); records are read from {RESULTS_FOLDER}/")
-    folder = fetch_folder(replace(ref, path=RESULTS_FOLDER), ".json") / RESULTS_FOLDER
+    from .store import LEDGER_NAME
+
+    folder = fetch_folder(replace(ref, path=RESULTS_FOLDER), (".json", f"/{LEDGER_NAME}")) / RESULTS_FOLDER
     return folder, f"{constants.ENDPOINT}/datasets/{ref.repo}/blob/{ref.revision}/{RESULTS_FOLDER}"

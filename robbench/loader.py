@@ -7,10 +7,13 @@ There are no per-model special cases here.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_module_registration_hook
 
 from .checkpoints import count_parameters, load_weights
 from .config import ModelSpec, Normalization
@@ -23,6 +26,8 @@ from .results import Checkpoint
 
 #: the most memory a model's weights may take (the largest published robust models take about 1 GiB)
 MAX_MODEL_BYTES = 16 * 2**30
+#: submodules a model may have: a ResNet-1001 has about 3,000, a WideResNet-1000 about 4,000
+MAX_MODULES = 10_000
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,8 @@ def build_model(
 ) -> nn.Module:
     """A fresh model for ``dataset``; normalisation, when given, lives inside the model."""
     kwargs = {"input_shape": dataset.input_shape, "num_classes": dataset.num_classes, **architecture_kwargs}
-    with torch.device("meta"):  # shapes without memory: absurd kwargs are refused before anything is allocated
-        skeleton = _create(architecture, kwargs)
+    with torch.device("meta"), _module_budget(architecture):  # shapes without memory: absurd kwargs are refused
+        skeleton = _create(architecture, kwargs)                 # before anything is allocated or built for long
     size = sum(t.numel() * t.element_size() for t in (*skeleton.parameters(), *skeleton.buffers()))
     if size > MAX_MODEL_BYTES:
         raise RobbenchError(
@@ -56,6 +61,25 @@ def build_model(
             )
         model = Normalized(model, normalization.mean, normalization.std)
     return model
+
+
+@contextmanager
+def _module_budget(architecture: str) -> Iterator[None]:
+    """Refuse, as soon as it is reached, a model of over ``MAX_MODULES`` submodules (``depth: 1000000``)."""
+    built = 0
+
+    def count(module: nn.Module, name: str, submodule: nn.Module | None) -> None:
+        nonlocal built
+        built += 1
+        if built > MAX_MODULES:
+            raise RobbenchError(f"architecture {quoted(architecture)} with these architecture_kwargs builds over "
+                                f"{MAX_MODULES:,} modules, over the limit; fix architecture_kwargs (e.g. its depth)")
+
+    handle = register_module_module_registration_hook(count)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def _create(architecture: str, kwargs: dict) -> nn.Module:

@@ -25,11 +25,9 @@ from .loader import LoadedModel, load_submission
 from .progress import LineProgress
 from .progress_state import StateFile
 from .randomized import averaged, reverify
-from .results import (
-    ADVERSARIAL_SUFFIX, AdversarialExamples, AttackSpec, EvalRecord, Examples, RunConfig, Versions, check_name_owner,
-    state_path, write_records,
-)
+from .results import AdversarialExamples, AttackSpec, EvalRecord, Examples, RunConfig, Versions
 from .run_options import RunOptions
+from .store import ADVERSARIAL_SUFFIX, check_name_owner, state_path, write_records
 from .runtime import describe_device, seed_everything, versions
 from .threat_models import get_threat_model, select_threat_models
 from .threads import ensure_threads
@@ -70,7 +68,7 @@ def evaluate(
     loaded = model_yaml if in_memory else load_submission(spec, options.data_dir)
     results = options.results_dir
     if results is not None:  # before an hour of attacks, not after
-        check_name_owner(results, spec.name, loaded.checkpoint)
+        check_name_owner(results, spec.name, loaded.checkpoint.sha256, loaded.checkpoint.repo)
     threats = select_threat_models(loaded.dataset, threat_models, eps, spec.threat_models)
     x, y = loaded.dataset.load("test", options.n_examples)
     model = averaged(loaded.model.to(torch_device), options.prediction_draws)  # what "the prediction" is

@@ -1,6 +1,6 @@
 """Progress of one evaluation, saved after every attack batch, so a killed run continues where it stopped.
 
-The state lies next to the record it will become (``robbench.results.state_path``: a dot file,
+The state lies next to the record it will become (``robbench.store.state_path``: a dot file,
 never ``*.json``, so ``read_store`` never takes it for a record) and is rewritten atomically. It
 holds, per example, whether the model misclassified it clean, whether it is still robust, or which
 stage broke it, plus the position (stage, next batch). Beside it, a folder ``<state>.d`` receives
@@ -31,7 +31,7 @@ import torch
 from .adversarial import decode, encode
 from .errors import RobbenchError
 from .evidence import CLEAN_WRONG, SURVIVED
-from .results import atomic_write_bytes, atomic_write_text
+from .atomic_files import atomic_write_bytes, atomic_write_text
 
 FORMAT = 2
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from .errors import RobbenchError
 
 THREADS_ENV = "OMP_NUM_THREADS"
+#: more threads than any machine has cores; OpenMP cannot start a million
+MAX_THREADS = 4096
 _CGROUP = Path("/sys/fs/cgroup")
 
 
@@ -59,6 +61,8 @@ def choose_threads(requested: int | None) -> int | None:
     if requested is not None:
         if requested < 1:  # torch.set_num_threads would raise a RuntimeError: a traceback for a typo
             raise RobbenchError(f"must be a positive integer, got {requested}", parameter="threads")
+        if requested > MAX_THREADS:  # OpenMP fails to start that many: a traceback
+            raise RobbenchError(f"must be at most {MAX_THREADS}, got {requested}; give the cores to use", parameter="threads")
         return requested
     if os.environ.get(THREADS_ENV):
         return None

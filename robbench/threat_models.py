@@ -27,7 +27,7 @@ MAX_EPS_FACTOR = 100.0
 class ThreatModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")  # "linf", "l2"
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=40)  # "linf", "l2"; part of file names
     norm: Norm
     eps: float = Field(gt=0, allow_inf_nan=False)
     standard: bool = True

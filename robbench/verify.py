@@ -39,7 +39,8 @@ from .errors import RobbenchError
 from .evaluation import ensure_eval_mode, predict
 from .loader import LoadedModel, load_submission
 from .randomized import averaged
-from .results import EvalRecord, adversarial_path, read_record, run_folder, write_record
+from .results import EvalRecord
+from .store import adversarial_path, read_record, run_folder, write_record
 from .runtime import resolve_device
 from .zoo import model_spec, submission_named
 
@@ -119,7 +120,8 @@ def verify_record(record_file: Path, model: "str | Path | None" = None, *, submi
         return _sorted(verdict)
     if file_sha256(file) != record.adversarial_examples.sha256:
         verdict.fail(f"{file.name} is not the file the record names (SHA-256 differs)")
-    index, x_adv = decode(file, loaded.dataset.input_shape)
+        return verdict  # never decode a file the record does not name
+    index, x_adv = decode(file, loaded.dataset.input_shape, record.adversarial_examples.count)
 
     torch_device = resolve_device(device)
     net = averaged(loaded.model.to(torch_device), record.config.prediction_draws)  # the prediction the record counted

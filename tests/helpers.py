@@ -74,6 +74,8 @@ def make_record(
     attacks: tuple[str, ...] = ("pgd", "autoattack"),
     seed: int = 0,
     timestamp: str = "2024-01-01T00:00:00+00:00",
+    repo: str | None = None,
+    revision: str | None = None,
 ):
     """A valid record built from per-example evidence.
 
@@ -95,7 +97,7 @@ def make_record(
         threat_model=ThreatModel(name=threat, norm=norm, eps=eps, standard=standard),
         examples=Examples(start=start, stop=stop, test_size=test_size),
         attacks=[AttackSpec(name=a, config={}) for a in attacks], architecture="small-cnn",
-        checkpoint=Checkpoint(path=f"{name}.safetensors", sha256=sha256), seed=seed, batch_size=500, device="cpu",
+        checkpoint=Checkpoint(path=f"{name}.safetensors", sha256=sha256, repo=repo, revision=revision), seed=seed, batch_size=500, device="cpu",
         versions=Versions(robbench="0.1.0", torch="2.4.0", pyautoattack="0.2.0", python="3.11"),
     )
     return EvalRecord(

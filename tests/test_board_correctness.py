@@ -12,7 +12,7 @@ from robbench.leaderboard import render_all
 from robbench.leaderboard.entries import board_entries
 from robbench.leaderboard.plots import MIN_SPAN, draw_plot
 from robbench.reports.explain_page import frame_title
-from robbench.results import write_record
+from robbench.store import write_record
 
 SUBMISSION_FILES = sorted(REPO.glob("submissions/*/*/model.yaml")) + sorted(REPO.glob("submissions/*/*/train.yaml"))
 

@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from robbench.results import EvalRecord, read_store, write_records
+from robbench.results import EvalRecord
+from robbench.store import read_store, write_records
 
 from .helpers import make_record
 

@@ -14,7 +14,7 @@ import yaml
 from safetensors.torch import load_file
 
 from robbench.distributed import World, is_main_process, world
-from robbench.results import adversarial_path
+from robbench.store import adversarial_path
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 VOLATILE = ("wall_time_s", "timestamp", "device")  # what may differ between the two runs

@@ -12,7 +12,8 @@ from robbench.attacks import AttackRules, create_attack
 from robbench.data import get_dataset
 from robbench.evaluation import run_attacks
 from robbench.flags import BoardStandard, attack_flags, board_flags, check_radii, eps_flags, model_flags
-from robbench.results import Flag, read_record, write_record
+from robbench.results import Flag
+from robbench.store import read_record, write_record
 from robbench.threat_models import ThreatModel, linf
 from .helpers import REPO, fit_linear_fashion_mnist
 

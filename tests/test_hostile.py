@@ -184,6 +184,40 @@ class Corpus:
             archive.writestr("y.npy", _npy_claiming(shape[:1]))
         return self.spec(label, dataset="npz", dataset_kwargs={"path": str(path)})
 
+    @property
+    def evaluated(self) -> Path:
+        """A genuine record (20 examples, PGD) of the good submission, made once; cases edit copies of it."""
+        folder = self.root / "evaluated"
+        if not folder.exists():
+            from robbench import evaluate
+
+            evaluate(self.good_yaml, threat_models=["linf"], attacks=["pgd"], n_examples=20, device="cpu", results_dir=folder)
+        return next(folder.rglob("*.json"))
+
+    def verify(self, label: str, edit_record: Callable[[str], str] = lambda t: t,
+               adversarial: "Callable[[Path], None] | None" = None) -> list[str]:
+        """``verify`` of a copy of the genuine record: its text edited, its adversarial file replaced by ``adversarial``.
+
+        A replaced file's digest goes into the record, so the check under test is the one that must refuse it.
+        """
+        from robbench.adversarial import digest
+        from robbench.store import adversarial_path
+
+        folder = self.root / label
+        folder.mkdir()
+        record, source = folder / self.evaluated.name, self.evaluated
+        adv = adversarial_path(record)
+        adv.write_bytes(adversarial_path(source).read_bytes())
+        text = source.read_text()
+        if adversarial is not None:
+            adv.unlink()
+            adversarial(adv)
+            if adv.is_file() and not adv.is_symlink():
+                text = text.replace(json.loads(text)["adversarial_examples"]["sha256"], digest(adv.read_bytes()))
+        if edit_record(text) is not None:
+            record.write_text(edit_record(text))
+        return ["verify", str(record), "--model", str(self.good_yaml), "--device", "cpu"]
+
     def queue(self, label: str) -> str:
         """A queue folder holding one PENDING request (never evaluated by these cases)."""
         from robbench.evaluation_queue import Request, pin_digest
@@ -198,6 +232,61 @@ class Corpus:
         )
         (folder / f"{request.id}.json").write_text(request.model_dump_json(indent=2))
         return str(folder)
+
+
+def _npz(path: Path, members: dict[str, tuple[tuple[int, ...], str, int]]) -> None:
+    """An .npz whose members have ``.npy`` headers claiming (shape, dtype) and then that many zero bytes, streamed."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, (shape, dtype, zeros) in members.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as handle:
+                np.lib.format.write_array_header_1_0(handle, {"descr": dtype, "fortran_order": False, "shape": shape})
+                for _ in range(zeros // 2**20):
+                    handle.write(bytes(2**20))
+                handle.write(bytes(zeros % 2**20))
+
+
+def _claims_1e11_floats(path: Path) -> None:
+    _npz(path, {"index": ((1,), "<i8", 8), "x_adv": ((10**11 // 784, 1, 28, 28), "<f4", 16)})
+
+
+def _zip_bomb(path: Path) -> None:
+    """Headers matching a 3-example record, then 256 MiB of zeros where 3 examples' 9,408 bytes belong."""
+    _npz(path, {"index": ((3,), "<i8", 24), "x_adv": ((3, 1, 28, 28), "<f4", 256 * 2**20)})
+
+
+def _deeply_nested(text: str) -> str:
+    return text.replace('"notes": [', '"notes": [' + "[" * 200_000 + "]" * 200_000 + ",", 1)
+
+
+def _huge_integer(text: str) -> str:
+    return text.replace('"seed": 0', '"seed": ' + "9" * 5000, 1)
+
+
+def _count(n: int) -> Callable[[str], str]:
+    """The record's adversarial-example count set to ``n``, to match a replaced file."""
+    def edit(text: str) -> str:
+        data = json.loads(text)
+        data["adversarial_examples"]["count"] = n
+        return json.dumps(data)
+
+    return edit
+
+
+def _record_linked_to_dev_zero(args: list[str]) -> list[str]:
+    Path(args[1]).unlink()
+    Path(args[1]).symlink_to("/dev/zero")
+    return args
+
+
+def _link(target: str) -> Callable[[Path], None]:
+    return lambda path: path.symlink_to(target)
+
+
+def _module_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The module budget lowered, so depth 1000000 is refused in milliseconds here (seconds at the real limit)."""
+    from robbench import loader
+
+    monkeypatch.setattr(loader, "MAX_MODULES", 500)
 
 
 def ev(*args: str) -> list[str]:
@@ -284,7 +373,22 @@ CASES: dict[str, Callable[[Corpus], tuple]] = {
     "hub repo id with non-ASCII letters": lambda c: (ev(c.spec("ascii", checkpoint="hf://\u00e4/b@main/model.safetensors")), "key 'checkpoint'"),
     "hub repo id with --": lambda c: (ev(c.spec("dashes", checkpoint="hf://a/b--c@main/model.safetensors")), "key 'checkpoint'"),
     "dataset/threat-model mismatch": lambda c: (ev(c.spec("mismatch", threat_models=["l1"])), "has no threat model 'l1'"),
+    "YAML file of 5 MB (a million-entry normalization list)": lambda c: (ev(c.text("million", c.spec_text(normalization={"mean": [0.5] * 10**6, "std": [0.5] * 10**6}))), "over the limit of 65,536"),
+    "normalization list of 2,000 entries": lambda c: (ev(c.spec("channels", normalization={"mean": [0.5] * 2000, "std": [0.5] * 2000})), "key 'normalization.mean'"),
+    "model.yaml that is a FIFO": lambda c: (ev(_fifo(c.root / "fifo.yaml")), "not a regular file"),
+    "model.yaml linked to /dev/zero": lambda c: (ev(_symlink(c.root / "zero.yaml", "/dev/zero")), "not a regular file"),
+    "wide-resnet of depth 1000000": lambda c: (ev(c.spec("deep-wrn", architecture="wide-resnet", architecture_kwargs={"depth": 1000000})), "builds over 500 modules", _module_limit),
+    # records and adversarial-example files from strangers, through `verify`
+    "record holding a 5,000-digit integer": lambda c: (c.verify("r-int", _huge_integer), "an integer of 5,000 digits"),
+    "record nested 200,000 levels deep": lambda c: (c.verify("r-deep", _deeply_nested), "nested deeper than 64 levels"),
+    "record linked to /dev/zero": lambda c: (_record_linked_to_dev_zero(c.verify("r-zero")), "the record is not a regular file"),
+    "record of 5 MB": lambda c: (c.verify("r-big", lambda t: t.replace('"notes": [', '"notes": ["' + "x" * 5 * 2**20 + '",', 1)), "over the limit of 4,194,304"),
+    "adversarial file that is a FIFO": lambda c: (c.verify("a-fifo", adversarial=os.mkfifo), "adversarial-example file is not a regular file"),
+    "adversarial file linked to /dev/zero": lambda c: (c.verify("a-zero", adversarial=_link("/dev/zero")), "adversarial-example file is not a regular file"),
+    "npz header claiming 10^11 floats": lambda c: (c.verify("a-claims", _count(1), adversarial=_claims_1e11_floats), "x_adv has shape (127551020, 1, 28, 28), expected (1, 1, 28, 28)"),
+    "zip bomb (256 MiB of zeros for 3 examples)": lambda c: (c.verify("a-bomb", _count(3), adversarial=_zip_bomb), "x_adv holds more bytes than its header's 9,408"),
     # options
+    "threads 1000000": lambda c: (ev(str(c.good_yaml), "--threads", "1000000"), "--threads must be at most 4096"),
     "negative eps": lambda c: (ev(str(c.good_yaml), "--threat-model", "linf", "--eps", "-1"), "--eps must be a positive"),
     "zero eps": lambda c: (ev(str(c.good_yaml), "--threat-model", "linf", "--eps", "0"), "--eps must be a positive"),
     "NaN eps": lambda c: (ev(str(c.good_yaml), "--threat-model", "linf", "--eps", "nan"), "--eps must be a positive"),
@@ -327,6 +431,17 @@ CASES: dict[str, Callable[[Corpus], tuple]] = {
     "truncated dataset file": lambda c: (ev(str(c.good_yaml), "--data-dir", c.data_dir("truncated", lambda b: b[: len(b) // 2])), "corrupt or truncated"),
     "labels out of range": lambda c: (ev(c.spec("labels", dataset="labels-out-of-range")), "labels fall outside"),
 }
+
+
+def _fifo(path: Path) -> str:
+    os.mkfifo(path)
+    return str(path)
+
+
+def _symlink(path: Path, target: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+    return str(path)
 
 
 def _self_referential() -> dict:

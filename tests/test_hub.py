@@ -304,8 +304,8 @@ def test_the_queue_never_lets_a_name_change_hands_nor_runs_an_edited_request(hub
         env, tmp_path, [*add, hf("owner")], [*add, hf("squatter")], [*add, hf("npz")], [*add, hf("late")], [*add, hf("edited")],
     )
     assert owner.returncode == late.returncode == edited.returncode == 0, owner.stderr + late.stderr + edited.stderr
-    assert "the name 'fmnist-linear' is taken by the queued request fmnist-linear-linf-" in one_line_error(squatter_queued)
-    assert "of hub repo robbench-test/owner" in one_line_error(squatter_queued)
+    assert ("the name 'fmnist-linear' belongs to hub repo robbench-test/owner: the queued request fmnist-linear-linf-"
+            in one_line_error(squatter_queued))
     assert "dataset_kwargs 'path' of dataset 'npz' cannot come from a hub submission" in one_line_error(npz)
 
     # meanwhile: a local evaluation takes the name fmnist-late, and someone edits a queued request
@@ -326,14 +326,13 @@ def test_the_queue_never_lets_a_name_change_hands_nor_runs_an_edited_request(hub
     assert "EDITED: will be refused" in edited_row and "'npz'" in edited_row
     assert ran.returncode == 1 and "2 request(s) failed" in ran.stderr
     assert re.search(r"^FINISHED fmnist-linear-linf-\w+: ", ran.stdout, re.M), ran.stdout
-    assert re.search(r"^FAILED fmnist-late-linf-\w+: the name 'fmnist-late' belongs to the record "
-                     r"fashion-mnist/linf/fmnist-late/\S+\.json of local weights", ran.stdout, re.M), ran.stdout
+    assert re.search(r"^FAILED fmnist-late-linf-\w+: the name 'fmnist-late' belongs to local weights [0-9a-f]{12} "
+                     r"\(results ledger\), not to hub repo robbench-test/late", ran.stdout, re.M), ran.stdout
     assert re.search(r"^FAILED fmnist-edited-linf-\w+: fmnist-edited-linf-\w+\.json was edited after `queue add`", ran.stdout, re.M)
     assert planted.read_bytes() == planted_bytes
     assert [p.name for p in planted.parent.glob("*.json")] == ["planted.json"]
     assert len(list((results / "fashion-mnist" / "linf" / "fmnist-linear").glob("*.json"))) == 1
-    assert re.search(r"belongs to the record fashion-mnist/linf/fmnist-linear/\S+\.json of hub repo robbench-test/owner",
-                     one_line_error(squatter_recorded))
+    assert "the name 'fmnist-linear' belongs to hub repo robbench-test/owner (results ledger)" in one_line_error(squatter_recorded)
 def test_hub_uris_round_trip_through_huggingface_hubs_parser():
     import warnings
 
@@ -384,7 +383,7 @@ def test_a_repo_reference_evaluates_and_loads_with_the_repos_model_yaml(hub, pub
 @pytest.mark.slow
 def test_publish_records_to_a_dataset_repo_and_render_the_boards_from_a_pinned_commit(hub, published, tmp_path):
     _, local = published
-    results, site = tmp_path / "results", tmp_path / "site"
+    results, site = tmp_path / "results", tmp_path / "local" / "site"
     folder = results / "fashion-mnist" / "linf" / "fmnist-linear"
     folder.mkdir(parents=True)
     (original,) = published_files
@@ -392,25 +391,27 @@ def test_publish_records_to_a_dataset_repo_and_render_the_boards_from_a_pinned_c
     path.write_bytes(original.read_bytes())
     adversarial = folder / local["adversarial_examples"]["file"]
     adversarial.write_bytes((original.parent / adversarial.name).read_bytes())
-    (site / "fashion-mnist").mkdir(parents=True)
-    (site / "index.html").write_text("<html>board</html>\n")
-    (site / "fashion-mnist" / "linf.html").write_text("<html>linf</html>\n")
     env = hub_env(hub, tmp_path / "cache")
-    first, rendered_local = robbench(
-        env, tmp_path,
-        ["publish", "--repo", "robbench-test/board", "--results-dir", str(results), "--site", str(site)],
-        ["leaderboard", "--results-dir", str(results), "--out", str(tmp_path / "local")],
-    )
-    assert first.returncode == 0 and rendered_local.returncode == 0, first.stderr + rendered_local.stderr
+    [rendered_local] = robbench(env, tmp_path, ["leaderboard", "--results-dir", str(results), "--out", str(tmp_path / "local")])
+    assert rendered_local.returncode == 0, rendered_local.stderr
+    secret = tmp_path / "secret.txt"
+    secret.write_text("hf_secret_token\n")
+    (site / "leak.html").symlink_to(secret)  # a link is never followed: its target would be uploaded
+    (site / "notes.html").write_text("<html>hand-written</html>\n")  # not generated: not uploaded
+    generated = sorted(p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file() and p.name not in ("leak.html", "notes.html"))
+    [first] = robbench(env, tmp_path, ["publish", "--repo", "robbench-test/board", "--results-dir", str(results), "--site", str(site)])
+    assert first.returncode == 0, first.stderr
     pinned = re.fullmatch(r"robbench leaderboard --from-hub robbench-test/board@([0-9a-f]{40})", first.stdout.strip()).group(1)
     repo = hub.hub.repos["datasets/robbench-test/board"]
     held = f"results/fashion-mnist/linf/fmnist-linear/{path.name}"
     held_adversarial = f"results/fashion-mnist/linf/fmnist-linear/{adversarial.name}"
-    assert set(repo.commits[pinned]) == {".gitattributes", held, held_adversarial, "site/index.html", "site/fashion-mnist/linf.html"}
+    assert set(repo.commits[pinned]) == {
+        ".gitattributes", held, held_adversarial, "results/ledger.jsonl", *(f"site/{name}" for name in generated)}
     assert repo.commits[pinned][held] == path.read_bytes()
     assert repo.commits[pinned][held_adversarial] == adversarial.read_bytes()  # so what the hub holds can be verified
+    assert not any(b"hf_secret_token" in content for content in repo.commits[pinned].values())
 
-    (site / "fashion-mnist" / "linf.html").unlink()  # published again: the stale page goes, in the same single commit
+    (site / "index.html").unlink()  # published again: the stale page goes, in the same single commit
     second, from_hub, check = robbench(
         env, tmp_path,
         ["publish", "--repo", "robbench-test/board", "--results-dir", str(results), "--site", str(site)],
@@ -418,16 +419,28 @@ def test_publish_records_to_a_dataset_repo_and_render_the_boards_from_a_pinned_c
         ["leaderboard", "--from-hub", f"hf://datasets/robbench-test/board@{pinned}", "--out", str(tmp_path / "local"), "--check"],
     )
     assert second.returncode == 0 and from_hub.returncode == 0, second.stderr + from_hub.stderr
-    assert len(repo.commits) == 3 and "site/fashion-mnist/linf.html" not in repo.commits[repo.refs["main"]]
+    assert len(repo.commits) == 3 and "site/index.html" not in repo.commits[repo.refs["main"]]
     rendered = sorted(p.relative_to(tmp_path / "from-hub") for p in (tmp_path / "from-hub").rglob("*") if p.is_file())
-    assert rendered and rendered == sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*") if p.is_file())
-    pages = [p for p in rendered if "models" not in p.parts]  # model pages link the records where they were read
+    local_files = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*")
+                         if p.is_file() and not p.is_symlink() and p.name != "notes.html")
+    assert rendered and rendered == sorted([*local_files, Path("site/index.html")])  # the page deleted here comes back
+    pages = [p for p in local_files if "models" not in p.parts]  # model pages link the records where they were read
     assert pages and all((tmp_path / "from-hub" / p).read_bytes() == (tmp_path / "local" / p).read_bytes() for p in pages)
-    record = f"/datasets/robbench-test/board/blob/{pinned}/results/fashion-mnist/linf/fmnist-linear/run.json"
+    record = f"/datasets/robbench-test/board/blob/{pinned}/results/fashion-mnist/linf/fmnist-linear/{path.name}"
     assert f"{record})" in (tmp_path / "from-hub/models/fmnist-linear.md").read_text()
-    assert "](../../results/fashion-mnist/linf/fmnist-linear/run.json)" in (tmp_path / "local/models/fmnist-linear.md").read_text()
-    assert check.returncode == 1 and "models/fmnist-linear.md" in check.stderr  # only the model pages' record links differ
+    assert f"](../../results/fashion-mnist/linf/fmnist-linear/{path.name})" in (tmp_path / "local/models/fmnist-linear.md").read_text()
+    assert check.returncode == 1 and "site/index.html" in check.stderr and "models/fmnist-linear.md" in check.stderr
     assert "fashion-mnist-linf-0p1.md" not in check.stderr
+
+    # a record of other weights planted in the dataset repo with an early timestamp takes no row
+    forged = {**local, "timestamp": "1970-01-01T00:00:00+00:00",
+              "config": {**local["config"], "seed": 1, "checkpoint": {**local["config"]["checkpoint"], "sha256": "f" * 64}}}
+    planted = hub.hub.commit("datasets/robbench-test/board", {
+        "results/fashion-mnist/linf/fmnist-linear/forged.json": json.dumps(forged).encode()})
+    [after] = robbench(env, tmp_path, ["leaderboard", "--from-hub", f"robbench-test/board@{planted}", "--out", str(tmp_path / "after")])
+    assert after.returncode == 0, after.stderr
+    assert "forged.json: the name 'fmnist-linear' belongs to" in after.stderr
+    assert (tmp_path / "after" / "fashion-mnist-linf-0p1.md").read_bytes() == (tmp_path / "from-hub" / "fashion-mnist-linf-0p1.md").read_bytes()
 
 
 def test_publish_refuses_an_invalid_record_and_uploads_nothing(hub, tmp_path):

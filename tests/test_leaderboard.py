@@ -20,7 +20,8 @@ from robbench.leaderboard.entries import board_entries, board_key, combine
 from robbench.leaderboard.markdown import render_board
 from robbench.leaderboard.names import board_stems, eps_slug
 from robbench.leaderboard.plots import pareto_frontier, render_plot
-from robbench.results import Flag, read_record, record_json, write_record
+from robbench.results import Flag
+from robbench.store import read_record, record_json, write_record
 from robbench.stats import mcnemar_p, wilson_interval
 
 
@@ -389,3 +390,64 @@ def test_own_model_is_ranked_beside_the_committed_boards(linear_submission: Path
     page = read(out / "models/fmnist-linear.md")
     assert f"]({Path(os.path.relpath(record_file, out / 'models')).as_posix()})" in page
     assert (out / "site/fashion-mnist-linf-0p1.html").read_text().count("(from my-results)") == 1
+
+
+def test_boards_whose_names_read_alike_get_distinct_stems() -> None:
+    """``fashion`` + ``mnist-linf`` reads like ``fashion-mnist`` + ``linf``: the registered dataset keeps its stem."""
+    genuine = board_key(make_record("a", dataset="fashion-mnist", threat="linf"))
+    alike = board_key(make_record("b", dataset="fashion", threat="mnist-linf"))
+    stems = board_stems([alike, genuine])
+    assert stems == {genuine: "fashion-mnist-linf-0p1", alike: "fashion+mnist-linf+0p1"}
+
+
+def test_a_name_over_the_model_yaml_limit_is_a_problem_line_and_the_rest_render(tmp_path: Path) -> None:
+    write_record(make_record("fine", stop=100), tmp_path / "results")
+    long = make_record("fine", stop=100).model_dump(mode="json")
+    long["config"]["name"] = "x" * 250
+    path = tmp_path / "results" / "fashion-mnist" / "linf" / "long" / "run.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(long))
+    files, problems = render_all(tmp_path / "results")
+    assert "models/fine.md" in files and len(problems) == 1
+    assert problems[0].startswith(f"{path}: invalid record: config.name: String should have at most 100 characters")
+
+
+def test_a_render_that_cannot_write_one_file_replaces_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+    import tempfile
+
+    results, out = tmp_path / "results", tmp_path / "out"
+    write_record(make_record("first", stop=100), results)
+    write_leaderboards(results, out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    write_record(make_record("second", 0.8, 0.7, stop=100, sha256="2" * 64), results)
+    mkstemp = tempfile.mkstemp
+
+    def name_too_long(*args, prefix: str = "", **kwargs):
+        if "second" in prefix:  # the file system refuses one file of the new render, as it does a 250-character name
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
+        return mkstemp(*args, prefix=prefix, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", name_too_long)
+    with pytest.raises(RobbenchError, match="second.*File name too long"):
+        write_leaderboards(results, out)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize(("label", "plant", "problem"), [
+    ("5,000-digit integer", lambda p, text: p.write_text(text.replace('"seed": 0', '"seed": ' + "9" * 5000, 1)),
+     "not a readable JSON record (an integer of 5,000 digits (the limit is 40))"),
+    ("nested 200,000 deep", lambda p, text: p.write_text(text.replace('"notes": [', '"notes": [' + "[" * 200_000 + "]" * 200_000 + ",", 1)),
+     "not a readable JSON record (nested deeper than 64 levels)"),
+    ("link to /dev/zero", lambda p, text: p.symlink_to("/dev/zero"), "the record is not a regular file (a FIFO, device or folder); remove it"),
+])
+def test_a_hostile_record_is_one_problem_line_and_the_rest_render(tmp_path: Path, label, plant, problem) -> None:
+    results = tmp_path / "results"
+    write_record(make_record("genuine", stop=100), results)
+    path = results / "fashion-mnist" / "linf" / "hostile" / "run.json"
+    path.parent.mkdir(parents=True)
+    plant(path, record_json(make_record("hostile", stop=100, sha256="9" * 64)))
+    files, problems = render_all(results)
+    assert "models/genuine.md" in files and problems == [f"{path}: {problem}"]

@@ -16,7 +16,8 @@ import torch
 import robbench.evaluation as evaluation
 from robbench.cli import main
 from robbench.progress_state import Found, Position, StateFile
-from robbench.results import EvalRecord, adversarial_path, read_record, read_store, record_json, state_path
+from robbench.results import EvalRecord
+from robbench.store import adversarial_path, read_record, read_store, record_json, relative_record_path, state_path
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # one torch thread, as in the subprocess
 
@@ -80,8 +81,8 @@ def test_killed_evaluation_resumes_to_the_uninterrupted_record(linear_submission
     (resumed,) = read_store(results)[0]
     assert _stable(resumed) == _stable(expected)
     assert resumed.adversarial_examples.count > 0  # the examples saved before the kill were kept, exactly
-    expected_file = adversarial_path(uninterrupted / expected.relative_path())
-    assert adversarial_path(results / resumed.relative_path()).read_bytes() == expected_file.read_bytes()
+    expected_file = adversarial_path(uninterrupted / relative_record_path(expected))
+    assert adversarial_path(results / relative_record_path(resumed)).read_bytes() == expected_file.read_bytes()
     assert resumed.wall_time_s >= saved["elapsed_s"]  # wall time sums every run
     assert not state.exists() and not state.with_name(state.name + ".d").exists()
 
@@ -96,7 +97,7 @@ def test_state_for_another_configuration_is_ignored(linear_submission, tmp_path)
     StateFile(state, "another configuration", (1, 28, 28)).save(torch.full((20,), 0), Position(1, 9), Found())
     resumed = evaluate(linear_submission, results_dir=results, **kwargs)[0]
     assert _stable(resumed) == _stable(fresh)
-    assert not state.exists() and read_record(results / resumed.relative_path()) == resumed
+    assert not state.exists() and read_record(results / relative_record_path(resumed)) == resumed
 
 
 @pytest.mark.parametrize("content", ["", "{not json", '{"format": 1}', "[]"])

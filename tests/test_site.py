@@ -13,7 +13,8 @@ from .helpers import make_record
 from robbench.cli import main
 from robbench.config import Metadata
 from robbench.leaderboard import check_leaderboards, render_all, write_leaderboards
-from robbench.results import Checkpoint, write_record
+from robbench.results import Checkpoint
+from robbench.store import write_record
 
 BOARD = "site/fashion-mnist-linf-0p1.html"
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")

@@ -11,7 +11,7 @@ import pytest
 
 from robbench.adversarial import decode, digest, encode
 from robbench.cli import main
-from robbench.results import adversarial_path, read_record, record_json
+from robbench.store import adversarial_path, read_record, record_json
 
 ARGS = ["--threat-model", "linf", "--eps", "0.05", "--attacks", "pgd", "--n-examples", "60", "--device", "cpu"]
 
@@ -141,7 +141,7 @@ def test_unreadable_example_file_is_a_one_line_error(record_file, linear_submiss
     code, output = _verify(record_file, linear_submission, capsys)
     lines = output.strip().splitlines()
     assert code == 2 and len(lines) == 1, output
-    assert lines[0].startswith(f"robbench: error: {path}: not a readable adversarial-example file ([Errno 21] Is a directory"), output
+    assert lines[0] == f"robbench: error: {path}: the adversarial-example file is not a regular file (a FIFO, device or folder); remove it"
 
 
 def test_model_yaml_is_found_by_the_records_name_and_dataset(record_file, linear_submission, tmp_path, capsys):

@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence, Union
 
 from ..errors import RobbenchError, quoted
-from ..results import EvalRecord, atomic_write_bytes, read_store_files
+from ..atomic_files import write_files
+from ..results import EvalRecord
+from ..store import read_store
 from .entries import BoardKey, Entry, Store, build_store
 from .cells import FLAG_MARK, SUBSET_MARK, Board
 from .markdown import GENERATED, MODELS_DIR, model_page, render_board, render_index, render_model_page
@@ -64,9 +66,10 @@ def load_store(results: Folders) -> Store:
                                 "(--results-dir); nothing was written")
     records, problems, files = [], [], {}
     for folder in folders:
-        found, invalid = read_store_files(folder)
+        found, invalid = read_store(folder)  # through the store: its size limits and ownership ledger
         problems += invalid
-        for path, record in found:
+        for record in found:
+            path = folder / record.relative_path()
             run = record.relative_path().as_posix()
             if run in files:
                 problems.append(f"{quoted(path)}: the same run as {quoted(files[run][1])}; shown from there")
@@ -180,7 +183,7 @@ def foreign_files(out_dir: Path, names: list[str]) -> list[str]:
     return [name for name in names if (out_dir / name).exists() and not _looks_generated(out_dir / name)]
 
 
-#: what ``atomic_write_bytes`` names its temporary file for a generated one
+#: what ``write_files`` names its temporary file for a generated one
 _TEMPORARY = re.compile(r"^\..+(" + "|".join(re.escape(s) for s in GENERATED_SUFFIXES) + r")\.[^.]+\.tmp$")
 
 
@@ -221,10 +224,8 @@ def write_leaderboards(results: Folders, out_dir: Path, urls: "Mapping[Path, str
                             f"overwritten{f' (and {len(foreign) - 1} more)' if len(foreign) > 1 else ''}: move it away "
                             "or choose another --out; nothing was written")
     remove_stale_temporaries(out_dir)
-    written = []
-    for name, content in files.items():
-        atomic_write_bytes(out_dir / name, content)
-        written.append(out_dir / name)
+    write_files({out_dir / name: content for name, content in files.items()})  # all staged first: none or all replaced
+    written = [out_dir / name for name in files]
     for name in generated_files(out_dir):
         if name not in files:
             (out_dir / name).unlink(missing_ok=True)

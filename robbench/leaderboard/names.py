@@ -59,6 +59,29 @@ def board_stems(keys: Iterable[BoardKey]) -> dict[BoardKey, str]:
                 stems[key] = f"{key.dataset}-{key.threat.name}-{repr(key.threat.eps).replace('.', 'p')}" + (
                     "" if key.threat.standard else "-nonstandard"
                 )
+    return _split_parts_apart(stems)
+
+
+def _split_parts_apart(stems: dict[BoardKey, str]) -> dict[BoardKey, str]:
+    """Unique stems by construction where ``-`` inside names made two boards alike.
+
+    Dataset ``fashion`` with threat model ``mnist-linf`` reads like ``fashion-mnist`` with
+    ``linf``. Of boards still sharing a stem, a registered dataset keeps it; the others get
+    ``<dataset>+<threat>+<eps repr>[+nonstandard]``: names cannot hold ``+``, so these stems
+    can neither meet each other nor a plain one.
+    """
+    from ..data import DATASETS
+
+    sharing: dict[str, list[BoardKey]] = {}
+    for key, stem in stems.items():
+        sharing.setdefault(stem, []).append(key)
+    for keys in (keys for keys in sharing.values() if len(keys) > 1):
+        registered = [key for key in keys if key.dataset in DATASETS.names()]
+        keeper = registered[0] if len(registered) == 1 else None
+        for key in keys:
+            if key != keeper:
+                stems[key] = "+".join([key.dataset, key.threat.name, repr(key.threat.eps).replace(".", "p")]
+                                      + ([] if key.threat.standard else ["nonstandard"]))
     return stems
 
 

@@ -138,7 +138,7 @@ def write_report(report: Report, result: Any, markdown_path: Path, json_path: Pa
 
     Each file is written atomically, so a reader never sees part of one.
     """
-    from ..results import atomic_write_bytes, atomic_write_text
+    from ..atomic_files import atomic_write_bytes, atomic_write_text
 
     markdown_path = Path(markdown_path)
     renderers = report.figures(result)

@@ -49,7 +49,7 @@ from ..digests import file_digest
 from ..errors import RobbenchError
 from ..evaluation import ProgressFactory, run_attacks
 from ..loader import build_model, inner_model
-from ..results import atomic_write_bytes, atomic_write_text, make_dirs
+from ..atomic_files import atomic_write_bytes, atomic_write_text, make_dirs
 from ..runtime import describe_device, resolve_device, seed_everything, versions
 from ..threat_models import get_threat_model
 from .methods import METHODS, AdversarySettings
