@@ -267,6 +267,7 @@ class Snapshot:
     records: list[EvalRecord] = field(default_factory=list)  # on the boards: admitted, and each name's current weights
     problems: list[str] = field(default_factory=list)
     ledger: Ledger = field(default_factory=Ledger)
+    files: list[Path] = field(default_factory=list)  # the file each of ``records`` was read from, in the same order
 
 
 def _effective_ledger(results_dir: Path) -> tuple[Ledger, list[tuple[Path, EvalRecord]], list[str]]:
@@ -293,18 +294,18 @@ def read_snapshot(results_dir: Path) -> Snapshot:
     """
     with _read_lock(results_dir):
         ledger, readable, problems = _effective_ledger(results_dir)
-    admitted: dict[Path, list[EvalRecord]] = {}
+    admitted: dict[Path, list[tuple[Path, EvalRecord]]] = {}
     for path, record in readable:
         reason = ledger.refusal(claim_of(record))
         if reason is not None:
             problems.append(f"{path}: {reason} (results ledger); not shown")
         else:
-            admitted.setdefault(relative_record_path(record).parent, []).append(record)
-    records = []
+            admitted.setdefault(relative_record_path(record).parent, []).append((path, record))
+    shown: list[tuple[Path, EvalRecord]] = []
     for runs in admitted.values():
-        current = ledger.current_sha256(runs[0].name, {r.checkpoint.sha256 for r in runs})
-        records += [r for r in runs if r.checkpoint.sha256 == current]
-    return Snapshot(records, problems, ledger)
+        current = ledger.current_sha256(runs[0][1].name, {r.checkpoint.sha256 for _, r in runs})
+        shown += [(path, r) for path, r in runs if r.checkpoint.sha256 == current]
+    return Snapshot([r for _, r in shown], problems, ledger, [path for path, _ in shown])
 
 
 def read_store(results_dir: Path) -> tuple[list[EvalRecord], list[str]]:

@@ -34,7 +34,7 @@ from typing import Callable, Mapping, Sequence, Union
 from ..errors import RobbenchError, quoted
 from ..atomic_files import write_files
 from ..results import EvalRecord
-from ..store import read_store
+from ..store import read_snapshot, relative_record_path
 from .entries import BoardKey, Entry, Store, build_store
 from .cells import FLAG_MARK, SUBSET_MARK, Board
 from .markdown import GENERATED, MODELS_DIR, model_page, render_board, render_index, render_model_page
@@ -66,11 +66,10 @@ def load_store(results: Folders) -> Store:
                                 "(--results-dir); nothing was written")
     records, problems, files = [], [], {}
     for folder in folders:
-        found, invalid = read_store(folder)  # through the store: its size limits and ownership ledger
-        problems += invalid
-        for record in found:
-            path = folder / record.relative_path()
-            run = record.relative_path().as_posix()
+        snapshot = read_snapshot(folder)  # through the store: its size limits and ownership ledger
+        problems += snapshot.problems
+        for path, record in zip(snapshot.files, snapshot.records):
+            run = relative_record_path(record).as_posix()
             if run in files:
                 problems.append(f"{quoted(path)}: the same run as {quoted(files[run][1])}; shown from there")
                 continue
@@ -80,7 +79,7 @@ def load_store(results: Folders) -> Store:
     store.files = files
     for entries in store.boards.values():
         for entry in entries:
-            origin = files[entry.primary.relative_path().as_posix()][0]
+            origin = files[relative_record_path(entry.primary).as_posix()][0]
             entry.beside = None if origin == folders[0] else origin.name
     return store
 
@@ -93,7 +92,7 @@ def record_links(store: Store, out_dir: Path | None, page_dir: str,
     a published dataset repo, which holds the records only) links its records there and its examples nowhere.
     """
     def url(record: EvalRecord) -> tuple[str | None, str | None]:
-        located = store.files.get(record.relative_path().as_posix())
+        located = store.files.get(relative_record_path(record).as_posix())
         if located is None or out_dir is None:
             return None, None
         folder, path = located
