@@ -185,8 +185,12 @@ def run_attacks(
     seed: int = 0,
     progress: ProgressFactory | None = None,
     state: StateFile | None = None,
+    earlier: torch.Tensor | None = None,
 ) -> Outcome:
     """Clean pass, then every stage of every attack on the survivors; resumes from ``state`` when it fits.
+
+    ``earlier``: per example, broken by a run this one continues (an escalation, ``robbench.adaptive``);
+    such an example, if classified correctly, is marked ``EARLIER`` and not attacked.
 
     The rules of the game come as one ``context`` (what ``robbench.pipeline`` builds once per run and
     records), or, for callers without one, as ``threat``, ``value_range``, ``num_classes``, ``device``
@@ -210,7 +214,7 @@ def run_attacks(
     correct = predictions == y
     plan = [(attack, stage) for attack in attacks for stage in attack.stages(context)]
     resumed = distributed.world().from_main(state.load(correct, len(plan)) if state is not None and distributed.is_main_process() else None)
-    status, position, found = resumed or (fresh_status(correct), Position(0, 0), Found())
+    status, position, found = resumed or (fresh_status(correct, earlier), Position(0, 0), Found())
     for number, (attack, stage) in enumerate(plan):
         if number >= position.stage:
             first_batch = position.batch if number == position.stage else 0

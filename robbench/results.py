@@ -87,6 +87,14 @@ class AttackSpec(Frozen):
     config: dict[str, Any]
 
 
+class EscalationOf(Frozen):
+    """What an escalation run (``robbench.adaptive``) continues: it attacks only the examples those runs left."""
+
+    continues: list[str] = Field(min_length=1)  # run ids, in this record's folder: the board run, then earlier rounds
+    flags: list[str] = Field(min_length=1)  # the reliability flags whose escalations it runs
+    round: int = Field(ge=1)
+
+
 class RunConfig(Frozen):
     """Everything that decides an evaluation's numbers: built once, hashed for resuming, embedded in the record."""
 
@@ -105,10 +113,15 @@ class RunConfig(Frozen):
     batch_size: int = Field(gt=0)
     device: str
     versions: Versions
+    escalation: EscalationOf | None = None  # None: a run of every example (not an escalation)
 
     def key(self) -> str:
-        """SHA-256 of the configuration as canonical JSON: the identity of a run."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """SHA-256 of the configuration as canonical JSON: the identity of a run.
+
+        Without an escalation the field is left out, so runs recorded before it existed keep their identity.
+        """
+        data = self.model_dump(mode="json", exclude={"escalation"} if self.escalation is None else None)
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     @property
