@@ -233,6 +233,9 @@ def write_report(out_dir: Path = RESULTS) -> Path:
     sections = []
     for path in sorted(out_dir.glob("*.json")):
         sections += _section(json.loads(path.read_text(encoding="utf-8")))
+    from .attack_libraries import report_section
+
+    sections += report_section()
     analysis = HERE / "analysis.md"
     text = "\n".join([
         "# robbench benchmarks",

@@ -87,7 +87,10 @@ class Attack(ABC):
 
 ATTACKS: Registry[Callable[..., Attack]] = Registry(
     "attack",
-    builtin_modules=("robbench.attacks.pgd", "robbench.attacks.autoattack"),
+    builtin_modules=(
+        "robbench.attacks.pgd", "robbench.attacks.autoattack", "robbench.attacks.apgd", "robbench.attacks.square",
+        "robbench.attacks.decision", "robbench.attacks.transfer",
+    ),
     entry_point_group="robbench.attacks",
 )
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import torch
 from torch import nn
@@ -24,6 +25,10 @@ from ..errors import RobbenchError
 from . import ATTACKS, Attack, AttackContext, Report, Stage, with_input_gradient
 
 STANDARD_COMPONENTS = ("apgd-ce", "apgd-t", "fab-t", "square")
+#: AutoAttack's version for randomized defences: APGD-CE and APGD-DLR, each gradient the mean of EOT_ITER draws
+RAND_COMPONENTS = ("apgd-ce", "apgd-dlr")
+EOT_ITER = 20
+VERSIONS = {"standard": STANDARD_COMPONENTS, "rand": RAND_COMPONENTS}
 _NORMS = {"Linf": "Linf", "L2": "L2"}
 
 
@@ -55,8 +60,9 @@ def expected_forwards(adversary, component: str) -> int:
 
     The progress estimate within a batch; a batch whose examples break early ends sooner.
     """
-    if component == "apgd-ce":
-        return 1 + adversary.apgd.n_restarts * (adversary.apgd.n_iter + 1)
+    if component in ("apgd-ce", "apgd-dlr"):
+        apgd = adversary.apgd
+        return 1 + apgd.n_restarts * apgd.eot_iter * (apgd.n_iter + 1)
     if component == "apgd-t":
         apgd = adversary.apgd_targeted
         return 1 + apgd.n_target_classes * apgd.n_restarts * (apgd.n_iter + 2)
@@ -65,33 +71,35 @@ def expected_forwards(adversary, component: str) -> int:
     return 3 + adversary.square.n_restarts * adversary.square.n_queries
 
 
-def applicable_components(num_classes: int) -> tuple[list[str], dict[str, str]]:
-    """The standard components that apply to ``num_classes``, and why the others were skipped."""
-    skipped = {}
-    if num_classes < 4:
-        skipped["apgd-t"] = "targeted DLR loss needs at least 4 classes"
-    if num_classes < 3:
-        skipped["fab-t"] = "needs at least 2 target classes besides the true one"
-    return [c for c in STANDARD_COMPONENTS if c not in skipped], skipped
+def applicable_components(num_classes: int, version: str = "standard") -> tuple[list[str], dict[str, str]]:
+    """The components of ``version`` that apply to ``num_classes``, and why the others were skipped."""
+    reasons = {
+        "apgd-t": (4, "targeted DLR loss needs at least 4 classes"),
+        "apgd-dlr": (3, "DLR loss needs at least 3 classes"),
+        "fab-t": (3, "needs at least 2 target classes besides the true one"),
+    }
+    skipped = {c: reasons[c][1] for c in VERSIONS[version] if c in reasons and num_classes < reasons[c][0]}
+    return [c for c in VERSIONS[version] if c not in skipped], skipped
 
 
 @dataclass
 class AutoAttackStandard(Attack):
-    """AutoAttack, standard version (APGD-CE, APGD-T, FAB-T, Square) from pyautoattack."""
+    """AutoAttack from pyautoattack: ``standard`` (APGD-CE, APGD-T, FAB-T, Square) or ``rand`` (APGD-CE and
+    APGD-DLR with expectation over transformation, ``EOT_ITER`` draws per gradient, for randomized models)."""
 
     version: str = "standard"
 
     def __post_init__(self) -> None:
         self.name = "autoattack"
-        if self.version != "standard":
-            raise RobbenchError(f"autoattack version {self.version!r} is not supported; use 'standard'")
+        if self.version not in VERSIONS:
+            raise RobbenchError(f"autoattack version {self.version!r} is not supported; use one of {', '.join(VERSIONS)}")
         logging.getLogger("auto-attack").setLevel(logging.WARNING)  # robbench shows the progress
 
     def _adversary(self, context: AttackContext, model: nn.Module, eps: float):
         from pyautoattack import AutoAttack
 
         adversary = AutoAttack(
-            model, norm=_NORMS[context.threat.norm], eps=eps, version="standard", seed=context.seed,
+            model, norm=_NORMS[context.threat.norm], eps=eps, version=self.version, seed=context.seed,
             device=str(context.device),
         )
         n_targets = min(9, context.num_classes - 1)
@@ -100,46 +108,86 @@ class AutoAttackStandard(Attack):
         return adversary
 
     def stages(self, context: AttackContext) -> list[Stage]:
-        components, _ = applicable_components(context.num_classes)
+        components, _ = applicable_components(context.num_classes, self.version)
         return [Stage(component, self._component(context, component), reports_progress=True) for component in components]
 
     def _component(self, context: AttackContext, component: str):
         threat = context.threat
 
         def run(x: torch.Tensor, y: torch.Tensor, batch_seed: int, report: Report = lambda done: None) -> torch.Tensor:
-            model, eps, to_unit, from_unit = with_input_gradient(context.model), threat.eps, None, None
-            if context.value_range != (0.0, 1.0):
-                low, high = _box_for(x, threat.eps, context.value_range)
-                scale = high - low
-                shape = tuple(x.shape[1:])
-                model = _FromUnitBox(model, low, scale, shape)
-                eps = threat.eps / scale
-                to_unit = lambda t: _as_image((t - low) / scale)  # noqa: E731
-                from_unit = lambda u: (low + u * scale).view(u.shape[0], *shape)  # noqa: E731
-            forwards = [0]
-
-            def on_forward() -> None:
-                forwards[0] += 1
-                report(min(1.0, forwards[0] / expected))
-
-            adversary = self._adversary(context, _Counted(model, on_forward), eps)
-            expected = expected_forwards(adversary, component)
-            x_in = to_unit(x) if to_unit else x
-            x_adv = _run_component(adversary, component, x_in, y)
-            return from_unit(x_adv) if from_unit else x_adv
+            return run_in_unit_box(
+                context.model, x, y, threat.eps, context.value_range, report,
+                build=lambda model, eps: self._adversary(context, model, eps),
+                expected=lambda adversary: expected_forwards(adversary, component),
+                perturb=lambda adversary, u, y: _run_component(adversary, component, u, y),
+            )
 
         return run
 
     def config(self, context: AttackContext) -> dict:
-        components, skipped = applicable_components(context.num_classes)
+        components, skipped = applicable_components(context.num_classes, self.version)
+        settings = {"n_target_classes": min(9, context.num_classes - 1)} if self.version == "standard" else {"eot_iter": EOT_ITER}
         return {
             "version": self.version,
             "components": components,
             "skipped_components": skipped,
             "seed": context.seed,
-            "n_target_classes": min(9, context.num_classes - 1),
+            **settings,
             "implementation": "pyautoattack",
         }
+
+
+@dataclass(frozen=True)
+class UnitBox:
+    """The attack problem in pyautoattack's coordinates: inputs in [0, 1], the model and eps to match.
+
+    ``model`` is the attacked model (with an input-gradient path) read in unit-box coordinates, ``eps``
+    the radius there; ``into`` maps a batch into them (as NCHW, which Square needs) and ``back`` maps
+    a result out. For a [0, 1] value range every map is the identity.
+    """
+
+    model: nn.Module
+    eps: float
+    low: torch.Tensor | None = None  # None: the identity change of variables
+    scale: float = 1.0
+    shape: tuple[int, ...] = ()
+
+    @classmethod
+    def around(cls, model: nn.Module, x: torch.Tensor, eps: float, value_range: tuple[float, float] | None) -> "UnitBox":
+        model = with_input_gradient(model)
+        if value_range == (0.0, 1.0):
+            return cls(model, eps)
+        low, high = _box_for(x, eps, value_range)
+        scale, shape = high - low, tuple(x.shape[1:])
+        return cls(_FromUnitBox(model, low, scale, shape), eps / scale, low, scale, shape)
+
+    def into(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.low is None else _as_image((x - self.low) / self.scale)
+
+    def back(self, u: torch.Tensor) -> torch.Tensor:
+        return u if self.low is None else (self.low + u * self.scale).view(u.shape[0], *self.shape)
+
+
+Adversary = TypeVar("Adversary")
+
+
+def run_in_unit_box(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, value_range: tuple[float, float] | None,
+    report: Report, *, build: Callable[[nn.Module, float], Adversary], expected: Callable[[Adversary], int],
+    perturb: Callable[[Adversary, torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Run a pyautoattack attack on one batch: ``build(model, eps)`` in unit-box coordinates, then
+    ``perturb(adversary, u, y)``; progress is its forward passes over ``expected(adversary)``."""
+    box = UnitBox.around(model, x, eps, value_range)
+    forwards = [0]
+
+    def on_forward() -> None:
+        forwards[0] += 1
+        report(min(1.0, forwards[0] / total))
+
+    adversary = build(_Counted(box.model, on_forward), box.eps)
+    total = max(1, expected(adversary))
+    return box.back(perturb(adversary, box.into(x), y))
 
 
 def _as_image(t: torch.Tensor) -> torch.Tensor:
@@ -159,8 +207,8 @@ def _box_for(x: torch.Tensor, eps: float, value_range: tuple[float, float] | Non
 def _run_component(adversary, component: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The same calls, with the same settings, that ``run_standard_evaluation`` makes per batch."""
     seed = adversary.get_seed()
-    if component == "apgd-ce":
-        adversary.apgd.loss = "ce"
+    if component in ("apgd-ce", "apgd-dlr"):
+        adversary.apgd.loss = component.removeprefix("apgd-")
         adversary.apgd.seed = seed
         return adversary.apgd.perturb(x, y)
     if component == "apgd-t":
@@ -179,5 +227,5 @@ def _run_component(adversary, component: str, x: torch.Tensor, y: torch.Tensor) 
 
 @ATTACKS.register("autoattack")
 def autoattack(version: str = "standard") -> Attack:
-    """AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square), official pyautoattack"""
+    """AutoAttack, official pyautoattack: version=standard (APGD-CE, APGD-T, FAB-T, Square) or rand (EOT APGD-CE, APGD-DLR)"""
     return AutoAttackStandard(version=version)
