@@ -33,3 +33,10 @@ def mcnemar_p(first: np.ndarray, second: np.ndarray) -> float:
     if only_first + only_second == 0:
         return 1.0
     return float(binomtest(only_first, only_first + only_second, 0.5).pvalue)
+
+
+def below_reported_p(successes: int, n: int, reported: float) -> float:
+    """Exact one-sided p-value of H0 "true accuracy = ``reported``" against "less", given ``successes`` of ``n``."""
+    if not 0 <= successes <= n or n < 1:
+        raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes} of {n}")
+    return float(binomtest(successes, n, reported, alternative="less").pvalue)

@@ -18,6 +18,7 @@ from ..results import EvalRecord
 from .entries import Entry
 
 SUBSET_MARK = "†"
+BELOW_REPORTED_MARK = "▼"
 FLAG_MARK = "⚠"
 TIE_MARK = "="
 HUB_URL = "https://huggingface.co"
@@ -83,6 +84,39 @@ def rank_text(entry: Entry) -> str:
 
 def p_text(entry: Entry) -> str:
     return "—" if entry.p_vs_above is None else f"{entry.p_vs_above:.3g}"
+
+
+def reported_text(entry: Entry) -> str:
+    """The published robust accuracy for this board, or an em dash when the model reports none."""
+    reported = entry.reported
+    return "—" if reported is None else percent(reported.robust_accuracy)
+
+
+def reported_gap_text(entry: Entry) -> str:
+    """robbench's best-known minus the published robust accuracy, in points, ▼ when significantly below."""
+    reported = entry.reported
+    if reported is None:
+        return "—"
+    text = f"{100 * (entry.robust_accuracy - reported.robust_accuracy):+.2f}".replace("-", "−")
+    return f"{text} {BELOW_REPORTED_MARK}" if entry.significantly_below_reported else text
+
+
+def reported_sentence(entry: Entry) -> str | None:
+    """One sentence for a model page: the published number, what measured it, where, and the test against it."""
+    reported = entry.reported
+    if reported is None:
+        return None
+    clean = "" if reported.clean_accuracy is None else f" (clean {percent(reported.clean_accuracy)} %)"
+    on = "" if reported.n_examples is None else f" on {reported.n_examples:,} test examples"
+    verdict = "significantly below it" if entry.significantly_below_reported else "not significantly below it"
+    return (f"Reported {percent(reported.robust_accuracy)} % robust{clean}{on}, measured with: {reported.attack.rstrip('.')} "
+            f"({reported.where}); robbench's best-known {percent(entry.robust_accuracy)} % on {entry.n:,} examples is "
+            f"{verdict} (one-sided exact binomial test, p = {entry.below_reported_p():.3g}).")
+
+
+def reported_source(entry: Entry) -> Link | None:
+    reported = entry.reported
+    return None if reported is None else Link(reported.source, safe_url(reported.source))
 
 
 def flags_text(entry: Entry) -> str:

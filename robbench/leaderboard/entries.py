@@ -13,6 +13,11 @@ Entries are ranked by best-known robust accuracy, then clean accuracy, then name
 compared with the one ranked just above it by an exact McNemar test on the per-example robust
 outcomes when both were evaluated on the same examples: not significantly different
 (p >= 0.05) means it shares that entry's rank.
+
+A model whose metadata reports a published robust accuracy for the board's threat model and radius
+is tested against it: an exact one-sided binomial test of the best-known robust count on the
+evaluated examples against the published proportion; p < 0.05 marks robbench's number as
+significantly below the published one.
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
+import math
+
 import numpy as np
 
+from ..config import Reported
 from ..flags import BOARD, is_reliability_flag
 from ..results import EvalRecord, Examples
-from ..stats import ALPHA, mcnemar_p, wilson_interval
+from ..stats import ALPHA, below_reported_p, mcnemar_p, wilson_interval
 from ..threat_models import ThreatModel
 
 
@@ -86,6 +94,25 @@ class Entry:
     @property
     def tied_with_above(self) -> bool:
         return self.p_vs_above is not None and self.p_vs_above >= ALPHA
+
+    @property
+    def reported(self) -> Reported | None:
+        """The published number for this board's threat model and radius, from the board run's metadata."""
+        threat = self.primary.threat_model
+        for entry in self.primary.metadata.reported:
+            if entry.threat_model == threat.name and math.isclose(entry.eps, threat.eps, rel_tol=1e-9):
+                return entry
+        return None
+
+    def below_reported_p(self) -> float | None:
+        """One-sided exact binomial p-value of the best-known robust count against the reported accuracy."""
+        reported = self.reported
+        return None if reported is None else below_reported_p(int(self.robust.sum()), self.n, reported.robust_accuracy)
+
+    @property
+    def significantly_below_reported(self) -> bool:
+        p = self.below_reported_p()
+        return p is not None and p < ALPHA
 
     def reliability_flags(self) -> list[str]:
         """Reasons to doubt the number, from any run (shown with ⚠)."""
