@@ -61,12 +61,29 @@ class _Defended(nn.Module):
         return self.head(self.model(self.preprocess(x)))
 
 
-class Quantized(_Defended):
+class _WithoutPreprocessing(nn.Module):
+    def __init__(self, defence: _Defended):
+        super().__init__()
+        self.defence = defence
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.defence.head(self.defence.model(x))
+
+
+class _Preprocessed(_Defended):
+    """A defence by input preprocessing; like a plugin would, it exposes the network behind it (the convention of
+    the ``transfer`` attack's ``self-without-preprocessing`` surrogate)."""
+
+    def without_preprocessing(self) -> nn.Module:
+        return _WithoutPreprocessing(self)
+
+
+class Quantized(_Preprocessed):
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         return torch.round(x * QUANTIZATION_LEVELS) / QUANTIZATION_LEVELS
 
 
-class Opened(_Defended):
+class Opened(_Preprocessed):
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """A 3x3 morphological opening (erode, then dilate) on a detached copy: what autograd sees of a filter
         run in another library. (A median filter is the classic, but ten times slower to run Square through.)"""
@@ -74,7 +91,7 @@ class Opened(_Defended):
         return F.max_pool2d(eroded, 3, stride=1, padding=1)
 
 
-class RandomPhase(_Defended):
+class RandomPhase(_Preprocessed):
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         phase = torch.rand(x.shape, device=x.device, dtype=x.dtype) * (2 * math.pi)
         return x + PHASE_AMPLITUDE / PHASE_FREQUENCY * torch.sin(PHASE_FREQUENCY * x + phase)
