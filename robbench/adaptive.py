@@ -127,3 +127,22 @@ def round_plan(flags: Iterable[str], norm: Norm, round_number: int) -> list[Esca
 def addressed_flags(escalation: Escalation, flags: Iterable[str]) -> list[str]:
     """The flags among ``flags`` that name ``escalation``."""
     return [code for code in escalated_flags(flags) if escalation in ESCALATIONS[code]]
+
+
+def escalation_table() -> str:
+    """``ESCALATIONS`` as docs/adaptive.md shows it (a test keeps the two equal): flag -> escalations, then each
+    escalation's growth and why."""
+    def name(escalation: Escalation) -> str:
+        only = "" if len(escalation.norms) == 2 else f" ({escalation.norms[0]} only)"
+        return f"`{escalation.spec()}`{only}"
+
+    rows = ["| flag | escalations, in run order |", "|---|---|"]
+    rows += [f"| `{code}` | {', '.join(name(e) for e in escalations)} |" for code, escalations in ESCALATIONS.items()]
+    rows += ["", "| escalation | each later round | why |", "|---|---|---|"]
+    distinct: list[Escalation] = []
+    for escalation in (e for escalations in ESCALATIONS.values() for e in escalations):
+        if escalation not in distinct:
+            distinct.append(escalation)
+            grows = f"`{escalation.grows}` doubled" if escalation.grows else "not run again"
+            rows.append(f"| {name(escalation)} | {grows} | {escalation.why} |")
+    return "\n".join(rows)

@@ -15,7 +15,7 @@ from .errors import AttackBugError, RobbenchError
 from .formats import percent
 from .terminal import (
     batch_size_option, comma_separated, console, err_console, fit_output, floats, ints, progress_bars, subcommands,
-    threads_option,
+    adaptive_budget, adaptive_options, threads_option,
 )
 
 #: a message longer than this is cut: the promise is one line, whatever a value expands to
@@ -63,7 +63,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         records = evaluate(
             args.model_yaml, threat_models=args.threat_model, attacks=attacks, n_examples=args.n_examples,
             batch_size=args.batch_size, device=args.device, seed=args.seed, eps=args.eps, data_dir=args.data_dir,
-            progress=progress, results_dir=args.results_dir,
+            progress=progress, results_dir=args.results_dir, adaptive=adaptive_budget(args),
         )
     from .distributed import is_main_process
 
@@ -75,21 +75,35 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     paths = []
     for record in records:
         path = record_path(Path(args.results_dir), record)
+        paths.append(path)
+        if record.config.escalation is not None:
+            continue
         attack_cells = [percent(record.attack_accuracy(a)) for a in attacks]
         eps = f"{record.threat_model.eps:g}" + ("" if record.threat_model.standard else " (non-standard)")
         table.add_row(
             record.threat_model.name, eps, percent(record.clean_accuracy), *attack_cells,
             percent(record.robust_accuracy), f"{record.wall_time_s:.0f}",
         )
-        paths.append(path)
         for note in record.notes:
             err_console.print(f"note: {note}")
         for flag in record.flags:
             err_console.print(f"flag {flag.code}: {flag.message}", highlight=False, markup=False, soft_wrap=True)
     console.print(table)
+    for record in records:
+        if record.config.escalation is not None:
+            console.print(escalation_line(record), highlight=False)
     for path in paths:
         console.print(f"wrote {path}", highlight=False)
     return 0
+
+
+def escalation_line(record) -> str:
+    """``escalation round 1 (masked-gradients), rays: broke 12 of 107 left; robust 9.50 %``."""
+    escalation, [attack] = record.config.escalation, record.attacks
+    left = attack.stages[0].n_attacked
+    broken = sum(stage.n_broken for stage in attack.stages)
+    return (f"escalation round {escalation.round} ({', '.join(escalation.flags)}), {attack.name}: broke {broken} of "
+            f"{left} left in {record.wall_time_s:.0f} s; robust {percent(record.robust_accuracy)} %")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -256,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--results-dir", default="results", help="records go to DIR/<dataset>/<threat-model>/<name>/<run>.json (default: results)")
     evaluate.add_argument("--data-dir", default=None, help="DIR/<dataset>/ holds the dataset files")
     threads_option(evaluate)
+    adaptive_options(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     verify = sub.add_parser(

@@ -9,7 +9,10 @@ from rich.table import Table
 
 from .config import DEFAULT_N_EXAMPLES
 from .errors import quoted
-from .terminal import batch_size_option, comma_separated, console, err_console, progress_bars, subcommands, threads_option
+from .terminal import (
+    adaptive_budget, adaptive_options, batch_size_option, comma_separated, console, err_console, progress_bars, subcommands,
+    threads_option,
+)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -49,6 +52,7 @@ def cmd_queue_run(args: argparse.Namespace) -> int:
         for request in run(
             Path(args.queue_dir), Path(args.results_dir), attacks=attacks, n_examples=args.n_examples,
             batch_size=args.batch_size, device=args.device, seed=args.seed, data_dir=args.data_dir, progress=progress,
+            adaptive=adaptive_budget(args),
         ):
             failed += request.status == "FAILED"
             detail = request.reason if request.status == "FAILED" else ", ".join(request.results)
@@ -117,6 +121,7 @@ def add_hub_commands(sub: argparse._SubParsersAction) -> None:
     queue_run.add_argument("--results-dir", default="results", help="where the records go (default: results)")
     queue_run.add_argument("--data-dir", default=None, help="DIR/<dataset>/ holds the dataset files")
     threads_option(queue_run)
+    adaptive_options(queue_run)
     queue_run.set_defaults(func=cmd_queue_run)
     queue_status = queue_sub.add_parser("status", help="show every request and its status")
     queue_status.set_defaults(func=cmd_queue_status)

@@ -25,6 +25,7 @@ from .ownership import conflicting_owner, same_owner
 from .results import atomic_write_text, make_dirs
 
 if TYPE_CHECKING:
+    from .adaptive import Budget
     from .evaluation import ProgressFactory
 
 Status = Literal["PENDING", "RUNNING", "FINISHED", "FAILED"]
@@ -162,10 +163,12 @@ def run(
     seed: int,
     data_dir: str | None = None,
     progress: ProgressFactory | None = None,
+    adaptive: Budget | None = None,
 ) -> Iterator[Request]:
     """Evaluate PENDING requests (and RUNNING ones a crash left) one by one; yield each as it ends.
 
-    Every option is checked first: a bad one changes no request.
+    Every option is checked first: a bad one changes no request. ``adaptive``: each request's
+    escalations too (``robbench.adaptive``); its records are among the request's results.
     """
     from .config import ModelSpec
     from .data import check_hub_params
@@ -197,7 +200,7 @@ def run(
                 records = evaluate(
                     spec, threat_models=[request.threat_model], eps=request.eps, attacks=attacks,
                     n_examples=n_examples, batch_size=batch_size, device=device, seed=seed, data_dir=data_dir,
-                    progress=progress, results_dir=results_dir,  # saves progress: a crashed run's rerun continues it
+                    progress=progress, results_dir=results_dir, adaptive=adaptive,  # saves progress: a crashed run's rerun continues it
                 )
                 paths = [record_path(results_dir, record) for record in records]
             except Exception as exc:  # one bad submission must not stop the queue; the reason is kept

@@ -101,6 +101,23 @@ def threads_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def adaptive_options(parser: argparse.ArgumentParser) -> None:
+    """``--adaptive`` and its budget, on ``evaluate`` and ``queue run`` (see docs/adaptive.md)."""
+    parser.add_argument("--adaptive", action="store_true",
+                        help="after pgd,autoattack, the escalations each fired reliability flag calls for (docs/adaptive.md)")
+    parser.add_argument("--adaptive-rounds", type=int, default=3, metavar="N",
+                        help="at most N rounds of escalations (default: 3)")
+    parser.add_argument("--adaptive-seconds", type=float, default=None, metavar="S",
+                        help="start no escalation after S seconds of escalations (default: no limit)")
+
+
+def adaptive_budget(args: argparse.Namespace):
+    """The ``--adaptive`` budget (``robbench.adaptive.Budget``), or None without ``--adaptive``."""
+    from .adaptive import Budget
+
+    return Budget(rounds=args.adaptive_rounds, seconds=args.adaptive_seconds) if args.adaptive else None
+
+
 def subcommands(parser: argparse.ArgumentParser, command: str) -> argparse._SubParsersAction:
     """Sub-parsers whose absence is reported in words: ``robbench queue: error: missing sub-command: add, run or status``."""
     sub = parser.add_subparsers(dest=f"{command}_command", title="sub-commands", metavar="SUB-COMMAND")
