@@ -101,3 +101,86 @@ def test_committed_records_keep_their_run_ids():
     """RunConfig.escalation is left out of the key when absent: every committed record's file is named by its key."""
     for path in sorted((REPO / "results").rglob("*.json")):
         assert read_record(path).config.run_id == path.stem, path
+
+
+# --------------------------------------------------------------------------------------------
+# end to end: the test defences (tests/defences.py) and an honest model
+
+N_EXAMPLES = 200
+
+
+@pytest.fixture(scope="module")
+def linear_model(single_thread):
+    from .helpers import fit_linear_fashion_mnist
+
+    return fit_linear_fashion_mnist()
+
+
+@pytest.fixture(scope="module")
+def test_examples():
+    from robbench import load_dataset
+
+    return load_dataset("fashion-mnist", n=N_EXAMPLES)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("name", ["test-quantized", "test-opened", "test-random-phase", "test-saturating"])
+def test_adaptive_comes_within_two_points_of_the_attack_written_for_the_defence(name, linear_model, test_examples, tmp_path):
+    from robbench.pipeline import evaluate
+    from robbench.threat_models import linf
+
+    from . import defences
+    from .helpers import write_submission
+
+    defences.register()
+    model = defences.defended(name, linear_model)
+    submission = write_submission(tmp_path / name, name, name, model.state_dict())
+    records = evaluate(submission, threat_models="linf", n_examples=N_EXAMPLES, device="cpu", adaptive=Budget(),
+                       results_dir=tmp_path / "results")
+    [entry], problems = board_entries(records)
+    x, y = test_examples
+    reference = float(defences.reference_robust(name, model, x, y, linf(0.1)).float().mean())
+    protocol = records[0]
+    assert problems == [] and protocol.config.escalation is None and len(records) > 1
+    assert protocol.attack_accuracy("pgd") > reference + 0.2  # the defence fools gradient attacks
+    assert entry.robust_accuracy <= reference + 0.02, (
+        f"{name}: protocol {protocol.robust_accuracy}, adaptive {entry.robust_accuracy}, reference {reference}"
+    )
+    if name != "test-random-phase":  # a randomized model's break need not repeat on another draw
+        from robbench.verify import verify_record
+
+        for record in records[1:]:
+            file = tmp_path / "results" / record.relative_path()
+            assert verify_record(file, submission).ok
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_escalations_cannot_push_an_honest_model_below_its_exact_robust_accuracy(linear_model, test_examples, tmp_path):
+    """A linear model's L-inf robust accuracy is exact (tests/helpers.exact_linf_robust): every escalation runs on
+    it (its stored protocol record given every flag) and the best-known number must not fall below the truth."""
+    import json
+
+    from robbench.pipeline import evaluate
+
+    from .helpers import exact_linf_robust, write_submission
+
+    submission = write_submission(tmp_path / "linear", "fmnist-linear", "linear", linear_model.state_dict())
+    results = tmp_path / "results"
+    [protocol] = evaluate(submission, threat_models="linf", n_examples=N_EXAMPLES, device="cpu", results_dir=results)
+    stored = results / protocol.relative_path()
+    data = json.loads(stored.read_text())
+    data["flags"] = [{"code": code, "message": "injected by the test"} for code in ESCALATIONS]
+    stored.write_text(json.dumps(data))
+    records = evaluate(submission, threat_models="linf", n_examples=N_EXAMPLES, device="cpu", adaptive=Budget(rounds=2),
+                       results_dir=results)
+    assert records[0].config.run_id == protocol.config.run_id  # continued, not run again
+    escalations = records[1:]
+    assert {r.attacks[0].name for r in escalations} >= {"apgd", "rays", "square"}
+    x, y = test_examples
+    weight, bias = linear_model[1].weight.detach(), linear_model[1].bias.detach()
+    exact = int(exact_linf_robust(weight, bias, x, y, 0.1).sum()) / N_EXAMPLES
+    [entry], _ = board_entries(records)
+    assert entry.robust_accuracy >= exact
+    assert entry.robust_accuracy == protocol.robust_accuracy == exact  # AutoAttack already finds the truth here
