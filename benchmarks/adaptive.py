@@ -28,7 +28,7 @@ OUT = HERE / "adaptive"
 
 def measure(model_name: str, n: int, threads: int) -> dict:
     from robbench.adaptive import ESCALATIONS
-    from robbench.attacks import AttackContext, create_attack
+    from robbench.attacks import AttackRules, create_attack
     from robbench.errors import RobbenchError
     from robbench.evaluation import run_attacks
     from robbench.loader import load_submission
@@ -43,12 +43,11 @@ def measure(model_name: str, n: int, threads: int) -> dict:
             distinct.append(escalation)
     rows = []
     for threat in loaded.dataset.threat_models:
-        context = AttackContext(loaded.model, threat, loaded.dataset.value_range, loaded.dataset.num_classes, 0,
-                                torch.device("cpu"))
+        rules = AttackRules.for_dataset(loaded.dataset, threat)
 
         def timed(attack, earlier=None):
             started = time.process_time()
-            outcome = run_attacks(loaded.model, x, y, attacks=[attack], batch_size=n, context=context, earlier=earlier)
+            outcome = run_attacks(loaded.model, x, y, rules=rules, attacks=[attack], batch_size=n, earlier=earlier)
             return outcome, time.process_time() - started
 
         protocol, autoattack_s = timed(create_attack("autoattack"))
@@ -65,7 +64,7 @@ def measure(model_name: str, n: int, threads: int) -> dict:
                 row = {"threat": threat.slug, "escalation": escalation.spec(round_number), "round": round_number,
                        "attacked": survivors}
                 try:
-                    attack.stages(context)
+                    attack.stages(loaded.model, rules)
                 except RobbenchError as exc:
                     rows.append({**row, "skipped": str(exc)})
                     continue

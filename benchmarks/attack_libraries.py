@@ -66,13 +66,12 @@ def run_one(name: str, attack: Callable[[QueryCounter], torch.Tensor], model: nn
 
 def robbench_stage(attack_name: str, options: dict, norm: str, eps: float):
     """robbench's attack ``attack_name`` as one stage on the batch (what ``evaluate`` runs per batch)."""
-    from robbench.attacks import AttackContext, create_attack
+    from robbench.attacks import AttackRules, create_attack
     from robbench.threat_models import ThreatModel
 
     def attack(counter: QueryCounter, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         threat = ThreatModel(name="bench", norm=norm, eps=eps)
-        context = AttackContext(counter, threat, (0.0, 1.0), 10, 0, torch.device("cpu"))
-        (stage,) = create_attack(attack_name, **options).stages(context)
+        (stage,) = create_attack(attack_name, **options).stages(counter, AttackRules(threat, (0.0, 1.0), 10))
         return stage.run(x, y, 0)
 
     return attack
@@ -128,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         q = args.square_queries
         add("square", "Linf", args.linf, f"robbench square (pyautoattack, {q} queries)",
             lambda m: robbench_stage("square", {"queries": q}, "Linf", args.linf)(m, x, y))
-        add("square", "Linf", args.linf, f"torchattacks Square ({q} queries)",
+        add("square", "Linf", args.linf, f"robbench square (pyautoattack, {q} queries, rescale_schedule)",
+            lambda m: robbench_stage("square", {"queries": q, "rescale_schedule": True}, "Linf", args.linf)(m, x, y))
+        add("square", "Linf", args.linf, f"torchattacks Square ({q} queries, its default rescaled schedule)",
             lambda m: torchattacks.Square(m, norm="Linf", eps=args.linf, n_queries=q, n_restarts=1, p_init=0.8, seed=0)(x, y))
     if "hopskipjump" in only:
         q = args.decision_queries
@@ -154,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         "versions": _library_versions(),
     }
     OUT.mkdir(exist_ok=True)
-    (OUT / f"{args.label}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    path = OUT / f"{args.label}.json"
+    if path.is_file():  # a run of some groups (--only) replaces their rows and keeps the others
+        rerun = {row["group"] for row in rows}
+        result["rows"] = [row for row in json.loads(path.read_text(encoding="utf-8"))["rows"] if row["group"] not in rerun] + rows
+    path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     from .run import write_report
 
     write_report()

@@ -32,7 +32,7 @@ def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int):
 def pgd(case: Case, device: torch.device, *, n: int, batch_size: int, steps: int, repeats: int) -> dict:
     import torchattacks
 
-    from robbench.attacks import derive_seed
+    from robbench.attacks import AttackRules, derive_seed
     from robbench.attacks.pgd import PGDAttack, pgd_perturb
     from robbench.evaluation import run_attacks
 
@@ -52,10 +52,8 @@ def pgd(case: Case, device: torch.device, *, n: int, batch_size: int, steps: int
         seed = seeds["robbench"]
         seeds["robbench"] += 1
         with counting(model) as counts:
-            seconds, outcome = timed(device, lambda: run_attacks(
-                model, x, y, threat=threat, value_range=case.dataset.value_range, num_classes=case.dataset.num_classes,
-                attacks=[attack], batch_size=batch_size, device=device, seed=seed,
-            ))
+            rules = AttackRules.for_dataset(case.dataset, threat, seed=seed, device=device)
+            seconds, outcome = timed(device, lambda: run_attacks(model, x, y, rules=rules, attacks=[attack], batch_size=batch_size))
         return {"seconds": seconds, "grad_evals": counts.grad, "forward_only": counts.forward_only,
                 "clean_accuracy": outcome.clean_accuracy, "robust_accuracy": outcome.robust_accuracy,
                 "robust_mask": outcome.robust_mask.cpu()}

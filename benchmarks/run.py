@@ -236,7 +236,7 @@ def write_report(out_dir: Path = RESULTS) -> Path:
     from .adaptive import report_section as adaptive_section
     from .attack_libraries import report_section
 
-    sections += report_section()
+    sections += report_section(out_dir.parent / "libraries")
     sections += adaptive_section()
     analysis = HERE / "analysis.md"
     text = "\n".join([

@@ -6,20 +6,23 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import TYPE_CHECKING, NoReturn, Sequence
 
 from rich.table import Table
 
-from .config import DEFAULT_N_EXAMPLES
 from .errors import AttackBugError, RobbenchError
 from .formats import percent
 from .terminal import (
-    batch_size_option, comma_separated, console, err_console, fit_output, floats, ints, progress_bars, subcommands,
-    adaptive_budget, adaptive_options, threads_option,
+    add_run_flags, console, err_console, fit_output, floats, ints, progress_bars, run_options, subcommands,
 )
+
+if TYPE_CHECKING:
+    from .results import EvalRecord
 
 #: a message longer than this is cut: the promise is one line, whatever a value expands to
 MESSAGE_LIMIT = 1000
+#: ``sample-size --device``'s default: the preset's device
+PRESET = "preset"
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -58,13 +61,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .pipeline import evaluate
     from .results import record_path
 
-    attacks = comma_separated(args.attacks, "--attacks", example="pgd,autoattack")
+    options = run_options(args)
+    attacks = [request.name for request in options.attacks]
     with progress_bars() as progress:
-        records = evaluate(
-            args.model_yaml, threat_models=args.threat_model, attacks=attacks, n_examples=args.n_examples,
-            batch_size=args.batch_size, device=args.device, seed=args.seed, eps=args.eps, data_dir=args.data_dir,
-            progress=progress, results_dir=args.results_dir, adaptive=adaptive_budget(args),
-        )
+        records = evaluate(args.model_yaml, options, threat_models=args.threat_model, eps=args.eps, progress=progress)
     from .distributed import is_main_process
 
     if not is_main_process():  # under torchrun, rank 0 wrote the records and prints them
@@ -74,7 +74,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         table.add_column(column, justify="right")
     paths = []
     for record in records:
-        path = record_path(Path(args.results_dir), record)
+        path = record_path(options.results_dir, record)
         paths.append(path)
         if record.config.escalation is not None:
             continue
@@ -97,7 +97,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def escalation_line(record) -> str:
+def escalation_line(record: EvalRecord) -> str:
     """``escalation round 1 (masked-gradients), rays: broke 12 of 107 left; robust 9.50 %``."""
     escalation, [attack] = record.config.escalation, record.attacks
     left = attack.stages[0].n_attacked
@@ -207,7 +207,7 @@ def cmd_tradeoff(args: argparse.Namespace) -> int:
     config = TradeoffConfig(
         d=args.d, p=args.p, eta=args.eta, n_train=args.n_train, n_test=args.n_test,
         train_eps=floats(args.train_eps, "--train-eps"), steps=args.steps, lr=args.lr,
-        attacks=comma_separated(args.attacks, "--attacks", example="pgd or pgd,autoattack"),
+        attacks=args.attacks,
         bound_ps=floats(args.bound_p, "--bound-p"), bound_standards=floats(args.bound_standard, "--bound-standard"),
         seed=args.seed, device=args.device,
     )
@@ -221,7 +221,8 @@ def cmd_sample_size(args: argparse.Namespace) -> int:
     config = SampleSizeConfig.from_preset(
         args.preset, sizes=ints(args.sizes, "--sizes") if args.sizes else None,
         eps=floats(args.eps, "--eps") if args.eps else None, steps=args.steps, batch_size=args.batch_size,
-        attack_steps=args.attack_steps, robust_examples=args.robust_examples, repeats=args.repeats, device=args.device,
+        attack_steps=args.attack_steps, robust_examples=args.robust_examples, repeats=args.repeats,
+        device=None if args.device == PRESET else args.device,
         workers=args.workers, architecture=args.architecture, lr=args.lr, seed=args.seed, data_dir=args.data_dir,
     )
     result = run(config, log=lambda entry: err_console.print(sample_size_page.run_line(entry), highlight=False))
@@ -257,20 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="clean and robust accuracy of a model.yaml submission")
     evaluate.add_argument("model_yaml", help="a model.yaml, a committed submission's name, or hf://ORG/REPO@REVISION[/PATH]")
     evaluate.add_argument("--threat-model", default="all", help="a threat model name, or 'all' (default)")
-    evaluate.add_argument("--attacks", default="pgd,autoattack", help="comma-separated, run in order (default: pgd,autoattack)")
-    evaluate.add_argument(
-        "--n-examples", type=int, default=DEFAULT_N_EXAMPLES,
-        help=f"first N test examples (default: {DEFAULT_N_EXAMPLES}, so pgd+autoattack of a robust small model fits "
-             "10 minutes on 2 CPU cores; a leaderboard entry uses 10000)",
-    )
-    batch_size_option(evaluate)
-    evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of every random step (default: 0)")
     evaluate.add_argument("--eps", type=float, default=None, help="evaluate at another radius (non-standard)")
-    evaluate.add_argument("--results-dir", default="results", help="records go to DIR/<dataset>/<threat-model>/<name>/<run>.json (default: results)")
-    evaluate.add_argument("--data-dir", default=None, help="DIR/<dataset>/ holds the dataset files")
-    threads_option(evaluate)
-    adaptive_options(evaluate)
+    add_run_flags(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     verify = sub.add_parser(
@@ -280,22 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--model", default=None, metavar="MODEL_YAML",
                         help="the submission (default: the model.yaml under --submissions-dir with the record's name)")
     verify.add_argument("--submissions-dir", default="submissions", help="where to look for the model.yaml, as DIR/<dataset>/<folder>/model.yaml (default: submissions)")
-    verify.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    verify.add_argument("--data-dir", default=None, help="DIR/<dataset>/ holds the dataset files")
-    threads_option(verify)
+    add_run_flags(verify, ("device", "data_dir", "threads"))
     verify.set_defaults(func=cmd_verify)
 
     train = sub.add_parser("train", help="train a reference baseline from a train.yaml")
     train.add_argument("config", help="a train.yaml")
     train.add_argument("--out", default=None, help="output folder (default: runs/<name>)")
-    train.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    train.add_argument("--data-dir", default=None, help="DIR/<dataset>/ holds the dataset files")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out where it stopped")
-    threads_option(train)
+    add_run_flags(train, ("device", "data_dir", "threads"))
     train.set_defaults(func=cmd_train)
 
     board = sub.add_parser("leaderboard", help="render the leaderboards (markdown pages, plots and a static website under OUT/site) from the results")
-    board.add_argument("--results-dir", default="results", help="the records to render (default: results)")
+    add_run_flags(board, ("results_dir",))
     board.add_argument("--out", default="leaderboards", help="where the boards go; the website goes to OUT/site (default: leaderboards)")
     board.add_argument("--from-hub", default=None, metavar="ORG/NAME@REVISION",
                        help="render the records `robbench publish` put in this hub dataset repo, at this revision, instead of --results-dir")
@@ -312,14 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     tradeoff.add_argument("--train-eps", default="0,0.5,1,1.5,2", help="training radii in multiples of eta; 0 is standard training")
     tradeoff.add_argument("--steps", type=int, default=200, help="full-batch Adam steps per trained model (default: 200)")
     tradeoff.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default: 0.05)")
-    tradeoff.add_argument("--attacks", default="pgd", help="comma-separated, run in order at eps = 2·eta (default: pgd)")
     tradeoff.add_argument("--bound-p", default="0.9,0.95", help="p values for the bound table")
     tradeoff.add_argument("--bound-standard", default="0.9,0.95,0.99", help="standard accuracies for the bound table")
-    tradeoff.add_argument("--seed", type=int, default=0, help="seed of every random step (default: 0)")
-    tradeoff.add_argument("--device", default="cpu", help="cpu (default), auto or cuda")
     tradeoff.add_argument("--out", default="leaderboards/reports/tradeoff.md", help="markdown report; the PNG goes next to it")
     tradeoff.add_argument("--json", default=None, metavar="PATH", help="also write every number as JSON")
-    threads_option(tradeoff)
+    add_run_flags(tradeoff, ("attacks", "seed", "device", "threads"), attacks="pgd", device="cpu")  # run at eps = 2·eta
     tradeoff.set_defaults(func=cmd_tradeoff)
 
     add_hub_commands(sub)
@@ -340,11 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--repeats", type=int, default=None, help="models per cell, with different seeds (averaged)")
     sample.add_argument("--architecture", default="small-cnn", help="a registered architecture (default: small-cnn)")
     sample.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default: 0.05)")
-    sample.add_argument("--seed", type=int, default=0, help="seed of every random step (default: 0)")
-    sample.add_argument("--device", default=None, help="cpu, auto or cuda (default: the preset's)")
     sample.add_argument("--workers", type=int, default=None,
                         help="on the CPU: models trained side by side, one thread each (default: 2); the numbers do not depend on it")
-    sample.add_argument("--data-dir", default=None, help="DIR/fashion-mnist/ holds the dataset files")
+    add_run_flags(sample, ("seed", "device", "data_dir"), device=PRESET)
     sample.add_argument("--out", default="leaderboards/reports/sample-size.md", help="markdown report; PNG and JSON go next to it")
     sample.add_argument("--json", default=None, metavar="PATH", help="the JSON (default: next to --out)")
     sample.set_defaults(func=cmd_sample_size)  # no --threads: each model trains on one thread, so numbers never depend on it
@@ -362,12 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="judge model (default: a standard small-cnn trained on test images --holdout..end)")
     explain.add_argument("--judge-steps", type=int, default=1500, help="training steps of the default judge (default: 1500)")
     explain.add_argument("--holdout", type=int, default=2000, help="explained images come from test[:H], the judge trains on test[H:]")
-    explain.add_argument("--seed", type=int, default=0, help="seed of every random step (default: 0)")
-    explain.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    explain.add_argument("--data-dir", default=None, help="DIR/fashion-mnist/ holds the dataset files")
     explain.add_argument("--out", default="leaderboards/reports/explain.md", help="markdown page; the PNGs go next to it")
     explain.add_argument("--json", default=None, metavar="PATH", help="also write every number as JSON")
-    threads_option(explain)
+    add_run_flags(explain, ("seed", "device", "data_dir", "threads"))
     explain.set_defaults(func=cmd_explain)
     return parser
 

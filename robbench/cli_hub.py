@@ -7,12 +7,8 @@ from pathlib import Path
 
 from rich.table import Table
 
-from .config import DEFAULT_N_EXAMPLES
 from .errors import quoted
-from .terminal import (
-    adaptive_budget, adaptive_options, batch_size_option, comma_separated, console, err_console, progress_bars, subcommands,
-    threads_option,
-)
+from .terminal import add_run_flags, console, err_console, progress_bars, run_options, subcommands
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -46,14 +42,10 @@ def cmd_queue_add(args: argparse.Namespace) -> int:
 def cmd_queue_run(args: argparse.Namespace) -> int:
     from .evaluation_queue import run
 
-    attacks = comma_separated(args.attacks, "--attacks", example="pgd,autoattack")
+    options = run_options(args)
     failed = 0
     with progress_bars() as progress:
-        for request in run(
-            Path(args.queue_dir), Path(args.results_dir), attacks=attacks, n_examples=args.n_examples,
-            batch_size=args.batch_size, device=args.device, seed=args.seed, data_dir=args.data_dir, progress=progress,
-            adaptive=adaptive_budget(args),
-        ):
+        for request in run(Path(args.queue_dir), options, progress=progress):
             failed += request.status == "FAILED"
             detail = request.reason if request.status == "FAILED" else ", ".join(request.results)
             console.print(f"{request.status} {request.id}: {detail}", highlight=False, markup=False, soft_wrap=True)
@@ -92,12 +84,12 @@ def add_hub_commands(sub: argparse._SubParsersAction) -> None:
     submit.add_argument("--repo", required=True, help="hub model repo ORG/NAME (created if need be)")
     submit.add_argument("--private", action="store_true", help="create the repo private")
     submit.add_argument("--license", default="unknown", help="the weights' license for the model card, a Hub license id such as mit (default: unknown)")
-    submit.add_argument("--results-dir", default="results", help="where `robbench evaluate` wrote the model's results")
+    add_run_flags(submit, ("results_dir",))  # where `robbench evaluate` wrote the model's records
     submit.set_defaults(func=cmd_submit)
 
     publish = sub.add_parser("publish", help="upload the result records (and a rendered site) to a Hub dataset repo, in one commit")
     publish.add_argument("--repo", required=True, help="hub dataset repo ORG/NAME (created if need be)")
-    publish.add_argument("--results-dir", default="results", help="the records to publish (default: results)")
+    add_run_flags(publish, ("results_dir",))  # the records to publish
     publish.add_argument("--site", default=None, metavar="DIR", help="also publish this rendered site folder, under site/")
     publish.add_argument("--private", action="store_true", help="create the repo private")
     publish.set_defaults(func=cmd_publish)
@@ -108,20 +100,10 @@ def add_hub_commands(sub: argparse._SubParsersAction) -> None:
     queue_add.add_argument("checkpoint", help="the model's weights or repo, pinned: hf://ORG/REPO@REVISION[/PATH.safetensors]")
     queue_add.add_argument("--threat-model", default=None, help="one threat model (default: the model's, else the dataset's)")
     queue_add.add_argument("--eps", type=float, default=None, help="another radius (non-standard); needs --threat-model")
-    queue_add.add_argument("--results-dir", default="results",
-                           help="the records whose names are taken (default: results); a name belongs to one source")
+    add_run_flags(queue_add, ("results_dir",))  # the records whose names are taken: a name belongs to one source
     queue_add.set_defaults(func=cmd_queue_add)
     queue_run = queue_sub.add_parser("run", help="evaluate pending requests one by one, writing results")
-    queue_run.add_argument("--attacks", default="pgd,autoattack", help="comma-separated, run in order (default: pgd,autoattack)")
-    queue_run.add_argument("--n-examples", type=int, default=DEFAULT_N_EXAMPLES,
-                           help=f"first N test examples (default: {DEFAULT_N_EXAMPLES}; 10000 for a leaderboard entry)")
-    batch_size_option(queue_run)
-    queue_run.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    queue_run.add_argument("--seed", type=int, default=0, help="seed of every random step (default: 0)")
-    queue_run.add_argument("--results-dir", default="results", help="where the records go (default: results)")
-    queue_run.add_argument("--data-dir", default=None, help="DIR/<dataset>/ holds the dataset files")
-    threads_option(queue_run)
-    adaptive_options(queue_run)
+    add_run_flags(queue_run)
     queue_run.set_defaults(func=cmd_queue_run)
     queue_status = queue_sub.add_parser("status", help="show every request and its status")
     queue_status.set_defaults(func=cmd_queue_status)

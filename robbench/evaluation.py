@@ -15,18 +15,17 @@ record. This module is the engine only; ``robbench.pipeline`` turns a submission
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from . import distributed
-from .attacks import Attack, AttackContext, Stage, derive_seed
+from .attacks import Attack, AttackRules, Stage, derive_seed
 from .attacks.verify import verified_successes
 from .errors import RobbenchError, exception_summary
 from .evidence import AttackResult, Evidence
 from .progress_state import Found, Position, StateFile, alive_at, fresh_status
-from .threat_models import ThreatModel
 
 #: ``progress(description, total)`` returns ``advance(n)``; the CLI passes rich progress bars
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -175,51 +174,41 @@ def run_attacks(
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    attacks: list[Attack],
+    rules: AttackRules,
+    attacks: Sequence[Attack],
     batch_size: int,
-    context: AttackContext | None = None,
-    threat: ThreatModel | None = None,
-    value_range: tuple[float, float] | None = None,
-    num_classes: int | None = None,
-    device: torch.device | None = None,
-    seed: int = 0,
     progress: ProgressFactory | None = None,
     state: StateFile | None = None,
     earlier: torch.Tensor | None = None,
 ) -> Outcome:
-    """Clean pass, then every stage of every attack on the survivors; resumes from ``state`` when it fits.
+    """Clean pass, then every stage of every attack on ``model``'s survivors; resumes from ``state`` when it fits.
+
+    ``rules`` are the run's (threat model, value range, classes, seed, device): what ``robbench.pipeline``
+    builds once per threat model and records. ``attacks=[]`` is a clean pass alone.
 
     ``earlier``: per example, broken by a run this one continues (an escalation, ``robbench.adaptive``);
     such an example, if classified correctly, is marked ``EARLIER`` and not attacked.
-
-    The rules of the game come as one ``context`` (what ``robbench.pipeline`` builds once per run and
-    records), or, for callers without one, as ``threat``, ``value_range``, ``num_classes``, ``device``
-    and ``seed``.
     """
-    if context is None:
-        if threat is None or num_classes is None or device is None:
-            raise TypeError("run_attacks needs a context, or threat, num_classes and device")
-        context = AttackContext(model, threat, value_range, num_classes, seed, device)
     progress = progress or _no_progress
     notes = ensure_eval_mode(model)
     n = x.shape[0]
     if n == 0:
         raise RobbenchError("no examples to evaluate; pass a positive number of examples")
-    device = context.device
+    device = rules.device
     try:
         predictions = distributed.world().all_predictions(
-            lambda a, b: predict(model, x[a:b], batch_size, device, context.num_classes), n, batch_size)
+            lambda a, b: predict(model, x[a:b], batch_size, device, rules.num_classes), n, batch_size)
     except torch.OutOfMemoryError as exc:
         raise _out_of_memory(device, f"classifying batches of {batch_size}", batch_size) from exc
     correct = predictions == y
-    plan = [(attack, stage) for attack in attacks for stage in attack.stages(context)]
+    plan = [(attack, stage) for attack in attacks for stage in attack.stages(model, rules)]
     resumed = distributed.world().from_main(state.load(correct, len(plan)) if state is not None and distributed.is_main_process() else None)
     status, position, found = resumed or (fresh_status(correct, earlier), Position(0, 0), Found())
     for number, (attack, stage) in enumerate(plan):
         if number >= position.stage:
             first_batch = position.batch if number == position.stage else 0
             try:
-                _run_stage(number, attack, stage, first_batch, status, found, x, y, context, batch_size, progress, state)
+                _run_stage(number, attack, stage, first_batch, status, found, model, x, y, rules, batch_size, progress, state)
             except torch.OutOfMemoryError as exc:
                 raise _out_of_memory(device, f"in {attack.name}: {stage.name} with batches of {batch_size}", batch_size) from exc
     evidence = Evidence.from_codes(status.numpy(), [f"{attack.name}/{stage.name}" for attack, stage in plan])
@@ -235,7 +224,7 @@ def _out_of_memory(device: torch.device, doing: str, batch_size: int) -> Robbenc
 
 def _run_stage(
     number: int, attack: Attack, stage: Stage, first_batch: int, status: torch.Tensor, found: Found,
-    x: torch.Tensor, y: torch.Tensor, context: AttackContext, batch_size: int, progress: ProgressFactory,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, rules: AttackRules, batch_size: int, progress: ProgressFactory,
     state: StateFile | None,
 ) -> None:
     """Stage ``number`` (in run order) on its survivors, from ``first_batch``; marks what it broke in
@@ -257,13 +246,13 @@ def _run_stage(
                 shown[0] += step
 
         if world.owns(batch_number - first_batch):
-            x_batch, y_batch = x[index].to(context.device), y[index].to(context.device)
-            batch_seed = derive_seed(context.seed, attack.name, stage.name, int(index[0]))
+            x_batch, y_batch = x[index].to(rules.device), y[index].to(rules.device)
+            batch_seed = derive_seed(rules.seed, attack.name, stage.name, int(index[0]))
             x_adv = stage.run(x_batch.clone(), y_batch, batch_seed, **({"report": report} if stage.reports_progress else {})).detach()
             with torch.inference_mode():
-                logits = context.model(x_adv.clone())  # the model cannot alter what is verified
+                logits = model(x_adv.clone())  # the model cannot alter what is verified
             broken = verified_successes(
-                stage.name, logits, x_adv, x_batch, y_batch, context.threat, context.value_range, example_ids=index
+                stage.name, logits, x_adv, x_batch, y_batch, rules.threat, rules.value_range, example_ids=index
             ).cpu()
             status[index[broken]] = number
             round_found.add(index[broken], x_adv[broken.to(x_adv.device)].cpu())

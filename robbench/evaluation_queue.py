@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .config import DEFAULT_N_EXAMPLES
 from .errors import RobbenchError, quoted
 from .hub import hub_spec
 from .hub_ref import parse_checkpoint_ref
@@ -25,8 +24,8 @@ from .ownership import conflicting_owner, same_owner
 from .results import atomic_write_text, make_dirs
 
 if TYPE_CHECKING:
-    from .adaptive import Budget
     from .evaluation import ProgressFactory
+    from .run_options import RunOptions
 
 Status = Literal["PENDING", "RUNNING", "FINISHED", "FAILED"]
 RUN_LOCK = ".run.lock"
@@ -152,31 +151,20 @@ def read_queue(queue_dir: Path) -> list[Request]:
     return sorted(requests, key=lambda r: (r.submitted, r.id))
 
 
-def run(
-    queue_dir: Path,
-    results_dir: Path,
-    *,
-    attacks: list[str],
-    n_examples: int | None = DEFAULT_N_EXAMPLES,
-    batch_size: "int | str",
-    device: str,
-    seed: int,
-    data_dir: str | None = None,
-    progress: ProgressFactory | None = None,
-    adaptive: Budget | None = None,
-) -> Iterator[Request]:
+def run(queue_dir: Path, options: RunOptions, *, progress: ProgressFactory | None = None) -> Iterator[Request]:
     """Evaluate PENDING requests (and RUNNING ones a crash left) one by one; yield each as it ends.
 
-    Every option is checked first: a bad one changes no request. ``adaptive``: each request's
-    escalations too (``robbench.adaptive``); its records are among the request's results.
+    ``options`` were checked when they were built, so a bad one changes no request; the records go
+    to its ``results_dir``, which a queue run needs.
     """
     from .config import ModelSpec
     from .data import check_hub_params
     from .pipeline import evaluate
     from .results import record_path
-    from .run_options import check_run_options
 
-    check_run_options(attacks, n_examples, batch_size, device, seed)
+    results_dir = options.results_dir
+    if results_dir is None:
+        raise RobbenchError("a queue run writes records: its options need a results_dir", parameter="results_dir")
     _check_queue_dir(queue_dir)
     if not queue_dir.is_dir():
         raise RobbenchError(f"{queue_dir}: no such queue folder; add a model with `robbench queue add` first")
@@ -197,10 +185,8 @@ def run(
                 spec = ModelSpec(**request.spec)
                 check_hub_params(spec.dataset, spec.dataset_kwargs)
                 _check_name_free(spec.name, parse_checkpoint_ref(request.checkpoint).repo, results_dir)  # a record may have appeared since
-                records = evaluate(
-                    spec, threat_models=[request.threat_model], eps=request.eps, attacks=attacks,
-                    n_examples=n_examples, batch_size=batch_size, device=device, seed=seed, data_dir=data_dir,
-                    progress=progress, results_dir=results_dir, adaptive=adaptive,  # saves progress: a crashed run's rerun continues it
+                records = evaluate(  # saves progress in results_dir: a crashed run's rerun continues it
+                    spec, options, threat_models=[request.threat_model], eps=request.eps, progress=progress,
                 )
                 paths = [record_path(results_dir, record) for record in records]
             except Exception as exc:  # one bad submission must not stop the queue; the reason is kept

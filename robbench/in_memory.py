@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torch import nn
 
+    from .evaluation import ProgressFactory
     from .results import EvalRecord
+    from .run_options import RunOptions
 
 IN_MEMORY = "in-memory"  # the record's checkpoint path for a model evaluated by ``benchmark``
 
@@ -38,14 +40,17 @@ def benchmark(
     name: str = "in-memory-model",
     dataset_kwargs: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
-    data_dir: str | None = None,
-    **options: Any,
+    options: "RunOptions | None" = None,
+    eps: float | None = None,
+    progress: "ProgressFactory | None" = None,
+    **option_values: Any,
 ) -> "EvalRecord":
     """The record ``evaluate`` would give this model under ``threat_model`` of ``dataset``; writes nothing.
 
     ``model`` takes inputs in the dataset's range ([0, 1] pixels) and returns logits; any
-    normalisation is its own. It is moved to the device and put in eval mode. ``options`` are
-    ``evaluate``'s (attacks, n_examples, batch_size, device, seed, eps, progress); ``results_dir`` is not one.
+    normalisation is its own. It is moved to the device and put in eval mode. ``options`` (a
+    ``RunOptions``) and ``option_values`` (its fields as keywords: attacks, n_examples, batch_size, device,
+    seed, data_dir) are ``evaluate``'s, and so are ``eps`` and ``progress``; ``results_dir`` and ``adaptive`` are refused.
     """
     from pydantic import ValidationError
 
@@ -55,7 +60,13 @@ def benchmark(
     from .pipeline import evaluate
     from .loader import LoadedModel, dataset_of
     from .results import Checkpoint
+    from .run_options import RunOptions
 
+    options = RunOptions.of(options, **option_values)
+    if options.results_dir is not None:
+        raise RobbenchError("benchmark() writes nothing; call robbench.evaluate with a model.yaml to keep records")
+    if options.adaptive is not None:
+        raise RobbenchError("benchmark() returns one record; call robbench.evaluate for the escalation records of adaptive")
     try:
         spec = ModelSpec(
             name=name, dataset=dataset, dataset_kwargs=dataset_kwargs or {}, architecture=type(model).__name__,
@@ -64,10 +75,8 @@ def benchmark(
     except ValidationError as exc:
         raise RobbenchError(describe_validation_error("benchmark()", exc)) from exc
     loaded = LoadedModel(
-        spec, model, dataset_of(spec, data_dir), Checkpoint(path=IN_MEMORY, sha256=state_dict_sha256(model)),
+        spec, model, dataset_of(spec, options.data_dir), Checkpoint(path=IN_MEMORY, sha256=state_dict_sha256(model)),
         count_parameters(model),
     )
-    if "results_dir" in options:
-        raise RobbenchError("benchmark() writes nothing; call robbench.evaluate with a model.yaml to keep records")
-    [record] = evaluate(loaded, threat_models=[threat_model], data_dir=data_dir, **options)
+    [record] = evaluate(loaded, options, threat_models=[threat_model], eps=eps, progress=progress)
     return record

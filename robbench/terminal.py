@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from .config import DEFAULT_N_EXAMPLES
 from .errors import RobbenchError
+from .run_options import DEFAULT_ATTACKS, RunOptions
 
 UNWRAPPED_WIDTH = 100_000  # rich's width off a terminal: wide enough that no line or table is ever wrapped
 
@@ -76,46 +79,80 @@ def ints(text: str, option: str) -> list[int]:
 
 
 def batch_size(text: str) -> "int | str":
-    """A number where the text is one; ``evaluate`` refuses anything but a positive number or 'auto'."""
+    """A number where the text is one; ``RunOptions`` refuses anything but a positive number or 'auto'."""
     try:
         return int(text)
     except ValueError:
         return text
 
 
-def batch_size_option(parser: argparse.ArgumentParser) -> None:
-    """``--batch-size``, on every sub-command that evaluates (``evaluate``, ``queue run``)."""
-    parser.add_argument(
-        "--batch-size", type=batch_size, default="auto",
+#: the flags of a run, each declared here once: ``add_run_flags`` puts them on the sub-commands that take them
+RUN_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "attacks": ("--attacks", dict(
+        default=DEFAULT_ATTACKS, metavar="SPECS",
+        help="attacks run in order, comma-separated, each NAME or NAME(KEY=VALUE,...) with YAML values, e.g. "
+             "'pgd(steps=100,restarts=5),autoattack' (quote it in a shell; default: %(default)s)",
+    )),
+    "n_examples": ("--n-examples", dict(
+        type=int, default=DEFAULT_N_EXAMPLES, metavar="N",
+        help="the first N test examples (default: %(default)s, so pgd+autoattack of a robust small model fits "
+             "10 minutes on 2 CPU cores; a leaderboard entry uses 10000)",
+    )),
+    "batch_size": ("--batch-size", dict(
+        type=batch_size, default="auto",
         help="examples per batch, or 'auto' (default): on CUDA half the largest batch whose gradient pass fits in "
              "memory, elsewhere 500; the record holds the number used",
-    )
-
-
-def threads_option(parser: argparse.ArgumentParser) -> None:
-    """``--threads``, on every sub-command that computes (see ``robbench.threads``)."""
-    parser.add_argument(
-        "--threads", type=int, default=None, metavar="N",
+    )),
+    "device": ("--device", dict(default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")),
+    "seed": ("--seed", dict(type=int, default=0, help="seed of every random step (default: %(default)s)")),
+    "data_dir": ("--data-dir", dict(default=None, metavar="DIR", help="DIR/<dataset>/ holds the dataset files")),
+    "results_dir": ("--results-dir", dict(
+        default="results", metavar="DIR",
+        help="the result records, as DIR/<dataset>/<threat-model>/<name>/<run>.json (default: %(default)s)",
+    )),
+    "adaptive": ("--adaptive", dict(
+        action="store_true",
+        help="after the attacks, the escalations each fired reliability flag calls for, on the examples left "
+             "(docs/adaptive.md)",
+    )),
+    "adaptive_rounds": ("--adaptive-rounds", dict(
+        type=int, default=3, metavar="N", help="with --adaptive: at most N rounds of escalations (default: %(default)s)",
+    )),
+    "adaptive_seconds": ("--adaptive-seconds", dict(
+        type=float, default=None, metavar="S",
+        help="with --adaptive: start no escalation after S seconds of escalations (default: no limit)",
+    )),
+    "threads": ("--threads", dict(
+        type=int, default=None, metavar="N",
         help="CPU threads for torch (default: the cores free for this process: affinity and cgroup quota minus the load; "
              "OMP_NUM_THREADS, when set, is kept)",
-    )
+    )),
+}
+#: what every sub-command that evaluates takes (``evaluate``, ``queue run``): ``run_options`` reads them
+EVALUATION_FLAGS = tuple(RUN_FLAGS)
 
 
-def adaptive_options(parser: argparse.ArgumentParser) -> None:
-    """``--adaptive`` and its budget, on ``evaluate`` and ``queue run`` (see docs/adaptive.md)."""
-    parser.add_argument("--adaptive", action="store_true",
-                        help="after pgd,autoattack, the escalations each fired reliability flag calls for (docs/adaptive.md)")
-    parser.add_argument("--adaptive-rounds", type=int, default=3, metavar="N",
-                        help="at most N rounds of escalations (default: 3)")
-    parser.add_argument("--adaptive-seconds", type=float, default=None, metavar="S",
-                        help="start no escalation after S seconds of escalations (default: no limit)")
+def add_run_flags(parser: argparse.ArgumentParser, names: tuple[str, ...] = EVALUATION_FLAGS, **defaults: Any) -> None:
+    """Add the run flags ``names`` to ``parser``; ``defaults`` give a sub-command its own defaults (shown in --help).
+
+    ``--threads`` is set by ``robbench.cli.main`` for every command that takes it, before the command runs:
+    it is the process's, not a run's (records hold the device description, threads included).
+    """
+    for name in names:
+        flag, options = RUN_FLAGS[name]
+        parser.add_argument(flag, **options)
+    parser.set_defaults(**defaults)
 
 
-def adaptive_budget(args: argparse.Namespace):
-    """The ``--adaptive`` budget (``robbench.adaptive.Budget``), or None without ``--adaptive``."""
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """The ``RunOptions`` of a sub-command with ``EVALUATION_FLAGS``; a bad option is a one-line error naming its flag."""
     from .adaptive import Budget
 
-    return Budget(rounds=args.adaptive_rounds, seconds=args.adaptive_seconds) if args.adaptive else None
+    return RunOptions(
+        attacks=args.attacks, n_examples=args.n_examples, batch_size=args.batch_size, device=args.device,
+        seed=args.seed, data_dir=args.data_dir, results_dir=Path(args.results_dir),
+        adaptive=Budget(rounds=args.adaptive_rounds, seconds=args.adaptive_seconds) if args.adaptive else None,
+    )
 
 
 def subcommands(parser: argparse.ArgumentParser, command: str) -> argparse._SubParsersAction:

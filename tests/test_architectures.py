@@ -15,6 +15,7 @@ from robbench.checkpoints import load_weights
 from robbench.config import load_model_spec
 from robbench.data import sources
 from robbench.errors import RobbenchError
+from robbench.attacks import AttackRules
 from robbench.evaluation import run_attacks
 from robbench.loader import load_submission
 from robbench.threat_models import get_threat_model
@@ -99,8 +100,8 @@ def test_autoattacks_checkpoint_loads_as_is_and_its_clean_accuracy_is_exact(tmp_
     loaded = load_submission(load_model_spec(tmp_path / "model.yaml"))  # what `robbench evaluate` runs, minus its flags
     x_test, y_test = loaded.dataset.load("test", 1000)
     outcome = run_attacks(
-        loaded.model, x_test, y_test, threat=get_threat_model(loaded.dataset, "linf"), value_range=(0.0, 1.0),
-        num_classes=10, attacks=[], batch_size=250, device=torch.device("cpu"), seed=0,
+        loaded.model, x_test, y_test, rules=AttackRules(get_threat_model(loaded.dataset, "linf"), (0.0, 1.0), 10),
+        attacks=[], batch_size=250,
     )
     assert outcome.n_examples == 1000
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robbench.attacks import Stage, create_attack
+from robbench.attacks import AttackRules, Stage, create_attack
 from robbench.attacks.autoattack import applicable_components
 from robbench.attacks.geometry import distance
 from robbench.attacks.pgd import pgd_perturb
@@ -64,17 +64,14 @@ def test_verification_refuses_points_outside_the_ball():
     class Cheater:
         name = "cheater"
 
-        def stages(self, context):
+        def stages(self, model, rules):
             return [Stage("cheat", lambda xb, yb, seed: xb + 10.0)]  # far outside the ball
 
-        def config(self, context):
+        def config(self, rules):
             return {}
 
     with pytest.raises(AttackBugError, match="outside the Linf ball"):
-        run_attacks(
-            model, x, y, threat=linf(0.01), value_range=None, num_classes=3,
-            attacks=[Cheater()], batch_size=8, device=torch.device("cpu"), seed=0,
-        )
+        run_attacks(model, x, y, rules=AttackRules(linf(0.01), None, 3), attacks=[Cheater()], batch_size=8)
 
 
 def test_autoattack_components_depend_on_number_of_classes():
@@ -98,8 +95,8 @@ def test_autoattack_on_unbounded_two_class_data_matches_closed_form():
         model.weight[0, 1:] = -0.01
         model.bias.zero_()
     outcome = run_attacks(
-        model, x, y, threat=get_threat_model(dataset, "linf"), value_range=None, num_classes=2,
-        attacks=[create_attack("autoattack")], batch_size=200, device=torch.device("cpu"), seed=0,
+        model, x, y, rules=AttackRules.for_dataset(dataset, get_threat_model(dataset, "linf")),
+        attacks=[create_attack("autoattack")], batch_size=200,
     )
     assert outcome.clean_accuracy > 0.99
     assert outcome.robust_accuracy <= 2 / 400
@@ -128,8 +125,7 @@ def test_non_finite_logits_near_the_inputs_are_refused_naming_the_example(attack
     y = model(x).argmax(1)
     with pytest.raises(RobbenchError, match=r"NaN or Inf logits .* test example \d+") as info:
         run_attacks(
-            model, x, y, threat=linf(0.1), value_range=(0.0, 1.0), num_classes=4,
-            attacks=[create_attack(attack)], batch_size=12, device=torch.device("cpu"), seed=0,
+            model, x, y, rules=AttackRules(linf(0.1), (0.0, 1.0), 4), attacks=[create_attack(attack)], batch_size=12,
         )
     assert "\n" not in str(info.value)
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from robbench import evaluate
-from robbench.attacks import create_attack
+from robbench.attacks import AttackRules, create_attack
 from robbench.config import load_model_spec
 from robbench.errors import RobbenchError
 from robbench.evaluation import CPU_BATCH_SIZE, auto_batch_size, largest_fitting_batch, run_attacks
@@ -55,8 +55,8 @@ def test_out_of_memory_names_the_batch_size_to_use(linear_submission, attacks_on
     x, y = loaded.dataset.load("test", 40)  # the linear model gets most right: PGD attacks batches of 16
     with pytest.raises(RobbenchError) as error:
         run_attacks(
-            OutOfMemoryAbove(loaded.model, 8, attacks_only), x, y, threat=get_threat_model(loaded.dataset, "linf"),
-            value_range=loaded.dataset.value_range, num_classes=10, attacks=[create_attack("pgd")], batch_size=16,
-            device=torch.device("cpu"), seed=0,
+            OutOfMemoryAbove(loaded.model, 8, attacks_only), x, y,
+            rules=AttackRules.for_dataset(loaded.dataset, get_threat_model(loaded.dataset, "linf")),
+            attacks=[create_attack("pgd")], batch_size=16,
         )
     assert str(error.value) == message

@@ -88,7 +88,7 @@ SCRIPT = """
 import json, sys
 import torch
 from robbench import distributed
-from robbench.attacks import create_attack
+from robbench.attacks import AttackRules, create_attack
 from robbench.config import load_model_spec
 from robbench.evaluation import run_attacks
 from robbench.loader import load_submission
@@ -103,9 +103,9 @@ attacked = []  # examples this process attacked, per stage call
 
 def counting(attack):
     stages = attack.stages
-    def wrapped(context):
+    def wrapped(model, rules):
         result = []
-        for stage in stages(context):
+        for stage in stages(model, rules):
             def run(xb, yb, seed, _run=stage.run):
                 attacked.append(int(xb.shape[0]))
                 return _run(xb, yb, seed)
@@ -115,8 +115,8 @@ def counting(attack):
     return attack
 
 outcome = run_attacks(
-    loaded.model, x, y, threat=threat, value_range=loaded.dataset.value_range, num_classes=10,
-    attacks=[counting(a) for a in attacks], batch_size=4, device=torch.device("cpu"), seed=3,
+    loaded.model, x, y, rules=AttackRules.for_dataset(loaded.dataset, threat, seed=3),
+    attacks=[counting(a) for a in attacks], batch_size=4,
 )
 rank = distributed.world().rank
 with open(f"{out}/rank{rank}.json", "w") as f:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from robbench.attacks import create_attack
+from robbench.attacks import AttackRules, create_attack
 from robbench.data import get_dataset
 from robbench.evaluation import run_attacks
 from robbench.flags import BoardStandard, attack_flags, board_flags, check_radii, eps_flags, model_flags
@@ -73,8 +73,8 @@ def _flags(model: nn.Module, data, threat: ThreatModel = LINF) -> set[str]:
 def _attacked(model: nn.Module, data) -> set[str]:
     x, y = data
     outcome = run_attacks(
-        model.eval(), x, y, threat=LINF, value_range=(0.0, 1.0), num_classes=10,
-        attacks=[create_attack("pgd"), create_attack("autoattack")], batch_size=20, device=CPU, seed=0,
+        model.eval(), x, y, rules=AttackRules(LINF, (0.0, 1.0), 10, seed=0, device=CPU),
+        attacks=[create_attack("pgd"), create_attack("autoattack")], batch_size=20,
     )
     return {f.code for f in attack_flags(outcome.attacks, outcome.n_examples)}
 
@@ -153,8 +153,8 @@ def test_model_that_detaches_its_input_gets_squares_result_and_the_masked_gradie
     detached = Around(linear, lambda f, x: f(x.detach()))
     x, y = data
     outcome = run_attacks(
-        detached.eval(), x, y, threat=LINF, value_range=(0.0, 1.0), num_classes=10,
-        attacks=[create_attack("pgd"), create_attack("autoattack")], batch_size=20, device=CPU, seed=0,
+        detached.eval(), x, y, rules=AttackRules(LINF, (0.0, 1.0), 10, seed=0, device=CPU),
+        attacks=[create_attack("pgd"), create_attack("autoattack")], batch_size=20,
     )
     stages = {s.name: s for a in outcome.attacks for s in a.stages}
     assert stages["square"].n_broken > 0

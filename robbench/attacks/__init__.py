@@ -1,4 +1,4 @@
-"""Attacks: ``Attack.stages(context)`` gives the components to run, in order, on surviving examples.
+"""Attacks: ``Attack.stages(model, rules)`` gives the components to run, in order, on surviving examples.
 
 A stage maps a batch of still-correct examples to candidate adversarial examples. It never clips
 to [0, 1] by itself: it projects onto the threat model's ball intersected with the dataset's
@@ -7,6 +7,8 @@ value range. The evaluator, not the attack, decides what counts (see ``robbench.
 
 from __future__ import annotations
 
+import inspect
+import typing
 import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -14,23 +16,33 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
-from ..errors import RobbenchError
+from ..errors import RobbenchError, quoted
 from ..registry import Registry
 from ..threat_models import ThreatModel
 
 
 @dataclass(frozen=True)
-class AttackContext:
-    """What every stage may use: the model under attack and the rules of the game."""
+class AttackRules:
+    """The rules of a run, the same for every model attacked under them (the model is passed separately).
 
-    model: nn.Module
+    What an attack's stages and recorded ``config`` may depend on: the threat model, the dataset's
+    value range (``None``: unbounded) and number of classes, the run's seed and the device.
+    """
+
     threat: ThreatModel
     value_range: tuple[float, float] | None
     num_classes: int
-    seed: int
-    device: torch.device
+    seed: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @classmethod
+    def for_dataset(cls, dataset: Any, threat: ThreatModel, *, seed: int = 0,
+                    device: torch.device = torch.device("cpu")) -> "AttackRules":
+        """The rules of attacking ``dataset``'s examples under ``threat`` (its value range and classes)."""
+        return cls(threat, dataset.value_range, dataset.num_classes, seed, device)
 
 
 class _InputGradientPath(nn.Module):
@@ -78,10 +90,10 @@ class Attack(ABC):
     name: str = field(init=False, default="")
 
     @abstractmethod
-    def stages(self, context: AttackContext) -> list[Stage]:
-        """Components to run in sequence; may depend on the dataset (e.g. its number of classes)."""
+    def stages(self, model: nn.Module, rules: AttackRules) -> list[Stage]:
+        """Components to run on ``model`` in sequence; may depend on the rules (e.g. the number of classes)."""
 
-    def config(self, context: AttackContext) -> dict[str, Any]:
+    def config(self, rules: AttackRules) -> dict[str, Any]:
         return {key: value for key, value in vars(self).items() if key != "name"}
 
 
@@ -95,11 +107,44 @@ ATTACKS: Registry[Callable[..., Attack]] = Registry(
 )
 
 
+def attack_options(name: str) -> dict[str, inspect.Parameter]:
+    """The keyword options attack ``name``'s factory accepts, by name (none of ``**kwargs``)."""
+    parameters = inspect.signature(ATTACKS.get(name).factory).parameters.values()
+    return {p.name: p for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
 def create_attack(name: str, **kwargs: Any) -> Attack:
+    """Attack ``name`` with ``kwargs``; an unknown option or a value of the wrong type is a one-line error
+    naming the attack's options (the factory's own checks, e.g. ``steps >= 1``, then run)."""
+    factory = ATTACKS.get(name).factory
+    accepted = attack_options(name)
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
+    options_text = ", ".join(accepted) or "none"
+    for key, value in kwargs.items():
+        if key not in accepted:
+            if takes_any:
+                continue
+            raise RobbenchError(f"attack {name!r} has no option {quoted(key)}; its options: {options_text}")
+        _check_option_type(name, key, value, factory)
     try:
-        return ATTACKS.get(name).factory(**kwargs)
+        return factory(**kwargs)
     except TypeError as exc:
-        raise RobbenchError(f"attack {name!r} rejected its options ({exc})") from exc
+        raise RobbenchError(f"attack {name!r} rejected its options ({exc}); its options: {options_text}") from exc
+
+
+def _check_option_type(name: str, key: str, value: Any, factory: Callable[..., Attack]) -> None:
+    """Refuse a value of another type than the factory's annotation (strictly: no '5' for 5, no True for 1)."""
+    try:
+        annotation = typing.get_type_hints(factory).get(key)
+    except (NameError, TypeError):  # an annotation that does not resolve: the factory checks for itself
+        return
+    if annotation is None:
+        return
+    try:
+        TypeAdapter(annotation).validate_python(value, strict=True)
+    except ValidationError as exc:
+        expected = getattr(annotation, "__name__", str(annotation))
+        raise RobbenchError(f"attack {name!r} option {key} must be {expected}, got {quoted(value)}") from exc
 
 
 def derive_seed(seed: int, *parts: int | str) -> int:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import RobbenchError
-from . import ATTACKS, Attack, AttackContext, Report, Stage
+from . import ATTACKS, Attack, AttackRules, Report, Stage
 from .autoattack import run_in_unit_box
 
 #: the loss's name as robbench records it -> the minimum number of classes it needs
@@ -50,27 +50,27 @@ class APGDAttack(Attack):
                 "use loss=ce"
             )
 
-    def stages(self, context: AttackContext) -> list[Stage]:
-        self._check_classes(context.num_classes)
-        return [Stage(STAGE_NAMES[self.loss], self._run(context.model, context), reports_progress=True)]
+    def stages(self, model: nn.Module, rules: AttackRules) -> list[Stage]:
+        self._check_classes(rules.num_classes)
+        return [Stage(STAGE_NAMES[self.loss], self._run(model, rules), reports_progress=True)]
 
-    def _run(self, model: nn.Module, context: AttackContext):
+    def _run(self, model: nn.Module, rules: AttackRules):
         def run(x: torch.Tensor, y: torch.Tensor, batch_seed: int, report: Report = lambda done: None) -> torch.Tensor:
             return run_in_unit_box(
-                model, x, y, context.threat.eps, context.value_range, report,
-                build=lambda unit_model, eps: self._adversary(unit_model, eps, context),
+                model, x, y, rules.threat.eps, rules.value_range, report,
+                build=lambda unit_model, eps: self._adversary(unit_model, eps, rules),
                 expected=self._expected_forwards, perturb=lambda adversary, u, y: adversary.perturb(u, y),
             )
 
         return run
 
-    def _adversary(self, model: nn.Module, eps: float, context: AttackContext):
+    def _adversary(self, model: nn.Module, eps: float, rules: AttackRules):
         from pyautoattack.autopgd_base import APGDAttack as Official, APGDAttack_targeted
 
-        common = dict(n_iter=self.iterations, norm=context.threat.norm, n_restarts=self.restarts, eps=eps,
-                      seed=context.seed, eot_iter=self.eot_iter, rho=self.rho, device=str(context.device))
+        common = dict(n_iter=self.iterations, norm=rules.threat.norm, n_restarts=self.restarts, eps=eps,
+                      seed=rules.seed, eot_iter=self.eot_iter, rho=self.rho, device=str(rules.device))
         if self.loss == "dlr-targeted":
-            return APGDAttack_targeted(model, n_target_classes=self.n_targets(context.num_classes), **common)
+            return APGDAttack_targeted(model, n_target_classes=self.n_targets(rules.num_classes), **common)
         return Official(model, loss=self.loss, **common)
 
     def _expected_forwards(self, adversary) -> int:
@@ -82,11 +82,11 @@ class APGDAttack(Attack):
     def n_targets(self, num_classes: int) -> int:
         return min(self.target_classes, num_classes - 1)
 
-    def config(self, context: AttackContext) -> dict:
+    def config(self, rules: AttackRules) -> dict:
         config = {"loss": self.loss, "iterations": self.iterations, "restarts": self.restarts,
-                  "eot_iter": self.eot_iter, "rho": self.rho, "seed": context.seed, "implementation": "pyautoattack"}
+                  "eot_iter": self.eot_iter, "rho": self.rho, "seed": rules.seed, "implementation": "pyautoattack"}
         if self.loss == "dlr-targeted":
-            config["target_classes"] = self.n_targets(context.num_classes)
+            config["target_classes"] = self.n_targets(rules.num_classes)
         return config
 
 

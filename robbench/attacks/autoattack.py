@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import RobbenchError
-from . import ATTACKS, Attack, AttackContext, Report, Stage, with_input_gradient
+from . import ATTACKS, Attack, AttackRules, Report, Stage, with_input_gradient
 
 STANDARD_COMPONENTS = ("apgd-ce", "apgd-t", "fab-t", "square")
 #: AutoAttack's version for randomized defences: APGD-CE and APGD-DLR, each gradient the mean of EOT_ITER draws
@@ -95,43 +95,43 @@ class AutoAttackStandard(Attack):
             raise RobbenchError(f"autoattack version {self.version!r} is not supported; use one of {', '.join(VERSIONS)}")
         logging.getLogger("auto-attack").setLevel(logging.WARNING)  # robbench shows the progress
 
-    def _adversary(self, context: AttackContext, model: nn.Module, eps: float):
+    def _adversary(self, rules: AttackRules, model: nn.Module, eps: float):
         from pyautoattack import AutoAttack
 
         adversary = AutoAttack(
-            model, norm=_NORMS[context.threat.norm], eps=eps, version=self.version, seed=context.seed,
-            device=str(context.device),
+            model, norm=_NORMS[rules.threat.norm], eps=eps, version=self.version, seed=rules.seed,
+            device=str(rules.device),
         )
-        n_targets = min(9, context.num_classes - 1)
+        n_targets = min(9, rules.num_classes - 1)
         adversary.apgd_targeted.n_target_classes = n_targets
         adversary.fab.n_target_classes = n_targets
         return adversary
 
-    def stages(self, context: AttackContext) -> list[Stage]:
-        components, _ = applicable_components(context.num_classes, self.version)
-        return [Stage(component, self._component(context, component), reports_progress=True) for component in components]
+    def stages(self, model: nn.Module, rules: AttackRules) -> list[Stage]:
+        components, _ = applicable_components(rules.num_classes, self.version)
+        return [Stage(component, self._component(model, rules, component), reports_progress=True) for component in components]
 
-    def _component(self, context: AttackContext, component: str):
-        threat = context.threat
+    def _component(self, model: nn.Module, rules: AttackRules, component: str):
+        threat = rules.threat
 
         def run(x: torch.Tensor, y: torch.Tensor, batch_seed: int, report: Report = lambda done: None) -> torch.Tensor:
             return run_in_unit_box(
-                context.model, x, y, threat.eps, context.value_range, report,
-                build=lambda model, eps: self._adversary(context, model, eps),
+                model, x, y, threat.eps, rules.value_range, report,
+                build=lambda unit_model, eps: self._adversary(rules, unit_model, eps),
                 expected=lambda adversary: expected_forwards(adversary, component),
                 perturb=lambda adversary, u, y: _run_component(adversary, component, u, y),
             )
 
         return run
 
-    def config(self, context: AttackContext) -> dict:
-        components, skipped = applicable_components(context.num_classes, self.version)
-        settings = {"n_target_classes": min(9, context.num_classes - 1)} if self.version == "standard" else {"eot_iter": EOT_ITER}
+    def config(self, rules: AttackRules) -> dict:
+        components, skipped = applicable_components(rules.num_classes, self.version)
+        settings = {"n_target_classes": min(9, rules.num_classes - 1)} if self.version == "standard" else {"eot_iter": EOT_ITER}
         return {
             "version": self.version,
             "components": components,
             "skipped_components": skipped,
-            "seed": context.seed,
+            "seed": rules.seed,
             **settings,
             "implementation": "pyautoattack",
         }

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..errors import RobbenchError
-from . import ATTACKS, Attack, AttackContext, Report, Stage
+from . import ATTACKS, Attack, AttackRules, Report, Stage
 from .verify import classified_correctly
 
 
@@ -281,17 +281,17 @@ class RaySAttack(Attack):
         if self.queries < 1:
             raise RobbenchError("rays needs queries >= 1")
 
-    def stages(self, context: AttackContext) -> list[Stage]:
-        if context.threat.norm != "Linf":
-            raise RobbenchError(f"rays is an L-inf attack, the threat model is {context.threat.norm}; use hopskipjump")
-        model, threat = context.model, context.threat
+    def stages(self, model: nn.Module, rules: AttackRules) -> list[Stage]:
+        if rules.threat.norm != "Linf":
+            raise RobbenchError(f"rays is an L-inf attack, the threat model is {rules.threat.norm}; use hopskipjump")
+        threat = rules.threat
 
         def run(x: torch.Tensor, y: torch.Tensor, batch_seed: int, report: Report = lambda done: None) -> torch.Tensor:
-            return rays_perturb(model, x, y, eps=threat.eps, value_range=context.value_range, queries=self.queries, report=report)
+            return rays_perturb(model, x, y, eps=threat.eps, value_range=rules.value_range, queries=self.queries, report=report)
 
         return [Stage("rays", run, reports_progress=True)]
 
-    def config(self, context: AttackContext) -> dict:
+    def config(self, rules: AttackRules) -> dict:
         return {"queries": self.queries, "tolerance": "eps/1000", "start": "all-ones direction (deterministic)",
                 "implementation": "robbench"}
 
@@ -307,21 +307,21 @@ class HopSkipJumpAttack(Attack):
         if self.queries < 1:
             raise RobbenchError("hopskipjump needs queries >= 1")
 
-    def stages(self, context: AttackContext) -> list[Stage]:
-        if context.threat.norm != "L2":
-            raise RobbenchError(f"hopskipjump is an L2 attack here, the threat model is {context.threat.norm}; use rays")
-        model, threat = context.model, context.threat
+    def stages(self, model: nn.Module, rules: AttackRules) -> list[Stage]:
+        if rules.threat.norm != "L2":
+            raise RobbenchError(f"hopskipjump is an L2 attack here, the threat model is {rules.threat.norm}; use rays")
+        threat = rules.threat
 
         def run(x: torch.Tensor, y: torch.Tensor, batch_seed: int, report: Report = lambda done: None) -> torch.Tensor:
             generator = torch.Generator(device=x.device).manual_seed(batch_seed)
-            return hopskipjump_perturb(model, x, y, eps=threat.eps, value_range=context.value_range,
+            return hopskipjump_perturb(model, x, y, eps=threat.eps, value_range=rules.value_range,
                                        queries=self.queries, generator=generator, report=report)
 
         return [Stage("hopskipjump", run, reports_progress=True)]
 
-    def config(self, context: AttackContext) -> dict:
+    def config(self, rules: AttackRules) -> dict:
         return {"queries": self.queries, "gamma": 1.0, "initial_evals": 100, "max_evals": 10_000,
-                "seed": context.seed, "implementation": "robbench"}
+                "seed": rules.seed, "implementation": "robbench"}
 
 
 @ATTACKS.register("rays")

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..threat_models import Norm
-from . import ATTACKS, Attack, AttackContext, Report, Stage, with_input_gradient
+from . import ATTACKS, Attack, AttackRules, Report, Stage, with_input_gradient
 from .geometry import ascent_direction, project, random_in_ball
 from .verify import classified_correctly
 
@@ -146,10 +146,10 @@ class PGDAttack(Attack):
 
             raise RobbenchError("pgd needs steps >= 1, restarts >= 1 and a positive step_size_factor")
 
-    def stages(self, context: AttackContext) -> list[Stage]:
-        threat = context.threat
+    def stages(self, model: nn.Module, rules: AttackRules) -> list[Stage]:
+        threat = rules.threat
         step_size = pgd_step_size(threat.eps, self.steps, self.step_size_factor)
-        model = with_input_gradient(context.model)
+        attacked = with_input_gradient(model)
 
         def run(x: torch.Tensor, y: torch.Tensor, batch_seed: int, report: Report = lambda done: None) -> torch.Tensor:
             generator = torch.Generator(device=x.device).manual_seed(batch_seed)
@@ -160,24 +160,24 @@ class PGDAttack(Attack):
                 if index.numel() == 0:
                     break
                 candidate = pgd_perturb(
-                    model, x[index], y[index], norm=threat.norm, eps=threat.eps, steps=self.steps,
-                    step_size=step_size, value_range=context.value_range, generator=generator,
+                    attacked, x[index], y[index], norm=threat.norm, eps=threat.eps, steps=self.steps,
+                    step_size=step_size, value_range=rules.value_range, generator=generator,
                     on_step=lambda done, restart=restart: report((restart * self.steps + done) / (self.restarts * self.steps)),
                 )
                 best = best.index_copy(0, index, candidate)
                 if restart + 1 < self.restarts:
                     with torch.inference_mode():
-                        fooled = ~classified_correctly(context.model(candidate), y[index])
+                        fooled = ~classified_correctly(model(candidate), y[index])
                     remaining = remaining.index_put((index,), ~fooled)
             return best
 
         return [Stage("pgd", run, reports_progress=True)]
 
-    def config(self, context: AttackContext) -> dict:
+    def config(self, rules: AttackRules) -> dict:
         return {
             "steps": self.steps,
             "restarts": self.restarts,
-            "step_size": pgd_step_size(context.threat.eps, self.steps, self.step_size_factor),
+            "step_size": pgd_step_size(rules.threat.eps, self.steps, self.step_size_factor),
             "loss": "ce",
             "random_start": True,
         }

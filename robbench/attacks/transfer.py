@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import RobbenchError
-from . import ATTACKS, Attack, AttackContext, Report, Stage, with_input_gradient
+from . import ATTACKS, Attack, AttackRules, Report, Stage, with_input_gradient
 from .pgd import pgd_perturb, pgd_step_size
 
 SELF = "self-without-preprocessing"
@@ -71,30 +71,30 @@ class TransferAttack(Attack):
     def surrogate_model(self, model: nn.Module) -> nn.Module:
         return without_preprocessing(model) if self._loaded is None else self._loaded.model
 
-    def stages(self, context: AttackContext) -> list[Stage]:
-        if self._loaded is not None and self._loaded.dataset.num_classes != context.num_classes:
+    def stages(self, model: nn.Module, rules: AttackRules) -> list[Stage]:
+        if self._loaded is not None and self._loaded.dataset.num_classes != rules.num_classes:
             raise RobbenchError(f"transfer surrogate {self.surrogate!r} has {self._loaded.dataset.num_classes} classes, "
-                                f"the model under test {context.num_classes}; pick a surrogate for the same dataset")
-        surrogate = with_input_gradient(self.surrogate_model(context.model).to(context.device).eval())
-        threat = context.threat
+                                f"the model under test {rules.num_classes}; pick a surrogate for the same dataset")
+        surrogate = with_input_gradient(self.surrogate_model(model).to(rules.device).eval())
+        threat = rules.threat
 
         def run(x: torch.Tensor, y: torch.Tensor, batch_seed: int, report: Report = lambda done: None) -> torch.Tensor:
             generator = torch.Generator(device=x.device).manual_seed(batch_seed)
             return pgd_perturb(
                 surrogate, x, y, norm=threat.norm, eps=threat.eps, steps=self.steps,
-                step_size=pgd_step_size(threat.eps, self.steps), value_range=context.value_range, generator=generator,
+                step_size=pgd_step_size(threat.eps, self.steps), value_range=rules.value_range, generator=generator,
                 keep_first_success=False, on_step=lambda done: report(done / self.steps),
             )
 
         return [Stage("transfer", run, reports_progress=True)]
 
-    def config(self, context: AttackContext) -> dict:
+    def config(self, rules: AttackRules) -> dict:
         surrogate: dict[str, Any] = {"model": self.surrogate}
         if self._loaded is not None:
             surrogate |= {"name": self._loaded.spec.name, "dataset": self._loaded.dataset.name,
                           "checkpoint_sha256": self._loaded.checkpoint.sha256}
         return {"surrogate": surrogate, "crafting": "pgd", "steps": self.steps, "loss": "ce", "random_start": True,
-                "step_size": pgd_step_size(context.threat.eps, self.steps), "iterate": "last"}
+                "step_size": pgd_step_size(rules.threat.eps, self.steps), "iterate": "last"}
 
 
 @ATTACKS.register("transfer")

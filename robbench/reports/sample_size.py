@@ -196,7 +196,7 @@ def _cell(config: SampleSizeConfig, size: int, radius: float, repeat: int, n_rob
     runs does not change the result. On the CPU it runs on ``threads`` threads (1): the numbers then
     do not depend on the machine's core count or the number of workers.
     """
-    from ..attacks import derive_seed
+    from ..attacks import AttackRules, derive_seed
     from ..attacks.pgd import PGDAttack
     from ..data import get_dataset
     from ..evaluation import run_attacks
@@ -223,8 +223,7 @@ def _cell(config: SampleSizeConfig, size: int, radius: float, repeat: int, n_rob
         seed=model_seed, device=torch_device,
     )
     train_seconds = time.perf_counter() - started
-    common = dict(threat=threat, value_range=data.value_range, num_classes=data.num_classes, batch_size=500,
-                  device=torch_device, seed=config.seed)
+    common = dict(rules=AttackRules.for_dataset(data, threat, seed=config.seed, device=torch_device), batch_size=500)
     clean = run_attacks(model, x_test, y_test, attacks=[], **common)
     fit = run_attacks(model, x_sub, y_sub, attacks=[], **common)
     seed_everything(config.seed)

@@ -36,6 +36,7 @@ from torch import nn
 
 from ..attacks.pgd import pgd_step_size
 from ..errors import RobbenchError
+from ..run_options import attack_requests
 from ..threat_models import ThreatModel
 from .common import StudyHeader, one_thread, paper
 
@@ -205,7 +206,7 @@ class TradeoffConfig:
     steps: int = 200
     lr: float = 0.05
     attack_steps: int = 10
-    attacks: Sequence[str] = ("pgd",)
+    attacks: "str | Sequence[str]" = ("pgd",)  # attack specs (``robbench.run_options``), e.g. "pgd,autoattack"
     bound_ps: Sequence[float] = DEFAULT_BOUND_PS
     bound_standards: Sequence[float] = DEFAULT_BOUND_STANDARDS
     seed: int = 0
@@ -225,7 +226,7 @@ class TradeoffConfig:
             raise RobbenchError(f"are non-negative multiples of eta, got {radii}", parameter="train_eps")
         if len(set(radii)) != len(radii):
             raise RobbenchError(f"repeat: {radii}", parameter="train_eps")
-        if not list(self.attacks):
+        if not attack_requests(self.attacks):  # a malformed spec is refused by attack_requests itself
             raise RobbenchError("is empty; pass e.g. pgd or pgd,autoattack", parameter="attacks")
         bound_factor(self.p)  # the theorem's range of p
 
@@ -334,7 +335,7 @@ def run(config: TradeoffConfig) -> TradeoffResult:
 
 
 def _run(config: TradeoffConfig, device: torch.device) -> TradeoffResult:
-    from ..attacks import AttackContext, create_attack, derive_seed
+    from ..attacks import AttackRules, derive_seed
     from ..data import get_dataset
     from ..evaluation import predict, run_attacks
     from ..runtime import describe_device, seed_everything
@@ -350,17 +351,15 @@ def _run(config: TradeoffConfig, device: torch.device) -> TradeoffResult:
     eps = threat.eps
     x_test, y_test = test_set.load("test")
     x_train, y_train = train_set.load("train")
-    attacks = [create_attack(name) for name in c.attacks]
+    attacks = [request.create() for request in attack_requests(c.attacks)]
+    rules = AttackRules.for_dataset(test_set, threat, seed=c.seed, device=device)
     forms = closed_forms(c.d, c.p, eta, eps)
     n = c.n_test
 
     def measure(model: nn.Linear, **how: Any) -> Classifier:
         model = model.to(device).eval()
         seed_everything(c.seed)
-        outcome = run_attacks(
-            model, x_test, y_test, threat=threat, value_range=test_set.value_range, num_classes=2,
-            attacks=attacks, batch_size=c.batch_size, device=device, seed=c.seed,
-        )
+        outcome = run_attacks(model, x_test, y_test, rules=rules, attacks=attacks, batch_size=c.batch_size)
         clean = predict(model, x_test, c.batch_size, device) == y_test
         exact = int((exact_linf_robust(model, x_test, y_test, eps) & clean).sum()) / n
         return Classifier(
@@ -405,7 +404,6 @@ def _run(config: TradeoffConfig, device: torch.device) -> TradeoffResult:
     closed_ok = all(check.ok for e in classifiers if e.closed_form for check in e.closed_form.values())
     violations = [e.name for e in classifiers if e.bound.violates]
     attack_short = [e.name for e in classifiers if e.attack_gap > 0]
-    context = AttackContext(nn.Identity(), threat, None, 2, c.seed, device)
     return TradeoffResult(
         paper=PAPER,
         dataset={"name": "tsipras", "d": c.d, "p": c.p, "eta": eta},
@@ -419,7 +417,7 @@ def _run(config: TradeoffConfig, device: torch.device) -> TradeoffResult:
             "optimizer": "adam, full batch, cosine decay, zero init",
             "train_attack_steps": c.attack_steps,
             "train_attack_step_size_over_eps": pgd_step_size(1.0, c.attack_steps),
-            "attacks": [{"name": a.name, "config": a.config(context)} for a in attacks],
+            "attacks": [{"name": a.name, "config": a.config(rules)} for a in attacks],
             "seed": c.seed,
             "z": c.z,
             "slack": c.slack,

@@ -41,7 +41,7 @@ import yaml
 from safetensors.torch import save as safetensors_bytes
 
 from .. import distributed
-from ..attacks import derive_seed
+from ..attacks import AttackRules, derive_seed
 from ..attacks.pgd import PGDAttack, pgd_step_size
 from ..config import Metadata, TrainSpec
 from ..data import get_dataset
@@ -152,11 +152,10 @@ def train(
     monitor = PGDAttack(steps=spec.eval_attack_steps)
     x_fit, y_fit = x_fit.to(torch_device), y_fit.to(torch_device)  # CIFAR-sized sets live on the GPU
 
+    monitor_rules = AttackRules.for_dataset(dataset, threat, seed=spec.seed, device=torch_device)
+
     def accuracies(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-        outcome = run_attacks(
-            model, x, y, threat=threat, value_range=dataset.value_range, num_classes=dataset.num_classes,
-            attacks=[monitor], batch_size=500, device=torch_device, seed=spec.seed,
-        )
+        outcome = run_attacks(model, x, y, rules=monitor_rules, attacks=[monitor], batch_size=500)
         return outcome.clean_accuracy, outcome.robust_accuracy
 
     state_path = out_dir / STATE_FILE
