@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "adaptive"
 
 
-def measure(model_name: str, n: int, threads: int) -> dict:
+def measure(model_name: str, n: int, threads: int, save) -> dict:
     from robbench.adaptive import ESCALATIONS
     from robbench.attacks import AttackRules, create_attack
     from robbench.errors import RobbenchError
@@ -41,7 +41,8 @@ def measure(model_name: str, n: int, threads: int) -> dict:
     for escalation in (e for escalations in ESCALATIONS.values() for e in escalations):
         if escalation not in distinct:
             distinct.append(escalation)
-    rows = []
+    rows: list[dict] = []
+    result = {"model": model_name, "n": n, "threads": threads, "rows": rows, "finished": None}
     for threat in loaded.dataset.threat_models:
         rules = AttackRules.for_dataset(loaded.dataset, threat)
 
@@ -71,9 +72,10 @@ def measure(model_name: str, n: int, threads: int) -> dict:
                 outcome, seconds = timed(attack, broken)
                 rows.append({**row, "seconds": seconds, "ratio": seconds / autoattack_s,
                              "broken": int(outcome.evidence.broken().sum())})
-                print(rows[-1], flush=True)
-    return {"model": model_name, "n": n, "threads": threads, "rows": rows,
-            "finished": datetime.now(timezone.utc).replace(microsecond=0).isoformat()}
+                save(result)  # a killed run keeps the rows so far
+    result["finished"] = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    save(result)
+    return result
 
 
 def report_section(folder: Path = OUT) -> list[str]:
@@ -83,7 +85,7 @@ def report_section(folder: Path = OUT) -> list[str]:
         result = json.loads(path.read_text(encoding="utf-8"))
         lines += [
             f"## adaptive escalations: {path.stem} (cpu, {result['threads']} threads)", "",
-            f"`python -m benchmarks.adaptive`, {result['finished']}: `{result['model']}` on the first {result['n']} "
+            f"`python -m benchmarks.adaptive`, {result['finished'] or 'unfinished'}: `{result['model']}` on the first {result['n']} "
             "test images; each escalation attacks the examples AutoAttack left, as `--adaptive` runs it. CPU time "
             "of this process (one run each); × AutoAttack is the escalation's time over AutoAttack's on all "
             "correctly classified examples.", "",
@@ -108,10 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--label", default="cpu")
     args = parser.parse_args(argv)
-    result = measure(args.model, args.n, args.threads)
     OUT.mkdir(exist_ok=True)
     path = OUT / f"{args.label}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    measure(args.model, args.n, args.threads, lambda result: path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8"))
     print(f"wrote {path}")
     return 0
 

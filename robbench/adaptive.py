@@ -105,7 +105,8 @@ class Budget:
             raise RobbenchError(f"must be a positive number of seconds, got {self.seconds!r}", parameter="adaptive_seconds")
 
     def describe(self) -> str:
-        return f"at most {self.rounds} rounds" + (f" and {self.seconds:g} s" if self.seconds is not None else "")
+        rounds = "1 round" if self.rounds == 1 else f"{self.rounds} rounds"
+        return f"at most {rounds}" + (f" and {self.seconds:g} s" if self.seconds is not None else "")
 
 
 def escalated_flags(codes: Iterable[str]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Sequence
 
@@ -63,6 +64,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     options = run_options(args)
     attacks = [request.name for request in options.attacks]
+    started = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     with progress_bars() as progress:
         records = evaluate(args.model_yaml, options, threat_models=args.threat_model, eps=args.eps, progress=progress)
     from .distributed import is_main_process
@@ -92,8 +94,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for record in records:
         if record.config.escalation is not None:
             console.print(escalation_line(record), highlight=False)
-    for path in paths:
-        console.print(f"wrote {path}", highlight=False)
+    for record, path in zip(records, paths):  # a stored protocol run that --adaptive continued was not rewritten
+        console.print(f"{'wrote' if record.timestamp >= started else 'continued'} {path}", highlight=False)
     return 0
 
 
