@@ -19,6 +19,7 @@ import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -26,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "adaptive"
 
 
-def measure(model_name: str, n: int, threads: int, save) -> dict:
+def measure(model_name: str, n: int, threads: int, save: Callable[[dict], None]) -> dict:
     from robbench.adaptive import ESCALATIONS
     from robbench.attacks import AttackRules, create_attack
     from robbench.errors import RobbenchError
