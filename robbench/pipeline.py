@@ -196,9 +196,9 @@ def _escalate(board: EvalRecord, budget: Budget, common: dict, model: torch.nn.M
     flags = escalated_flags(flag.code for flag in board.flags)
     broken = torch.from_numpy(board.evidence.broken() | board.evidence.broken_earlier())
     correct = torch.from_numpy(board.evidence.clean_correct())
-    continues, started = [board.config.run_id], time.perf_counter()
+    continues, started, skipped = [board.config.run_id], time.perf_counter(), []
     for round_number in range(1, budget.rounds + 1):
-        added, skipped = 0, []
+        added = 0
         for escalation in round_plan(flags, rules.threat.norm, round_number):
             left = int((correct & ~broken).sum())
             if left == 0 or (budget.seconds is not None and time.perf_counter() - started >= budget.seconds):
