@@ -173,10 +173,10 @@ def attack_model(name: str, model: _Defended, eot_samples: int = 200) -> nn.Modu
 
 
 def reference_robust(name: str, model: _Defended, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
-                     steps: int = 100, restarts: int = 5, seed: int = 0) -> torch.Tensor:
+                     steps: int = 100, restarts: int = 5, eot_samples: int = 200, seed: int = 0) -> torch.Tensor:
     """Per example: still correct after the defence's own attack (PGD on ``attack_model``, restarts on the
     survivors), every break checked on the defence itself, one forward pass each as robbench verifies."""
-    surrogate = attack_model(name, model)
+    surrogate = attack_model(name, model, eot_samples)
     generator = torch.Generator().manual_seed(seed)
     robust = classify(model, x, y)
     for _ in range(restarts):

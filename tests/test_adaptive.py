@@ -136,11 +136,13 @@ def test_adaptive_comes_within_two_points_of_the_attack_written_for_the_defence(
     defences.register()
     model = defences.defended(name, linear_model)
     submission = write_submission(tmp_path / name, name, name, model.state_dict())
-    records = evaluate(submission, threat_models="linf", n_examples=N_EXAMPLES, device="cpu", adaptive=Budget(),
+    # one round: on these defences the later rounds add nothing (measured: docs/adaptive.md), and cost twice the first
+    records = evaluate(submission, threat_models="linf", n_examples=N_EXAMPLES, device="cpu", adaptive=Budget(rounds=1),
                        results_dir=tmp_path / "results")
     [entry], problems = board_entries(records)
     x, y = test_examples
-    reference = float(defences.reference_robust(name, model, x, y, linf(0.1)).float().mean())
+    cheaper_eot = {"steps": 50, "restarts": 2, "eot_samples": 50} if name == "test-random-phase" else {}
+    reference = float(defences.reference_robust(name, model, x, y, linf(0.1), **cheaper_eot).float().mean())
     protocol = records[0]
     assert problems == [] and protocol.config.escalation is None and len(records) > 1
     assert protocol.attack_accuracy("pgd") > reference + 0.2  # the defence fools gradient attacks
