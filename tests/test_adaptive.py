@@ -186,3 +186,22 @@ def test_escalations_cannot_push_an_honest_model_below_its_exact_robust_accuracy
     [entry], _ = board_entries(records)
     assert entry.robust_accuracy >= exact
     assert entry.robust_accuracy == protocol.robust_accuracy == exact  # AutoAttack already finds the truth here
+
+
+def test_the_adaptive_flags_build_the_budget_of_evaluate_and_queue_run():
+    from robbench.cli import build_parser
+    from robbench.terminal import run_options
+
+    parser = build_parser()
+    for command in (["evaluate", "model.yaml"], ["queue", "run"]):
+        options = run_options(parser.parse_args([*command, "--adaptive", "--adaptive-rounds", "2", "--adaptive-seconds", "60"]))
+        assert options.adaptive == Budget(rounds=2, seconds=60.0)
+        assert run_options(parser.parse_args(command)).adaptive is None
+
+
+def test_a_bad_budget_is_a_one_line_error_before_anything_runs(capsys, tmp_path):
+    from robbench.cli import main
+
+    assert main(["evaluate", "no-such-model", "--adaptive", "--adaptive-rounds", "0", "--results-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == "robbench: error: --adaptive-rounds must be a positive integer, got 0"
+    assert not any(tmp_path.iterdir())
