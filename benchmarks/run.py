@@ -233,9 +233,11 @@ def write_report(out_dir: Path = RESULTS) -> Path:
     sections = []
     for path in sorted(out_dir.glob("*.json")):
         sections += _section(json.loads(path.read_text(encoding="utf-8")))
+    from .adaptive import report_section as adaptive_section
     from .attack_libraries import report_section
 
     sections += report_section(out_dir.parent / "libraries")
+    sections += adaptive_section()
     analysis = HERE / "analysis.md"
     text = "\n".join([
         "# robbench benchmarks",

@@ -179,11 +179,15 @@ def run_attacks(
     batch_size: int,
     progress: ProgressFactory | None = None,
     state: StateFile | None = None,
+    earlier: torch.Tensor | None = None,
 ) -> Outcome:
     """Clean pass, then every stage of every attack on ``model``'s survivors; resumes from ``state`` when it fits.
 
     ``rules`` are the run's (threat model, value range, classes, seed, device): what ``robbench.pipeline``
     builds once per threat model and records. ``attacks=[]`` is a clean pass alone.
+
+    ``earlier``: per example, broken by a run this one continues (an escalation, ``robbench.adaptive``);
+    such an example, if classified correctly, is marked ``EARLIER`` and not attacked.
     """
     progress = progress or _no_progress
     notes = ensure_eval_mode(model)
@@ -199,7 +203,7 @@ def run_attacks(
     correct = predictions == y
     plan = [(attack, stage) for attack in attacks for stage in attack.stages(model, rules)]
     resumed = distributed.world().from_main(state.load(correct, len(plan)) if state is not None and distributed.is_main_process() else None)
-    status, position, found = resumed or (fresh_status(correct), Position(0, 0), Found())
+    status, position, found = resumed or (fresh_status(correct, earlier), Position(0, 0), Found())
     for number, (attack, stage) in enumerate(plan):
         if number >= position.stage:
             first_batch = position.batch if number == position.stage else 0

@@ -4,7 +4,10 @@ A record's totals (clean, robust, every attack's and stage's counts) are all der
 so a reader can check them, and boards can combine several runs of one checkpoint example by
 example (best-known robust accuracy). Stored as one character per example, in test-index order
 from ``examples.start``: ``-`` misclassified clean, ``+`` survived every attack, or the code of the
-first stage that broke it (``0``-``9``, then ``a``-``z``, indexing ``stages``). A 10,000-example
+first stage that broke it (``0``-``9``, then ``a``-``z``, indexing ``stages``). An escalation run
+(``robbench.adaptive``) attacks only what the runs it continues left: ``=`` marks an example one
+of those runs broke, classified correctly here and not attacked again (its adversarial example is
+in that run's file). A 10,000-example
 record holds a 10,000-character string: small, and readable with any JSON tool.
 """
 
@@ -17,10 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CLEAN_WRONG_CODE = "-"
 SURVIVED_CODE = "+"
+EARLIER_CODE = "="
 STAGE_CODES = "0123456789abcdefghijklmnopqrstuvwxyz"
 #: per-example status as integers (the engine's representation): >= 0 is the breaking stage
 CLEAN_WRONG = -2
 SURVIVED = -1
+EARLIER = -3
 
 
 class StageResult(BaseModel):
@@ -48,7 +53,7 @@ class Evidence(BaseModel):
 
     @model_validator(mode="after")
     def _valid_codes(self) -> "Evidence":
-        allowed = set(CLEAN_WRONG_CODE + SURVIVED_CODE + STAGE_CODES[: len(self.stages)])
+        allowed = set(CLEAN_WRONG_CODE + SURVIVED_CODE + EARLIER_CODE + STAGE_CODES[: len(self.stages)])
         unknown = set(self.status) - allowed
         if unknown:
             raise ValueError(f"status holds codes {''.join(sorted(unknown))!r} that name no stage")
@@ -58,13 +63,14 @@ class Evidence(BaseModel):
 
     @classmethod
     def from_codes(cls, codes: Sequence[int] | np.ndarray, stages: Sequence[str]) -> "Evidence":
-        """From integer statuses (``CLEAN_WRONG``, ``SURVIVED`` or a stage index)."""
-        table = {CLEAN_WRONG: CLEAN_WRONG_CODE, SURVIVED: SURVIVED_CODE, **dict(enumerate(STAGE_CODES))}
+        """From integer statuses (``CLEAN_WRONG``, ``SURVIVED``, ``EARLIER`` or a stage index)."""
+        table = {CLEAN_WRONG: CLEAN_WRONG_CODE, SURVIVED: SURVIVED_CODE, EARLIER: EARLIER_CODE, **dict(enumerate(STAGE_CODES))}
         return cls(stages=list(stages), status="".join(table[int(c)] for c in codes))
 
     def codes(self) -> np.ndarray:
-        """Integer status per example: ``CLEAN_WRONG``, ``SURVIVED`` or the breaking stage's index."""
-        lookup = {CLEAN_WRONG_CODE: CLEAN_WRONG, SURVIVED_CODE: SURVIVED, **{c: i for i, c in enumerate(STAGE_CODES)}}
+        """Integer status per example: ``CLEAN_WRONG``, ``SURVIVED``, ``EARLIER`` or the breaking stage's index."""
+        lookup = {CLEAN_WRONG_CODE: CLEAN_WRONG, SURVIVED_CODE: SURVIVED, EARLIER_CODE: EARLIER,
+                  **{c: i for i, c in enumerate(STAGE_CODES)}}
         return np.fromiter((lookup[c] for c in self.status), dtype=np.int64, count=len(self.status))
 
     @property
@@ -80,6 +86,10 @@ class Evidence(BaseModel):
 
     def survived(self) -> np.ndarray:
         return self.codes() == SURVIVED
+
+    def broken_earlier(self) -> np.ndarray:
+        """Mask of examples a run this one continues had broken (not attacked here)."""
+        return self.codes() == EARLIER
 
     def attack_of(self, stage: int) -> str:
         return self.stages[stage].split("/")[0]

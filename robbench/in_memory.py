@@ -55,7 +55,8 @@ def benchmark(
     normalisation is its own. It is moved to the device and put in eval mode. A name (a committed
     submission, a model.yaml, an ``hf://`` reference) evaluates that model, as ``robbench.evaluate``.
     ``options`` (a ``RunOptions``) and ``option_values`` (its fields as keywords: attacks, n_examples,
-    batch_size, device, seed, data_dir) are ``evaluate``'s, and so are ``eps`` and ``progress``.
+    batch_size, device, seed, data_dir) are ``evaluate``'s, and so are ``eps`` and ``progress``; ``adaptive``
+    is refused (it writes several records: call ``robbench.evaluate``).
     RobustBench's spellings are accepted: ``model_name=`` names the record (``name=``), ``threat_model="Linf"``,
     and ``to_disk=True`` (or a folder) writes the record and its adversarial examples to ``results/`` (or
     that folder); without it nothing is written.
@@ -77,6 +78,8 @@ def benchmark(
         options = RunOptions.of(options, results_dir=Path("results") if to_disk is True else Path(to_disk))
     if name is not None and model_name is not None:
         raise RobbenchError("name the record once: name= or model_name=, not both")
+    if options.adaptive is not None:
+        raise RobbenchError("benchmark() returns one record; call robbench.evaluate for the escalation records of adaptive")
     if isinstance(model, (str, Path)):
         [record] = evaluate(model, options, threat_models=[threat_model], eps=eps, progress=progress)
         return record

@@ -30,8 +30,8 @@ import torch
 
 from .adversarial import decode, encode
 from .errors import RobbenchError
-from .evidence import CLEAN_WRONG, SURVIVED
 from .atomic_files import atomic_write_bytes, atomic_write_text
+from .evidence import CLEAN_WRONG, EARLIER, SURVIVED
 
 FORMAT = 2
 
@@ -74,8 +74,11 @@ class Found:
         return index, x.to(torch.float32)
 
 
-def fresh_status(correct: torch.Tensor) -> torch.Tensor:
-    return torch.where(correct, SURVIVED, CLEAN_WRONG).to(torch.long)
+def fresh_status(correct: torch.Tensor, earlier: torch.Tensor | None = None) -> torch.Tensor:
+    """Before any attack: clean-wrong, or survived; ``EARLIER`` where ``earlier`` (broken by a run this one
+    continues) and still classified correctly."""
+    status = torch.where(correct, SURVIVED, CLEAN_WRONG).to(torch.long)
+    return status if earlier is None else torch.where(correct & earlier, EARLIER, status)
 
 
 def alive_at(status: torch.Tensor, stage: int) -> torch.Tensor:
@@ -120,7 +123,7 @@ class StateFile:
             and torch.equal(status == CLEAN_WRONG, ~correct)
             and 0 <= position.stage <= n_stages
             and position.batch >= 0
-            and bool(((status >= CLEAN_WRONG) & (status <= position.stage)).all())
+            and bool(((status >= EARLIER) & (status <= position.stage)).all())
             and sorted(found.inputs) == (status >= 0).nonzero().squeeze(1).tolist()
             and elapsed >= 0
         )

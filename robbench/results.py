@@ -72,6 +72,14 @@ class AttackSpec(Frozen):
     config: dict[str, Any]
 
 
+class EscalationOf(Frozen):
+    """What an escalation run (``robbench.adaptive``) continues: it attacks only the examples those runs left."""
+
+    continues: list[str] = Field(min_length=1)  # run ids, in this record's folder: the board run, then earlier rounds
+    flags: list[str] = Field(min_length=1)  # the reliability flags whose escalations it runs
+    round: int = Field(ge=1)
+
+
 class RunConfig(Frozen):
     """Everything that decides an evaluation's numbers: built once, hashed for resuming, embedded in the record."""
 
@@ -92,13 +100,15 @@ class RunConfig(Frozen):
     versions: Versions
     #: forward passes each prediction averages (``robbench.randomized``); 1: the model itself
     prediction_draws: int = Field(default=1, ge=1)
+    escalation: EscalationOf | None = None  # None: a run of every example (not an escalation)
 
     def key(self) -> str:
         """SHA-256 of the configuration as canonical JSON: the identity of a run.
 
-        ``prediction_draws`` enters only when it is not 1, so runs from before it existed keep their identity.
+        ``prediction_draws`` enters only when it is not 1 and ``escalation`` only when there is one, so runs
+        recorded before either existed keep their identity.
         """
-        left_out = {"prediction_draws"} if self.prediction_draws == 1 else set()
+        left_out = ({"prediction_draws"} if self.prediction_draws == 1 else set()) | ({"escalation"} if self.escalation is None else set())
         text = json.dumps(self.model_dump(mode="json", exclude=left_out), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -28,6 +28,8 @@ from .errors import RobbenchError, quoted
 if TYPE_CHECKING:
     import torch
 
+    from .adaptive import Budget
+
     from .attacks import Attack
 
 #: the largest --batch-size: torch indexes a batch with 64-bit integers, and no device holds more
@@ -148,7 +150,8 @@ class RunOptions:
     the dataset's own search). ``results_dir``: where progress and records are written (``None``:
     nothing is written, as for ``benchmark``). ``prediction_draws``: forward passes each prediction
     averages, for randomized models (``robbench.randomized``); ``redraws``: re-verifications of each break
-    when the model is randomized or ``prediction_draws`` > 1.
+    when the model is randomized or ``prediction_draws`` > 1. ``adaptive``: after the attacks, the
+    escalations the fired reliability flags call for, within this budget (``robbench.adaptive``; ``None``: none).
     """
 
     attacks: tuple[AttackRequest, ...] = field(default_factory=lambda: parse_attack_specs(DEFAULT_ATTACKS))
@@ -160,6 +163,7 @@ class RunOptions:
     results_dir: Path | None = None
     prediction_draws: int = 1
     redraws: int = DEFAULT_REDRAWS
+    adaptive: "Budget | None" = None
 
     def __post_init__(self) -> None:
         set_field = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)

@@ -129,6 +129,18 @@ RUN_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         help="re-verify each break R more times when the model is randomized or K > 1; the record keeps the rate "
              "(default: %(default)s)",
     )),
+    "adaptive": ("--adaptive", dict(
+        action="store_true",
+        help="after the attacks, the escalations each fired reliability flag calls for, on the examples left "
+             "(docs/adaptive.md)",
+    )),
+    "adaptive_rounds": ("--adaptive-rounds", dict(
+        type=int, default=3, metavar="N", help="with --adaptive: at most N rounds of escalations (default: %(default)s)",
+    )),
+    "adaptive_seconds": ("--adaptive-seconds", dict(
+        type=float, default=None, metavar="S",
+        help="with --adaptive: start no escalation after S seconds of escalations (default: no limit)",
+    )),
     "threads": ("--threads", dict(
         type=int, default=None, metavar="N",
         help="CPU threads for torch (default: the cores free for this process: affinity and cgroup quota minus the load; "
@@ -153,10 +165,13 @@ def add_run_flags(parser: argparse.ArgumentParser, names: tuple[str, ...] = EVAL
 
 def run_options(args: argparse.Namespace) -> RunOptions:
     """The ``RunOptions`` of a sub-command with ``EVALUATION_FLAGS``; a bad option is a one-line error naming its flag."""
+    from .adaptive import Budget
+
     return RunOptions(
         attacks=args.attacks, n_examples=args.n_examples, batch_size=args.batch_size, device=args.device,
         seed=args.seed, data_dir=args.data_dir, results_dir=Path(args.results_dir),
         prediction_draws=args.prediction_draws, redraws=args.redraws,
+        adaptive=Budget(rounds=args.adaptive_rounds, seconds=args.adaptive_seconds) if args.adaptive else None,
     )
 
 

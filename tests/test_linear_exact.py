@@ -9,23 +9,7 @@ import torch
 from robbench import evaluate
 from robbench.checkpoints import read_state_dict
 
-
-def exact_linf_robust(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
-    """Per example: correct under every x' in the eps-box around x intersected with [0, 1].
-
-    For each wrong class j the margin (w_y - w_j)·x' + (b_y - b_j) is linear in x', so its minimum
-    over the box is at the corner x'_i = clamp(x_i - eps·sign(v_i), 0, 1), v = w_y - w_j.
-    The example is robust iff every class pair keeps a positive margin at its own worst corner.
-    """
-    flat = x.flatten(1).double()
-    w, b = weight.double(), bias.double()
-    robust = torch.ones(len(x), dtype=torch.bool)
-    for j in range(w.shape[0]):
-        v = w[y] - w[j]  # (n, features)
-        corner = (flat - eps * v.sign()).clamp(0, 1)
-        margin = (v * corner).sum(1) + b[y] - b[j]
-        robust &= (margin > 0) | (y == j)
-    return robust
+from .helpers import exact_linf_robust
 
 
 @pytest.mark.slow

@@ -132,7 +132,21 @@ def reported_source(entry: Entry) -> Link | None:
 
 
 def flags_text(entry: Entry) -> str:
-    return "; ".join([*entry.reliability_flags(), *entry.departures()])
+    """Each flag's code; a reliability flag that escalations addressed says what they did to the number."""
+    return "; ".join([*(flag_text(entry, code) for code in entry.reliability_flags()), *entry.departures()])
+
+
+def flag_text(entry: Entry, code: str) -> str:
+    """``masked-gradients: 4 escalations in 2 rounds, best-known 10.70 → 3.10 % (p < 0.001)``, or the code alone."""
+    summary = entry.escalation(code)
+    if summary is None:
+        return code
+    rounds = "1 round" if summary.rounds == 1 else f"{summary.rounds} rounds"
+    plural = "" if summary.escalations == 1 else "s"
+    test = f"p = {summary.p:.2g}" if summary.p >= 0.001 else "p < 0.001"
+    verdict = test if summary.significant else f"no significant change, {test}"
+    return (f"{code}: {summary.escalations} escalation{plural} in {rounds}, best-known {percent(summary.before)} → "
+            f"{percent(summary.after)} % ({verdict})")
 
 
 @dataclass(frozen=True)

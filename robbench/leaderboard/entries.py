@@ -18,6 +18,11 @@ A model whose metadata reports a published robust accuracy for the board's threa
 is tested against it: an exact one-sided binomial test of the best-known robust count on the
 evaluated examples against the published proportion; p < 0.05 marks robbench's number as
 significantly below the published one.
+
+An escalation run (``robbench.adaptive``: ``evaluate --adaptive``) is one more run of the same
+examples that attacked only what the runs it continues left; for each flag it addressed, the entry
+says how many escalations ran and how far the best-known number fell from the runs without them
+(``EscalationSummary``), with the exact McNemar test of the two outcomes.
 """
 
 from __future__ import annotations
@@ -116,6 +121,18 @@ class Entry:
         p = self.below_reported_p()
         return p is not None and p < ALPHA
 
+    def escalation(self, code: str) -> "EscalationSummary | None":
+        """What the escalation runs for reliability flag ``code`` tried; None when none ran."""
+        runs = [run for run in self.runs if run.config.escalation is not None and code in run.config.escalation.flags]
+        protocol = [run for run in self.runs if run.config.escalation is None]
+        if not runs or not protocol:
+            return None
+        before = combine(protocol).robust
+        return EscalationSummary(
+            escalations=len(runs), rounds=max(run.config.escalation.round for run in runs),
+            before=int(before.sum()) / self.n, after=self.robust_accuracy, p=mcnemar_p(before, self.robust),
+        )
+
     def reliability_flags(self) -> list[str]:
         """Reasons to doubt the number, from any run (shown with ⚠)."""
         return sorted({f.code for run in self.runs for f in run.flags if is_reliability_flag(f.code)})
@@ -123,6 +140,21 @@ class Entry:
     def departures(self) -> list[str]:
         """How the board run departs from the board's standard (shown, without ⚠)."""
         return [f.code for f in self.primary.flags if not is_reliability_flag(f.code)]
+
+
+@dataclass(frozen=True)
+class EscalationSummary:
+    """Escalation runs for one flag, and the best-known robust accuracy without every escalation run and with them."""
+
+    escalations: int
+    rounds: int
+    before: float
+    after: float
+    p: float  # exact McNemar, before vs after (the escalations can only break, so after <= before)
+
+    @property
+    def significant(self) -> bool:
+        return self.p < ALPHA
 
 
 def _run_order(record: EvalRecord) -> tuple:
@@ -160,8 +192,21 @@ def board_entries(records: Iterable[EvalRecord]) -> tuple[list[Entry], list[str]
             problems.append(f"{name}: run {run.config.run_id} is of another checkpoint than the model's board run; not combined")
         runs = [r for r in runs if r.checkpoint.sha256 == owner]
         largest = max(runs, key=lambda r: (r.examples.count, -r.examples.start)).examples
-        entries.append(combine([r for r in runs if r.examples == largest]))
+        combined = [r for r in runs if r.examples == largest]
+        problems += _missing_continued(name, combined)
+        entries.append(combine(combined))
     return rank(entries), problems
+
+
+def _missing_continued(name: str, runs: list[EvalRecord]) -> list[str]:
+    """Escalation runs whose continued runs are not among ``runs``: the examples they skipped count as robust."""
+    present = {run.config.run_id for run in runs}
+    return [
+        f"{name}: escalation run {run.config.run_id} continues {', '.join(sorted(missing))}, which is not in the "
+        "store; the examples it skipped count as robust"
+        for run in runs if run.config.escalation is not None
+        for missing in [set(run.config.escalation.continues) - present] if missing
+    ]
 
 
 def rank(entries: list[Entry]) -> list[Entry]:

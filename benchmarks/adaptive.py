@@ -1,0 +1,124 @@
+"""What each ``--adaptive`` escalation costs relative to the AutoAttack run it follows.
+
+    OMP_NUM_THREADS=1 python -m benchmarks.adaptive --threads 1       # writes adaptive/<label>.json
+    python -m benchmarks.run --report-only                             # RESULTS.md with its section
+
+On one model (the committed Fashion-MNIST PGD-AT SmallCNN by default) and the first ``n`` test
+images, per threat model: AutoAttack (standard) as the board protocol runs it, then every distinct
+escalation of ``robbench.adaptive.ESCALATIONS`` for that norm, each in its round-1 and round-2
+setting, on the examples AutoAttack left (as ``--adaptive`` runs it: the engine's ``earlier``).
+Each figure is this process's CPU time (one thread), the escalation's ÷ AutoAttack's, and what the
+escalation broke of the survivors. An escalation that does not apply (``transfer`` from a model
+without removable preprocessing) is listed as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "adaptive"
+
+
+def measure(model_name: str, n: int, threads: int, save: Callable[[dict], None]) -> dict:
+    from robbench.adaptive import ESCALATIONS
+    from robbench.attacks import AttackRules, create_attack
+    from robbench.errors import RobbenchError
+    from robbench.evaluation import run_attacks
+    from robbench.loader import load_submission
+    from robbench.zoo import model_spec
+
+    torch.set_num_threads(threads)
+    loaded = load_submission(model_spec(model_name))
+    x, y = loaded.dataset.load("test", n)
+    distinct = []
+    for escalation in (e for escalations in ESCALATIONS.values() for e in escalations):
+        if escalation not in distinct:
+            distinct.append(escalation)
+    rows: list[dict] = []
+    result = {"model": model_name, "n": n, "threads": threads, "rows": rows, "finished": None}
+    for threat in loaded.dataset.threat_models:
+        rules = AttackRules.for_dataset(loaded.dataset, threat)
+
+        def timed(attack, earlier=None):
+            started = time.process_time()
+            outcome = run_attacks(loaded.model, x, y, rules=rules, attacks=[attack], batch_size=n, earlier=earlier)
+            return outcome, time.process_time() - started
+
+        protocol, autoattack_s = timed(create_attack("autoattack"))
+        broken = torch.from_numpy(protocol.evidence.broken())
+        survivors = int(protocol.evidence.survived().sum())
+        rows.append({"threat": threat.slug, "escalation": "autoattack", "round": 0, "seconds": autoattack_s,
+                     "ratio": 1.0, "attacked": int(protocol.evidence.clean_correct().sum()),
+                     "broken": int(broken.sum())})
+        for escalation in distinct:
+            if threat.norm not in escalation.norms:
+                continue
+            for round_number in (1, 2) if escalation.grows else (1,):
+                attack = escalation.create(round_number)
+                row = {"threat": threat.slug, "escalation": escalation.spec(round_number), "round": round_number,
+                       "attacked": survivors}
+                try:
+                    attack.stages(loaded.model, rules)
+                except RobbenchError as exc:
+                    rows.append({**row, "skipped": str(exc)})
+                    continue
+                outcome, seconds = timed(attack, broken)
+                rows.append({**row, "seconds": seconds, "ratio": seconds / autoattack_s,
+                             "broken": int(outcome.evidence.broken().sum())})
+                save(result)  # a killed run keeps the rows so far
+    result["finished"] = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    save(result)
+    return result
+
+
+def report_section(folder: Path = OUT) -> list[str]:
+    """The markdown section of every ``adaptive/*.json`` (for ``benchmarks.run.write_report``)."""
+    lines: list[str] = []
+    for path in sorted(folder.glob("*.json")):
+        result = json.loads(path.read_text(encoding="utf-8"))
+        lines += [
+            f"## adaptive escalations: {path.stem} (cpu, {result['threads']} threads)", "",
+            f"`python -m benchmarks.adaptive`, {result['finished'] or 'unfinished'}: `{result['model']}` on the first {result['n']} "
+            "test images; each escalation attacks the examples AutoAttack left, as `--adaptive` runs it. CPU time "
+            "of this process (one run each); × AutoAttack is the escalation's time over AutoAttack's on all "
+            "correctly classified examples.", "",
+            "| threat | escalation | round | CPU s | × AutoAttack | attacked | broken |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for row in result["rows"]:
+            if "skipped" in row:
+                lines.append(f"| {row['threat']} | `{row['escalation']}` | {row['round']} | — | skipped: "
+                             f"{row['skipped'].split(';')[0]} | {row['attacked']} | — |")
+            else:
+                lines.append(f"| {row['threat']} | `{row['escalation']}` | {row['round'] or 'protocol'} | "
+                             f"{row['seconds']:.1f} | {row['ratio']:.2f} | {row['attacked']} | {row['broken']} |")
+        lines.append("")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="fmnist-small-cnn-pgd-at", help="a committed submission's name or a model.yaml")
+    parser.add_argument("--n", type=int, default=32, help="test images (default 32)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--label", default="cpu")
+    args = parser.parse_args(argv)
+    OUT.mkdir(exist_ok=True)
+    path = OUT / f"{args.label}.json"
+    from robbench.results import atomic_write_text
+
+    measure(args.model, args.n, args.threads, lambda result: atomic_write_text(path, json.dumps(result, indent=2) + "\n"))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
