@@ -93,12 +93,12 @@ def test_a_randomized_models_record_states_draws_and_reverification(single_threa
 
 
 def test_a_deterministic_runs_identity_is_unchanged_by_the_draws_field(single_thread):
-    """Records from before prediction_draws existed keep their run id: the key leaves out the default of 1."""
+    """Records from before prediction_draws (and escalation) existed keep their run id: the key leaves out their defaults."""
     record = benchmark(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)), dataset="fashion-mnist",
                        threat_model="linf", attacks=[], n_examples=8, device="cpu")
     assert record.config.prediction_draws == 1 and record.reverification is None
     dump = record.config.model_dump(mode="json")
-    del dump["prediction_draws"]
+    del dump["prediction_draws"], dump["escalation"]
     old_key = hashlib.sha256(json.dumps(dump, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert record.config.key() == old_key
 
