@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import NoReturn, Sequence
 
+from rich.markup import escape
 from rich.table import Table
 
 from .config import DEFAULT_N_EXAMPLES
@@ -49,7 +50,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             description = entry.description
             if registry is DATASETS:
                 description += f" [threat models: {threat_models_text(entry.name)}]"
-            table.add_row(registry.kind, entry.name, entry.source, description)
+            # plain text: rich would take the '[threat models: ...]' (or a plugin's brackets) for markup and drop it
+            table.add_row(*(escape(cell) for cell in (registry.kind, entry.name, entry.source, description)))
     console.print(table)
     return 0
 
