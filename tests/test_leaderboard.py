@@ -124,6 +124,24 @@ def test_ranks_ordered_by_robust_then_clean_and_tied_when_not_significant(store:
     assert "| 1 |" in rows[2]  # alpha's p-value against beta
 
 
+@pytest.mark.parametrize("only_first, only_second, p, shown_rank", [
+    (6, 2, 74 / 256, "=1"),  # p = 2 * P(Binomial(8, 1/2) <= 2) = 2 * (1 + 8 + 28) / 256 = 0.289 >= 0.05: a tie
+    (9, 1, 22 / 1024, "2"),  # p = 2 * P(Binomial(10, 1/2) <= 1) = 2 * (1 + 10) / 1024 = 0.0215 < 0.05: its own rank
+])
+def test_a_tie_is_decided_at_p_0_05_on_both_sides(only_first: int, only_second: int, p: float, shown_rank: str) -> None:
+    """Two models on the same 30 examples, 4 robust for both; the exact p-values are the binomial sums beside them."""
+    from robbench.leaderboard.cells import p_text, rank_text
+
+    rest = 30 - only_first - only_second - 4
+    first = make_record("first", status="+" * only_first + "0" * only_second + "+" * 4 + "0" * rest)
+    second = make_record("second", status="0" * only_first + "+" * only_second + "+" * 4 + "0" * rest)
+    (top, below), problems = board_entries([second, first])
+    assert problems == [] and (top.name, below.name) == ("first", "second")
+    assert top.p_vs_above is None and rank_text(top) == "1"
+    assert below.p_vs_above == pytest.approx(p, rel=1e-12)
+    assert rank_text(below) == shown_rank and p_text(below) == f"{p:.3g}"
+
+
 def test_subset_record_is_marked(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "boards"
     write_leaderboards(store, out)
