@@ -199,7 +199,6 @@ def test_other_weights_are_refused(record_file, tmp_path, capsys):
 
 
 def test_a_model_yaml_pinning_other_weights_is_refused(record_file, linear_submission, tmp_path, capsys):
-
     spec = {**yaml.safe_load(linear_submission.read_text()), "sha256": "0" * 64,
             "checkpoint": str(linear_submission.parent / "model.safetensors")}
     pinned = tmp_path / "pinned.yaml"
