@@ -4,7 +4,7 @@
 # robbench/ and tests/ into mutants/ (git-ignored) and keeps each mutant's result there, so a rerun only runs the
 # mutants whose code or tests changed.
 # Usage: scripts/mutation.sh [MUTANT_GLOB...]   e.g. scripts/mutation.sh 'robbench.stats.*'
-# Then: mutmut results (survivors), mutmut show NAME (a mutant's diff), scripts/mutation_score.py (score per module).
+# Then: mutmut results (the survivors), mutmut show NAME (a mutant's diff); docs/testing.md keeps the scores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # the test subprocesses (python -m robbench ...) import the mutated copy too

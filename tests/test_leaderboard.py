@@ -291,6 +291,20 @@ def test_wilson_interval_against_the_formula() -> None:
     assert wilson_interval(725, 1000) == pytest.approx((0.696504, 0.751774), abs=1e-6)
 
 
+def test_wilson_interval_at_another_confidence() -> None:
+    # the formula of test_wilson_interval_against_the_formula with z = 2.5758293035489 (the 99.5 % normal quantile)
+    k, n, z = 725, 1000, 2.5758293035489
+    p = k / n
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    assert wilson_interval(k, n, confidence=0.99) == pytest.approx((centre - half, centre + half), abs=1e-12)
+
+
+def test_mcnemar_refuses_outcomes_on_other_examples() -> None:
+    with pytest.raises(ValueError) as refused:
+        mcnemar_p(np.ones(3, dtype=bool), np.ones(4, dtype=bool))
+    assert str(refused.value) == "McNemar's test needs outcomes on the same examples"
+
+
 def test_mcnemar_against_the_exact_binomial() -> None:
     # 10 examples robust for the first model only, 2 for the second only, 5 for both:
     # p = 2 * P(Binomial(12, 1/2) <= 2) = 2 * (1 + 12 + 66) / 4096

@@ -45,3 +45,11 @@ def test_conflicting_owner_names_the_record_and_its_source():
     assert conflicting_owner("taken", None, None, [record("taken", A)]) == (
         f"the record fashion-mnist/linf/taken.json of local weights {A[:12]}"
     )
+
+
+def test_a_source_is_described_by_its_repo_else_its_digest():
+    from robbench.ownership import describe_source
+
+    assert describe_source(A, "org/x") == "hub repo org/x"
+    assert describe_source(A, None) == "local weights aaaaaaaaaaaa"  # the first 12 hex digits
+    assert describe_source(None, None) == "local weights ?"  # a record always has a digest; this must not crash
