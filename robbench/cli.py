@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Sequence
 
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import AttackBugError, RobbenchError
@@ -55,7 +56,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             description = entry.description
             if registry is DATASETS:
                 description += f" [threat models: {threat_models_text(entry.name)}]"
-            table.add_row(registry.kind, entry.name, entry.source, description)
+            # plain text: rich would take the '[threat models: ...]' (or a plugin's brackets) for markup and drop it
+            table.add_row(*(escape(cell) for cell in (registry.kind, entry.name, entry.source, description)))
     console.print(table)
     return 0
 

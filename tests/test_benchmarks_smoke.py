@@ -12,8 +12,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-# a subprocess that times every benchmark, and trains on the Fashion-MNIST training split
-pytestmark = [pytest.mark.slow, pytest.mark.needs_data, pytest.mark.timeout(900)]
+# a subprocess that times every benchmark; the runs train on the Fashion-MNIST training split (marked needs_data
+# test by test: the import check below needs no data)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def _run_benchmarks(out: Path, *args: str) -> dict:
@@ -27,6 +28,7 @@ def _run_benchmarks(out: Path, *args: str) -> dict:
     return json.loads((out / "smoke.json").read_text())
 
 
+@pytest.mark.needs_data
 def test_benchmarks_run_and_write_json_and_a_report(tmp_path):
     pytest.importorskip("torchattacks", reason="the benchmark extra (see benchmarks/README.md)")
     out = tmp_path / "results"

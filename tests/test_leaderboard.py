@@ -132,6 +132,24 @@ def test_ranks_ordered_by_robust_then_clean_and_tied_when_not_significant(store:
     assert "| 1 |" in detail_rows(read(out / "fashion-mnist-linf-0p1.md"))[2]  # alpha's p-value against beta
 
 
+@pytest.mark.parametrize("only_first, only_second, p, shown_rank", [
+    (6, 2, 74 / 256, "=1"),  # p = 2 * P(Binomial(8, 1/2) <= 2) = 2 * (1 + 8 + 28) / 256 = 0.289 >= 0.05: a tie
+    (9, 1, 22 / 1024, "2"),  # p = 2 * P(Binomial(10, 1/2) <= 1) = 2 * (1 + 10) / 1024 = 0.0215 < 0.05: its own rank
+])
+def test_a_tie_is_decided_at_p_0_05_on_both_sides(only_first: int, only_second: int, p: float, shown_rank: str) -> None:
+    """Two models on the same 30 examples, 4 robust for both; the exact p-values are the binomial sums beside them."""
+    from robbench.leaderboard.cells import p_text, rank_text
+
+    rest = 30 - only_first - only_second - 4
+    first = make_record("first", status="+" * only_first + "0" * only_second + "+" * 4 + "0" * rest)
+    second = make_record("second", status="0" * only_first + "+" * only_second + "+" * 4 + "0" * rest)
+    (top, below), problems = board_entries([second, first])
+    assert problems == [] and (top.name, below.name) == ("first", "second")
+    assert top.p_vs_above is None and rank_text(top) == "1"
+    assert below.p_vs_above == pytest.approx(p, rel=1e-12)
+    assert rank_text(below) == shown_rank and p_text(below) == f"{p:.3g}"
+
+
 def test_subset_record_is_marked(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "boards"
     write_leaderboards(store, out)
@@ -284,6 +302,20 @@ def test_wilson_interval_against_the_formula() -> None:
     for k, n in ((725, 1000), (0, 250), (1000, 1000), (1, 3)):
         assert wilson_interval(k, n) == pytest.approx(by_hand(k, n), abs=1e-12)
     assert wilson_interval(725, 1000) == pytest.approx((0.696504, 0.751774), abs=1e-6)
+
+
+def test_wilson_interval_at_another_confidence() -> None:
+    # the formula of test_wilson_interval_against_the_formula with z = 2.5758293035489 (the 99.5 % normal quantile)
+    k, n, z = 725, 1000, 2.5758293035489
+    p = k / n
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    assert wilson_interval(k, n, confidence=0.99) == pytest.approx((centre - half, centre + half), abs=1e-12)
+
+
+def test_mcnemar_refuses_outcomes_on_other_examples() -> None:
+    with pytest.raises(ValueError) as refused:
+        mcnemar_p(np.ones(3, dtype=bool), np.ones(4, dtype=bool))
+    assert str(refused.value) == "McNemar's test needs outcomes on the same examples"
 
 
 def test_mcnemar_against_the_exact_binomial() -> None:

@@ -82,10 +82,22 @@ def test_broken_plugin_is_a_one_line_error(monkeypatch):
         robbench.load_dataset("broken")
 
 
-def test_list_shows_every_kind():
+def test_list_shows_every_kind(capsys):
+    """One row per registered entry, under its kind; each dataset's row names its threat models."""
+    from robbench.attacks import ATTACKS
     from robbench.cli import main
+    from robbench.data import threat_models_text
 
     assert main(["list"]) == 0
+    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in capsys.readouterr().out.splitlines()
+             if line.startswith("│ ")]
+    listed = {(row[0], row[1]) for row in cells if row[0]}
+    expected = {(registry.kind, entry.name) for registry in (ARCHITECTURES, DATASETS, ATTACKS) for entry in registry.entries()}
+    assert {kind for kind, _ in expected} == {"architecture", "dataset", "attack"}
+    assert listed == expected
+    description = " ".join(" ".join(row[3:]) for row in cells).replace("  ", " ")
+    for entry in DATASETS.entries():
+        assert f"[threat models: {threat_models_text(entry.name)}]" in description
 
 
 def _plugins(monkeypatch, wanted: str, *points: EntryPoint) -> None:

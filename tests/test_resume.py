@@ -15,6 +15,7 @@ import torch
 
 import robbench.evaluation as evaluation
 from robbench.cli import main
+from robbench.evidence import SURVIVED
 from robbench.progress_state import Found, Position, StateFile
 from robbench.results import EvalRecord
 from robbench.store import adversarial_path, read_record, read_store, record_json, relative_record_path, state_path
@@ -88,16 +89,28 @@ def test_killed_evaluation_resumes_to_the_uninterrupted_record(linear_submission
 
 
 def test_state_for_another_configuration_is_ignored(linear_submission, tmp_path):
+    """A state consistent in every way but its key (it says PGD broke nothing) is ignored; under this run's key the
+    same state is resumed, and its number shows, so only the key can be what refuses it."""
     from robbench import evaluate
 
     kwargs = dict(threat_models="linf", attacks=["pgd"], n_examples=20, batch_size=5, device="cpu")
     fresh = evaluate(linear_submission, results_dir=tmp_path / "fresh", **kwargs)[0]
-    results = tmp_path / "stale"
-    state = state_path(results, fresh.config)
-    StateFile(state, "another configuration", (1, 28, 28)).save(torch.full((20,), 0), Position(1, 9), Found())
-    resumed = evaluate(linear_submission, results_dir=results, **kwargs)[0]
+    assert fresh.robust_accuracy < fresh.clean_accuracy  # PGD broke some, so "broke nothing" is another number
+    nothing_broken = torch.tensor(fresh.evidence.codes()).clamp(max=SURVIVED)  # every stage code becomes SURVIVED
+
+    def planted(results: Path, key: str) -> Path:
+        state = state_path(results, fresh.config)
+        StateFile(state, key, (1, 28, 28)).save(nothing_broken, Position(len(fresh.evidence.stages), 0), Found())
+        return state
+
+    stale = planted(tmp_path / "stale", "another configuration")
+    resumed = evaluate(linear_submission, results_dir=tmp_path / "stale", **kwargs)[0]
     assert _stable(resumed) == _stable(fresh)
-    assert not state.exists() and read_record(results / relative_record_path(resumed)) == resumed
+    assert not stale.exists() and read_record(tmp_path / "stale" / relative_record_path(resumed)) == resumed
+
+    planted(tmp_path / "ours", fresh.config.key())
+    trusted = evaluate(linear_submission, results_dir=tmp_path / "ours", **kwargs)[0]
+    assert trusted.robust_accuracy == trusted.clean_accuracy == fresh.clean_accuracy
 
 
 @pytest.mark.parametrize("content", ["", "{not json", '{"format": 1}', "[]"])

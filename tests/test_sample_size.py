@@ -137,6 +137,7 @@ def test_cli_writes_the_report(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.needs_data
 def test_png_speaks_in_percent_like_its_page(result, monkeypatch):
     captured = []
     monkeypatch.setattr(sample_size_page, "png_bytes", lambda figure: captured.append(figure) or b"")

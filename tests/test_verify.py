@@ -6,12 +6,18 @@ import json
 import re
 from pathlib import Path
 
+import math
+
 import numpy as np
 import pytest
+import torch
+import yaml
 
 from robbench.adversarial import decode, digest, encode
 from robbench.cli import main
+from robbench.evidence import Evidence
 from robbench.store import adversarial_path, read_record, record_json
+from robbench.verify import verify_record
 
 ARGS = ["--threat-model", "linf", "--eps", "0.05", "--attacks", "pgd", "--n-examples", "60", "--device", "cpu"]
 
@@ -48,6 +54,22 @@ def _rewrite(record_file: Path, change) -> None:
     record = read_record(record_file)
     pinned = record.adversarial_examples.model_copy(update={"sha256": digest(data), "count": len(index)})
     record_file.write_text(record_json(record.model_copy(update={"adversarial_examples": pinned})))
+
+
+def _restate(record_file: Path, change) -> str:
+    """Change the evidence's status with ``change(status) -> status`` and re-derive every total from it: a record
+    that ``read_record`` accepts and only the model can refute. Returns the new status."""
+    record = read_record(record_file)
+    evidence = Evidence(stages=record.evidence.stages, status=change(record.evidence.status))
+    record_file.write_text(record_json(record.model_copy(update={
+        "evidence": evidence, "clean_accuracy": evidence.clean_accuracy(), "robust_accuracy": evidence.robust_accuracy(),
+        "attacks": evidence.attack_results(),
+    })))
+    return evidence.status
+
+
+def _replace(status: str, position: int, code: str) -> str:
+    return status[:position] + code + status[position + 1:]
 
 
 def _clean_images(n: int) -> np.ndarray:
@@ -162,34 +184,148 @@ def test_model_yaml_is_found_by_the_records_name_and_dataset(record_file, linear
 
 
 def test_other_weights_are_refused(record_file, tmp_path, capsys):
-    import yaml
+    from robbench.adversarial import file_sha256
 
     from .helpers import fit_linear_fashion_mnist, write_submission
 
     other = write_submission(tmp_path / "other", "fmnist-linear", "linear", fit_linear_fashion_mnist(seed=1).state_dict())
+    weights = other.parent / "model.safetensors"
     code = main(["verify", str(record_file), "--model", str(other), "--device", "cpu"])
-    assert code == 2
-    assert "SHA-256" in capsys.readouterr().err
-    assert yaml.safe_load(other.read_text())["name"] == "fmnist-linear"
+    captured = capsys.readouterr()
+    assert code == 2 and not captured.out
+    assert captured.err.strip() == (
+        f"robbench: error: {weights}: SHA-256 is {file_sha256(weights)}, model.yaml pins "
+        f"{read_record(record_file).checkpoint.sha256}; the file was changed"
+    )
 
 
-def test_failures_sort_by_their_index_not_their_text():
-    from robbench.verify import Failure, Verdict
+def test_a_model_yaml_pinning_other_weights_is_refused(record_file, linear_submission, tmp_path, capsys):
+    spec = {**yaml.safe_load(linear_submission.read_text()), "sha256": "0" * 64,
+            "checkpoint": str(linear_submission.parent / "model.safetensors")}
+    pinned = tmp_path / "pinned.yaml"
+    pinned.write_text(yaml.safe_dump(spec))
+    assert main(["verify", str(record_file), "--model", str(pinned), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"robbench: error: the model.yaml pins sha256 {'0' * 64}, the record was made with "
+        f"{read_record(record_file).checkpoint.sha256}"
+    )
 
-    verdict = Verdict(20)
-    verdict.fail("the model classifies the saved example correctly", 10)
-    verdict.fail("the record counts it broken but saved no adversarial example", 9)
-    verdict.fail("the file saves an example twice")
-    verdict.failures.sort(key=Failure.sort_key)
+
+def test_other_test_data_fails_before_any_example_is_checked(record_file, linear_submission):
+    record = read_record(record_file)
+    config = record.config.model_copy(update={"data_sha256": "f" * 64})
+    record_file.write_text(record_json(record.model_copy(update={"config": config})))
+    verdict = verify_record(record_file, linear_submission, device="cpu")
+    assert [str(f) for f in verdict.failures] == ["test examples 0..60 differ from the evaluated ones (data SHA-256)"]
+    assert verdict.confirmed == 0 and not verdict.ok
+
+
+@pytest.mark.parametrize("claimed, truth, said", [("+", "-", "correctly"), ("-", "+", "wrongly")])
+def test_a_clean_pass_the_model_does_not_give_fails(record_file, linear_submission, claimed, truth, said):
+    """Claiming a misclassified example survived (or a survivor misclassified) is refuted by the model alone."""
+    position = read_record(record_file).evidence.status.index(truth)
+    _restate(record_file, lambda status: _replace(status, position, claimed))
+    verdict = verify_record(record_file, linear_submission, device="cpu")
+    assert [str(f) for f in verdict.failures] == [
+        f"test index {position}: the record says it is {said} classified clean; it is not"
+    ]
+
+
+def test_an_example_saved_but_not_counted_broken_fails(record_file, linear_submission):
+    record = read_record(record_file)
+    position = record.evidence.status.index("0")
+    status = _restate(record_file, lambda status: _replace(status, position, "+"))
+    verdict = verify_record(record_file, linear_submission, device="cpu")
+    assert [str(f) for f in verdict.failures] == [
+        f"test index {position}: an adversarial example is saved but the record does not count it broken"
+    ]
+    assert verdict.confirmed == status.count("0")  # the others are still confirmed
+
+
+def test_an_example_saved_twice_fails(record_file, linear_submission):
+    _rewrite(record_file, lambda index, x_adv: (np.concatenate([index[:1], index]), np.concatenate([x_adv[:1], x_adv])))
+    verdict = verify_record(record_file, linear_submission, device="cpu")
+    assert [str(f) for f in verdict.failures] == ["the file saves an example twice"]
+
+
+#: a pixel value no attack step lands on exactly and no test image holds (not a multiple of 1/255)
+MARKER = 0.0123
+
+
+class NanAtMarker(torch.nn.Sequential):
+    """The ``linear`` layout (so its checkpoint loads) with NaN logits where the first pixel is exactly ``MARKER``."""
+
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int):
+        super().__init__(torch.nn.Flatten(), torch.nn.Linear(math.prod(input_shape), num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        marked = x.flatten(1)[:, 0] == MARKER
+        return super().forward(x).masked_fill(marked[:, None], float("nan"))
+
+
+@pytest.fixture(scope="module")
+def nan_at_marker(linear_submission, tmp_path_factory) -> tuple[Path, Path]:
+    """(model.yaml, record) of an honest evaluation of ``NanAtMarker`` with the linear weights."""
+    from robbench.models import ARCHITECTURES
+
+    ARCHITECTURES.register("nan-at-marker")(NanAtMarker)
+    folder = tmp_path_factory.mktemp("nan-at-marker")
+    spec = {**yaml.safe_load(linear_submission.read_text()), "architecture": "nan-at-marker",
+            "checkpoint": str(linear_submission.parent / "model.safetensors")}
+    model_yaml = folder / "model.yaml"
+    model_yaml.write_text(yaml.safe_dump(spec))
+    try:
+        assert main(["evaluate", str(model_yaml), *ARGS, "--results-dir", str(folder / "results")]) == 0
+        (record,) = (folder / "results").rglob("*.json")
+        yield model_yaml, record
+    finally:
+        ARCHITECTURES._entries.pop("nan-at-marker")
+
+
+def test_non_finite_logits_at_a_saved_example_fail(nan_at_marker):
+    """A saved example inside the ball where the model gives NaN is no break (argmax of NaN logits is class 0)."""
+    model_yaml, record_file = nan_at_marker
+    index, _ = decode(adversarial_path(record_file), (1, 28, 28))
+    assert _clean_images(60)[index[0], 0, 0, 0] == 0.0  # so MARKER is inside the 0.05-ball of this pixel
+
+    def mark(index, x_adv):
+        x_adv = x_adv.copy()
+        x_adv[0, 0, 0, 0] = MARKER
+        return index, x_adv
+
+    assert verify_record(record_file, model_yaml, device="cpu").ok
+    _rewrite(record_file, mark)
+    verdict = verify_record(record_file, model_yaml, device="cpu")
+    assert [str(f) for f in verdict.failures] == [
+        f"test index {index[0]}: the model's logits on the saved example are not finite"
+    ]
+
+
+def test_failures_sort_by_their_index_not_their_text(record_file, linear_submission):
+    """Found in the order: claimed without an example (last index), classified correctly (first), saved twice
+    (whole file); reported by index, whole-file failures first."""
+    index, _ = decode(adversarial_path(record_file), (1, 28, 28))
+    clean = _clean_images(60)
+
+    def tamper(index, x_adv):
+        x_adv = x_adv[:-1].copy()
+        x_adv[0] = clean[index[0]]
+        return np.concatenate([index[:1], index[:-1]]), np.concatenate([x_adv[:1], x_adv])
+
+    _rewrite(record_file, tamper)
+    verdict = verify_record(record_file, linear_submission, device="cpu")
     assert [str(f) for f in verdict.failures] == [
         "the file saves an example twice",
-        "test index 9: the record counts it broken but saved no adversarial example",
-        "test index 10: the model classifies the saved example correctly",
+        f"test index {index[0]}: the model classifies the saved example correctly",
+        f"test index {index[0]}: the model classifies the saved example correctly",
+        f"test index {index[-1]}: the record counts it broken but saved no adversarial example",
     ]
-    assert verdict.summary() == "20 examples: 0 breaks confirmed, 3 failed; first: the file saves an example twice"
+    assert verdict.summary() == (
+        f"60 examples: {len(index) - 2} breaks confirmed, 4 failed; first: the file saves an example twice"
+    )
 
 
-def test_verify_checks_the_data_digest_without_importing_the_pipeline():
+def test_verify_does_not_import_the_evaluation_pipeline():
     """The digest lives with the other digests: verifying a record must not load the evaluation pipeline."""
     import subprocess
     import sys
