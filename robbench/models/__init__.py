@@ -16,6 +16,7 @@ ARCHITECTURES: Registry[Callable[..., nn.Module]] = Registry(
     "architecture",
     builtin_modules=(
         "robbench.models.linear", "robbench.models.lenet", "robbench.models.small_cnn", "robbench.models.resnet",
+        "robbench.models.convex_cnn",
         "robbench.models.preact_resnet", "robbench.models.wide_resnet",
     ),
     entry_point_group="robbench.architectures",
