@@ -104,7 +104,7 @@ def test_a_reported_number_for_another_radius_or_threat_model_is_not_shown():
 
 def test_the_model_page_sentence_names_the_attack_the_source_line_and_the_verdict():
     sentence = reported_sentence(_entry(0.90, 0.96))
-    assert sentence.startswith("Reported 96.00 % robust (clean 99.00 %), measured with: PGD-40 (Table 1)")
+    assert sentence.startswith("96.00 % robust reported (clean 99.00 %) (Table 1), measured with: PGD-40;")
     assert "robbench's best-known 90.00 % on 100 examples is significantly below it" in sentence
 
 
@@ -167,3 +167,21 @@ def test_the_advertorch_submission_pins_the_published_digest_and_is_not_committe
     ignored = (REPO / ".gitignore").read_text(encoding="utf-8")
     assert "lenet5-pgd-at-advertorch/mnist_lenet5_advtrained.pt" in ignored
     assert "lenet5-standard-advertorch/mnist_lenet5_clntrained.pt" in ignored
+
+
+def test_the_board_and_the_model_page_show_the_reported_number_beside_the_measured_one(tmp_path):
+    from robbench.leaderboard import render_all
+    from robbench.store import write_record
+
+    record = make_record("published", clean=1.0, robust=0.90, dataset="mnist", eps=0.3, stop=100)
+    record = record.model_copy(update={"metadata": Metadata(reported=[Reported(**{**REPORTED, "robust_accuracy": 0.96})])})
+    write_record(record, tmp_path / "results")
+    files, problems = render_all(tmp_path / "results")
+    assert not problems
+    (row,) = [line for line in files["mnist-linf-0p3.md"].decode().split("<details>")[0].splitlines() if line.startswith("| 1 |")]
+    assert "| 96.00 | −6.00 ▼ |" in row  # 90 of 100 against 96 %: p = 0.0068 (the binomial sum above)
+    page = files["models/published.md"].decode()
+    assert "96.00 % robust reported (clean 99.00 %) (Table 1), measured with: PGD-40;" in page
+    assert "[source](https://example.org/paper)" in page
+    site = files["site/mnist-linf-0p3.html"].decode()
+    assert "−6.00 ▼" in site and "PGD-40 (Table 1)" in site  # the cell and its tooltip

@@ -121,14 +121,29 @@ def reported_sentence(entry: Entry) -> str | None:
     clean = "" if reported.clean_accuracy is None else f" (clean {percent(reported.clean_accuracy)} %)"
     on = "" if reported.n_examples is None else f" on {reported.n_examples:,} test examples"
     verdict = "significantly below it" if entry.significantly_below_reported else "not significantly below it"
-    return (f"Reported {percent(reported.robust_accuracy)} % robust{clean}{on}, measured with: {reported.attack.rstrip('.')} "
-            f"({reported.where}); robbench's best-known {percent(entry.robust_accuracy)} % on {entry.n:,} examples is "
-            f"{verdict} (one-sided exact binomial test, p = {entry.below_reported_p():.3g}).")
+    return (f"{percent(reported.robust_accuracy)} % robust reported{clean}{on} ({reported.where}), measured with: "
+            f"{reported.attack.rstrip('.')}; robbench's best-known {percent(entry.robust_accuracy)} % on {entry.n:,} "
+            f"examples is {verdict} (one-sided exact binomial test, p = {entry.below_reported_p():.3g})")
 
 
-def reported_source(entry: Entry) -> Link | None:
+def reported_hover(entry: Entry) -> str:
     reported = entry.reported
-    return None if reported is None else Link(reported.source, safe_url(reported.source))
+    return "no published number for this threat model" if reported is None else f"{reported.attack} ({reported.where})"
+
+
+def reported_p_hover(entry: Entry) -> str:
+    p = entry.below_reported_p()
+    return "—" if p is None else f"exact one-sided binomial test against the reported accuracy: p = {p:.3g}"
+
+
+def reported_facts(placed: "Iterable[tuple[str, Entry]]") -> list[tuple[str, list[Link]]]:
+    """A model page's published numbers: per board (title, entry), the sentence and a link to its source."""
+    facts = []
+    for title, entry in placed:
+        sentence, reported = reported_sentence(entry), entry.reported
+        if sentence is not None:
+            facts.append((f"reported ({title})", [Link(sentence, None), Link("source", safe_url(reported.source))]))
+    return facts
 
 
 def flags_text(entry: Entry) -> str:
@@ -203,7 +218,7 @@ def model_marks(entry: Entry, board: Board) -> tuple[str, str]:
 
 
 #: the columns a model page shows for each of its board entries
-MODEL_PAGE_COLUMNS = ("rank", "clean % (95% CI)", "robust % (95% CI)", "clean − robust", "below the row above?",
+MODEL_PAGE_COLUMNS = ("rank", "clean % (95% CI)", "robust % (95% CI)", "reported %", "vs. reported", "clean − robust", "below the row above?",
                       "p vs. above", "examples", "flags")
 
 
@@ -245,6 +260,16 @@ BOARD_COLUMNS: tuple[Column, ...] = (
            "the **best-known** robust accuracy, the ranking criterion: an example counts only if it is classified "
            "correctly and no verified attack of any of the model's runs broke it, so a stronger later run can only "
            "lower it", sort=lambda e: e.robust_accuracy),
+    Column("reported %", lambda e, b: reported_text(e),
+           "the robust accuracy published for this model under this threat model and radius (`metadata.reported`: the "
+           "paper's or a third party's number); what measured it is in the tooltip and on the model page; — when none",
+           sort=lambda e: -1.0 if e.reported is None else e.reported.robust_accuracy, hover=reported_hover),
+    Column("vs. reported", lambda e, b: reported_gap_text(e),
+           f"robbench's best-known minus the reported robust accuracy, in points; {BELOW_REPORTED_MARK}: significantly "
+           "below it (exact one-sided binomial test of the best-known count on the examples evaluated against the "
+           "reported proportion, p < 0.05)",
+           sort=lambda e: 0.0 if e.reported is None else e.robust_accuracy - e.reported.robust_accuracy,
+           hover=reported_p_hover),
     Column("clean − robust", lambda e, b: gap(e.clean_accuracy, e.robust_accuracy),
            "what robustness costs in accuracy here, in percentage points", sort=lambda e: e.clean_accuracy - e.robust_accuracy),
     Column("below the row above?", lambda e, b: below_text(e),

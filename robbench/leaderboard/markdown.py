@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..results import EvalRecord
 from .cells import (
-    DETAIL_COLUMNS, FLAG_MARK, MAIN_COLUMNS, MODEL_PAGE_COLUMNS, SUBSET_MARK, Board, Column, Link, column, model_facts,
+    DETAIL_COLUMNS, FLAG_MARK, MAIN_COLUMNS, MODEL_PAGE_COLUMNS, SUBSET_MARK, Board, Column, Link, column, model_facts, reported_facts,
     model_marks, paper_link, run_row, safe_url, shared_subset_text,
 )
 from .entries import BoardKey, Entry
@@ -143,7 +143,8 @@ def render_model_page(name: str, placed: list[tuple[BoardKey, str, Entry]],
     placed = sorted(placed, key=lambda p: p[0].sort_key)
     records: list[EvalRecord] = [run for _, _, entry in placed for run in entry.runs]
     lines = [GENERATED, f"# {escape(name)}", ""]
-    lines += [f"- **{label}**: {', '.join(cell(v) for v in values)}" for label, values in model_facts(records)]
+    facts = model_facts(records) + reported_facts((board_title(key), entry) for key, _, entry in placed)
+    lines += [f"- **{label}**: {', '.join(cell(v) for v in values)}" for label, values in facts]
     lines.append("")
     rows = []
     for key, stem, entry in placed:

@@ -21,7 +21,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from ..results import EvalRecord
 from .cells import (
-    BOARD_COLUMNS, FLAG_MARK, MODEL_PAGE_COLUMNS, SUBSET_MARK, Board, Link, column, model_facts, model_marks, run_row,
+    BOARD_COLUMNS, FLAG_MARK, MODEL_PAGE_COLUMNS, SUBSET_MARK, Board, Link, column, model_facts, model_marks, reported_facts, run_row,
     shared_subset_text,
 )
 from .entries import BoardKey, Entry
@@ -106,7 +106,8 @@ def render_site(boards: dict[BoardKey, list[Entry]], stems: dict[BoardKey, str],
         where = sorted(where, key=lambda p: p[0].sort_key)
         records = [run for _, _, entry in where for run in entry.runs]
         files[f"{SITE_DIR}/models/{name}.html"] = _render(
-            "model.html", "../", name=name, facts=model_facts(records), columns=MODEL_PAGE_COLUMNS,
+            "model.html", "../", name=name, columns=MODEL_PAGE_COLUMNS,
+            facts=model_facts(records) + reported_facts((board_title(key), entry) for key, _, entry in where),
             numeric=[h for h in MODEL_PAGE_COLUMNS if column(h).numeric],
             entries=[{"stem": stem, "title": board_title(key), "flagged": bool(entry.reliability_flags()),
                       "cells": {h: column(h).cell(entry, Board.apart()) for h in MODEL_PAGE_COLUMNS}}
