@@ -23,6 +23,7 @@ from pathlib import Path
 from robbench.adaptive import escalated_flags
 from robbench.leaderboard import load_store
 from robbench.leaderboard.cells import flags_text
+from robbench.store import relative_record_path
 from robbench.results import EvalRecord, adversarial_path, read_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,11 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no flagged record" + (f" of {args.only}" if args.only else ""))
     for record in records:
         if record.examples.start != 0:
-            print(f"skipped {record.relative_path()}: examples from {record.examples.start}, not 0", file=sys.stderr)
+            print(f"skipped {relative_record_path(record)}: examples from {record.examples.start}, not 0", file=sys.stderr)
             continue
         run = command(record, args.results_dir) + (TINY_BUDGET if args.tiny else [])
         flags = ", ".join(escalated_flags(f.code for f in record.flags))
-        print(f"{record.relative_path()} ({flags}):\n  python {' '.join(run[1:])}", flush=True)
+        print(f"{relative_record_path(record)} ({flags}):\n  python {' '.join(run[1:])}", flush=True)
         if args.tiny and not args.list:
             copy(record, args.results_dir)
         if not args.list:
@@ -79,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def copy(record: EvalRecord, results_dir: Path) -> None:
     """The committed record and its adversarial examples, into ``results_dir`` (where --adaptive continues it)."""
-    source = ROOT / "results" / record.relative_path()
-    target = results_dir / record.relative_path()
+    source = ROOT / "results" / relative_record_path(record)
+    target = results_dir / relative_record_path(record)
     target.parent.mkdir(parents=True, exist_ok=True)
     for path in (source, adversarial_path(source)):
         shutil.copy2(path, target.parent / path.name)

@@ -10,6 +10,7 @@ import yaml
 from safetensors.torch import save_file
 
 import robbench
+from robbench.store import relative_record_path
 from robbench.errors import RobbenchError
 from robbench.in_memory import state_dict_sha256
 from .helpers import REPO
@@ -81,4 +82,4 @@ def test_robustbench_spellings_are_accepted_and_to_disk_writes_the_record(tmp_pa
     assert record.clean_minus_robust == record.clean_accuracy - record.robust_accuracy
     (stored,), problems = read_store(tmp_path / "mine")
     assert problems == [] and stored == record
-    assert (tmp_path / "mine" / record.relative_path()).with_name(record.adversarial_examples.file).is_file()
+    assert (tmp_path / "mine" / relative_record_path(record)).with_name(record.adversarial_examples.file).is_file()
