@@ -176,7 +176,7 @@ def test_transfer_from_a_registered_model(linear_submission):
     x, y = load_dataset("fashion-mnist", n=60)
     attack = create_attack("transfer", surrogate=str(linear_submission), steps=20)
     rules = AttackRules(_threat("Linf", 0.1), (0.0, 1.0), 10)
-    assert attack.config(rules)["surrogate"]["name"] == "fmnist-linear"
+    assert attack.config(rules)["surrogate_resolved"]["name"] == "fmnist-linear"
     outcome = run_attacks(target, x, y, rules=rules, attacks=[attack], batch_size=60)
     assert outcome.robust_accuracy < outcome.clean_accuracy / 2
 

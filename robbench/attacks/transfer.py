@@ -89,11 +89,12 @@ class TransferAttack(Attack):
         return [Stage("transfer", run, reports_progress=True)]
 
     def config(self, rules: AttackRules) -> dict:
-        surrogate: dict[str, Any] = {"model": self.surrogate}
+        # ``surrogate`` is the option as given (so verify rebuilds the attack from the record); what it resolved to beside it
+        resolved: dict[str, Any] | None = None
         if self._loaded is not None:
-            surrogate |= {"name": self._loaded.spec.name, "dataset": self._loaded.dataset.name,
-                          "checkpoint_sha256": self._loaded.checkpoint.sha256}
-        return {"surrogate": surrogate, "crafting": "pgd", "steps": self.steps, "loss": "ce", "random_start": True,
+            resolved = {"name": self._loaded.spec.name, "dataset": self._loaded.dataset.name,
+                        "checkpoint_sha256": self._loaded.checkpoint.sha256}
+        return {"surrogate": self.surrogate, "surrogate_resolved": resolved, "crafting": "pgd", "steps": self.steps, "loss": "ce", "random_start": True,
                 "step_size": pgd_step_size(rules.threat.eps, self.steps), "iterate": "last"}
 
 
