@@ -72,9 +72,9 @@ def test_killed_evaluation_resumes_to_the_uninterrupted_record(linear_submission
     ran = []
     original = evaluation._run_stage
 
-    def spy(number, attack, stage, first_batch, *rest):
+    def spy(number, stages, attack, stage, first_batch, *rest):
         ran.append((number, first_batch))
-        return original(number, attack, stage, first_batch, *rest)
+        return original(number, stages, attack, stage, first_batch, *rest)
 
     monkeypatch.setattr(evaluation, "_run_stage", spy)
     assert main(["evaluate", str(linear_submission), *ARGS, "--results-dir", str(results)]) == 0

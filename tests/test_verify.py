@@ -216,7 +216,10 @@ def test_other_test_data_fails_before_any_example_is_checked(record_file, linear
     config = record.config.model_copy(update={"data_sha256": "f" * 64})
     record_file.write_text(record_json(record.model_copy(update={"config": config})))
     verdict = verify_record(record_file, linear_submission, device="cpu")
-    assert [str(f) for f in verdict.failures] == ["test examples 0..60 differ from the evaluated ones (data SHA-256)"]
+    failures = [str(f) for f in verdict.failures]
+    assert "test examples 0..60 differ from the evaluated ones (data SHA-256)" in failures
+    # the digest is part of the run's identity, so the file no longer carries its run id either; no example is checked
+    assert all(f.startswith(("file name:", "adversarial_examples.file:", "test examples")) for f in failures)
     assert verdict.confirmed == 0 and not verdict.ok
 
 
@@ -320,7 +323,7 @@ def test_failures_sort_by_their_index_not_their_text(record_file, linear_submiss
         f"test index {index[0]}: the model classifies the saved example correctly",
         f"test index {index[-1]}: the record counts it broken but saved no adversarial example",
     ]
-    assert verdict.summary() == (
+    assert verdict.summary().startswith(  # a note may follow (a borderline survivor the flag check's PGD broke)
         f"60 examples: {len(index) - 2} breaks confirmed, 4 failed; first: the file saves an example twice"
     )
 
