@@ -7,6 +7,7 @@ No torch import: the dataset digest only calls the tensors' own methods, so impo
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,3 +30,18 @@ def data_digest(x: "torch.Tensor", y: "torch.Tensor") -> str:
     for tensor in (x, y):
         sha.update(tensor.contiguous().cpu().numpy().tobytes())
     return sha.hexdigest()
+
+
+def install_pinned(source: Path, target: Path, expected: str, what: str) -> str | None:
+    """Copy ``source`` to ``target`` when its SHA-256 is ``expected``, through a ``.part`` file renamed into place.
+
+    For the fetch scripts of pinned third-party checkpoints. Returns None, or the one-line reason it refused
+    (naming ``what`` was fetched), having written nothing.
+    """
+    found = file_digest(source)
+    if found != expected:
+        return f"{what} has sha256 {found}, model.yaml pins {expected}; refusing it"
+    partial = target.with_suffix(".part")
+    shutil.copyfile(source, partial)
+    partial.replace(target)
+    return None

