@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     OUT.mkdir(exist_ok=True)
     path = OUT / f"{args.label}.json"
-    from robbench.results import atomic_write_text
+    from robbench.atomic_files import atomic_write_text
 
     measure(args.model, args.n, args.threads, lambda result: atomic_write_text(path, json.dumps(result, indent=2) + "\n"))
     print(f"wrote {path}")

@@ -42,7 +42,8 @@ from .errors import RobbenchError
 from .evidence import SURVIVED
 from .flags import PGD_STEPS, SAMPLE_SIZE, board_flags, evaluation_checks
 from .loader import LoadedModel
-from .results import ADVERSARIAL_SUFFIX, AttackSpec, EvalRecord
+from .results import AttackSpec, EvalRecord
+from .store import ADVERSARIAL_SUFFIX
 from .runtime import versions
 from .threat_models import standard_threat_models
 

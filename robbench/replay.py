@@ -29,7 +29,8 @@ from .evaluation import run_attacks
 from .evidence import CLEAN_WRONG, SURVIVED, Evidence
 from .flags import board_flags, evaluation_checks
 from .loader import LoadedModel
-from .results import ADVERSARIAL_SUFFIX, AdversarialExamples, AttackSpec, EvalRecord
+from .results import AdversarialExamples, AttackSpec, EvalRecord
+from .store import ADVERSARIAL_SUFFIX
 from .runtime import describe_device
 from .threat_models import get_threat_model
 

@@ -195,20 +195,3 @@ class EvalRecord(Frozen):
 
     def attack_accuracy(self, name: str) -> float | None:
         return self.attack_accuracies.get(name)
-
-
-#: names that moved to ``robbench.store`` and ``robbench.atomic_files``, still importable from here
-_MOVED = {
-    **dict.fromkeys(("LOCK_NAME", "ADVERSARIAL_SUFFIX", "run_folder", "adversarial_path", "state_path", "record_path",
-                     "record_json", "store_lock", "read_record", "read_store", "write_record", "write_records",
-                     "check_name_owner"), "store"),
-    **dict.fromkeys(("atomic_write_bytes", "atomic_write_text", "make_dirs"), "atomic_files"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__package__}.{_MOVED[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,8 @@ from robbench.adaptive import escalated_flags
 from robbench.leaderboard import load_store
 from robbench.leaderboard.cells import flags_text
 from robbench.store import relative_record_path
-from robbench.results import EvalRecord, adversarial_path, read_store
+from robbench.results import EvalRecord
+from robbench.store import adversarial_path, read_store
 
 ROOT = Path(__file__).resolve().parent.parent
 #: --tiny: the budget that runs exactly one escalation (the budget is checked before each one)

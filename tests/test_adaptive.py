@@ -12,7 +12,8 @@ from robbench.errors import RobbenchError
 from robbench.evidence import Evidence
 from robbench.leaderboard.cells import flags_text
 from robbench.leaderboard.entries import board_entries
-from robbench.results import EscalationOf, Flag, read_record
+from robbench.results import EscalationOf, Flag
+from robbench.store import read_record
 
 from .helpers import REPO, make_record
 

@@ -68,7 +68,7 @@ def test_robustbench_spellings_are_accepted_and_to_disk_writes_the_record(tmp_pa
     """RobustBench's call forms: load_model(model_name=...), threat_model="Linf", benchmark(model_name=..., to_disk=...)."""
     import torch
 
-    from robbench.results import read_store
+    from robbench.store import read_store
 
     model = robbench.load_model(model_name="fmnist-small-cnn-pgd-at", dataset="fashion-mnist", threat_model="Linf")
     assert not model.training

@@ -482,7 +482,11 @@ def test_the_corpus_covers_every_class(corpus):
     assert evaluated == {f"hostile-{name}" for name in HOSTILE_MODELS}
 
 
-@pytest.mark.parametrize("name", CASES)
+#: cases whose corpus takes seconds to write (yaml.safe_dump of two million floats): the slow tier runs them
+SLOW_CASES = {"YAML file of 5 MB (a million-entry normalization list)"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_CASES else name for name in CASES])
 def test_hostile_case(name, corpus, tmp_path, monkeypatch, capsys):
     """Exit 2, one line naming the problem, no traceback, nothing written anywhere, no code run."""
     if "CUDA" in name and torch.cuda.is_available():

@@ -9,6 +9,7 @@ import pytest
 from robbench import evaluate
 
 
+@pytest.mark.slow
 def test_every_stage_advances_within_a_batch_and_sums_to_its_examples(linear_submission):
     totals, steps = {}, defaultdict(list)
 

@@ -11,7 +11,8 @@ from robbench.attacks import AttackRules
 from robbench.cli import build_parser, main
 from robbench.data import get_dataset
 from robbench.errors import RobbenchError
-from robbench.results import AttackSpec, read_record
+from robbench.results import AttackSpec
+from robbench.store import read_record
 from robbench.run_options import AttackRequest, RunOptions, parse_attack_specs
 from robbench.terminal import EVALUATION_FLAGS, RUN_FLAGS, run_options
 from robbench.threat_models import get_threat_model
