@@ -21,6 +21,8 @@ from robbench.digests import file_digest, install_pinned
 
 HERE = Path(__file__).resolve().parent
 SDIST = "advertorch==0.2.3"
+#: the pinned members are about 1.3 and 2.6 MB; a larger member is refused before it is extracted
+MAX_MEMBER_BYTES = 64 * 2**20
 MEMBERS = {  # submission folder -> member of the sdist
     "lenet5-pgd-at-advertorch": "advertorch-0.2.3/advertorch_examples/trained_models/mnist_lenet5_advtrained.pt",
     "lenet5-standard-advertorch": "advertorch-0.2.3/advertorch_examples/trained_models/mnist_lenet5_clntrained.pt",
@@ -36,8 +38,9 @@ def download_sdist(folder: Path) -> Path:
 def extract(archive_path: Path, member_name: str, target: Path) -> None:
     with tarfile.open(archive_path) as archive:
         member = archive.getmember(member_name)
-        if not member.isfile():
-            raise SystemExit(f"error: {member_name} in {archive_path.name} is not a regular file")
+        if not member.isfile() or member.size > MAX_MEMBER_BYTES:
+            raise SystemExit(f"error: {member_name} in {archive_path.name} is not a regular file of at most "
+                             f"{MAX_MEMBER_BYTES:,} bytes; refusing it")
         with archive.extractfile(member) as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst)
 
