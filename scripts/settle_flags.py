@@ -7,6 +7,8 @@ accuracy and the best-known one after the escalations, with what each flag now s
 
     python scripts/settle_flags.py --list                     # the flagged records and their commands
     python scripts/settle_flags.py                            # run them all (CPU hours)
+    python scripts/settle_flags.py --only A --only B --seconds 900   # two models, each record's escalations
+                                                                     # started within 900 s (docs/adaptive.md)
     python scripts/settle_flags.py --only NAME --tiny --results-dir DIR
         # a check of this script: one model's flagged records copied into DIR, continued there by
         # one escalation each (--adaptive-rounds 1 --adaptive-seconds 1)
@@ -15,6 +17,7 @@ accuracy and the best-known one after the escalations, with what each flag now s
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -33,41 +36,64 @@ TINY_BUDGET = ["--adaptive-rounds", "1", "--adaptive-seconds", "1"]
 
 
 def flagged(results: Path) -> list[EvalRecord]:
-    """Protocol records (not escalations) with a flag that has escalations, in path order."""
+    """Protocol records (not escalations) with a flag that has escalations, in path order.
+
+    A record at another seed than the board's (a ``verify --replay`` run) is left out: it covers the same
+    examples as the seed-0 record, whose escalations continue every earlier run of them.
+    """
     records, problems = read_store(results)
     if problems:
         raise SystemExit(f"settle_flags: {problems[0]}")
-    return [r for r in records if r.config.escalation is None and escalated_flags(f.code for f in r.flags)]
+    return [
+        r for r in records
+        if r.config.escalation is None and escalated_flags(f.code for f in r.flags)
+        and not any(f.code == "non-standard-seed" for f in r.flags)
+    ]
 
 
-def command(record: EvalRecord, results_dir: Path) -> list[str]:
+def record_threads(record: EvalRecord) -> int:
+    """The CPU threads the record was made with (its device, e.g. ``cpu (1 threads)``): CPU numerics move with it."""
+    found = re.search(r"\((\d+) threads?\)", record.config.device)
+    return int(found.group(1)) if found else 1
+
+
+def command(record: EvalRecord, results_dir: Path, budget: list[str]) -> list[str]:
     threat = record.threat_model
     eps = [] if threat.standard else ["--eps", repr(threat.eps)]
     return [
         sys.executable, "-m", "robbench", "evaluate", record.name, "--threat-model", threat.name, *eps,
         "--attacks", ",".join(a.name for a in record.config.attacks), "--n-examples", str(record.examples.stop),
         "--batch-size", str(record.batch_size), "--seed", str(record.seed), "--results-dir", str(results_dir),
-        "--adaptive",
+        "--threads", str(record_threads(record)),
+        "--adaptive", *budget,
     ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results-dir", type=Path, default=ROOT / "results", help="where escalation records go")
-    parser.add_argument("--only", help="only the records of this model name")
+    parser.add_argument("--only", action="append", help="only the records of this model name (repeatable; run in the order given)")
+    parser.add_argument("--seconds", type=float, help="per record: start no escalation after this many seconds (--adaptive-seconds)")
+    parser.add_argument("--rounds", type=int, help="per record: at most this many rounds (--adaptive-rounds)")
     parser.add_argument("--tiny", action="store_true", help="one escalation per record, the records copied into --results-dir")
     parser.add_argument("--list", action="store_true", help="print the commands, run nothing")
     args = parser.parse_args(argv)
     if args.tiny and args.results_dir.resolve() == (ROOT / "results").resolve():
         parser.error("--tiny is a check of this script: pass another --results-dir than results/")
-    records = [r for r in flagged(ROOT / "results") if args.only in (None, r.name)]
+    records = flagged(ROOT / "results")
+    if args.only:
+        records = sorted((r for r in records if r.name in args.only), key=lambda r: args.only.index(r.name))
     if not records:
-        parser.error("no flagged record" + (f" of {args.only}" if args.only else ""))
+        parser.error("no flagged record" + (f" of {', '.join(args.only)}" if args.only else ""))
+    budget = TINY_BUDGET if args.tiny else [
+        *(["--adaptive-seconds", str(args.seconds)] if args.seconds else []),
+        *(["--adaptive-rounds", str(args.rounds)] if args.rounds else []),
+    ]
     for record in records:
         if record.examples.start != 0:
             print(f"skipped {relative_record_path(record)}: examples from {record.examples.start}, not 0", file=sys.stderr)
             continue
-        run = command(record, args.results_dir) + (TINY_BUDGET if args.tiny else [])
+        run = command(record, args.results_dir, budget)
         flags = ", ".join(escalated_flags(f.code for f in record.flags))
         print(f"{relative_record_path(record)} ({flags}):\n  python {' '.join(run[1:])}", flush=True)
         if args.tiny and not args.list:
