@@ -175,3 +175,40 @@ def test_same_rate_p_is_fishers_exact_test():
 
     assert same_rate_p(1, 10, 11, 14) == pytest.approx(0.002759, abs=5e-6)
     assert same_rate_p(7, 10, 7, 10) == 1.0
+
+
+class _WrongEvery(nn.Module):
+    """Class 1 on every ``period``-th call, class 0 otherwise, whatever the input (the labels are 0)."""
+
+    def __init__(self, period: int):
+        super().__init__()
+        self.period, self.calls = period, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        label = 1 if self.calls % self.period == 0 else 0
+        return torch.nn.functional.one_hot(torch.full((x.shape[0],), label), 10).float() * 10
+
+
+@pytest.mark.parametrize("period, redraws, fails", [(1, None, True), (2, None, True), (1, 10, True), (2, 10, False)])
+def test_a_flag_check_break_of_a_randomized_survivor_counts_only_if_every_redraw_is_wrong(monkeypatch, period, redraws,
+                                                                                          fails):
+    """The flag check's PGD 'breaks' 3 of 40 claimed survivors (over the 5 % allowance). A deterministic record fails
+    on them; on a randomized one (``redraws``) they count only when every fresh prediction is wrong there."""
+    from types import SimpleNamespace
+
+    from robbench import consistency
+    from robbench.data import get_dataset
+    from robbench.flags import ModelChecks
+
+    from .helpers import make_record
+
+    record = make_record("m", status="+" * 40, test_size=10_000)
+    monkeypatch.setattr(consistency, "evaluation_checks", lambda *args, **kwargs: ModelChecks(
+        [], [3, 7, 11], torch.zeros(3, 1, 28, 28)))
+    x, y = torch.zeros(40, 1, 28, 28), torch.zeros(40, dtype=torch.long)
+    found, borderline = consistency.flag_failures(record, _WrongEvery(period), x, y,
+                                                  SimpleNamespace(dataset=get_dataset("fashion-mnist")),
+                                                  torch.device("cpu"), redraws)
+    survivors = [failure.index for failure in found if failure.index is not None]
+    assert (survivors, borderline) == (([3, 7, 11], []) if fails else ([], []))
