@@ -6,7 +6,8 @@
 
 - ``apgd``: robbench ``apgd`` (pyautoattack's APGD-CE, 100 iterations) vs torchattacks ``APGD`` (the same
   settings; torchattacks ships a copy of the AutoAttack code).
-- ``square``: robbench ``square`` (pyautoattack) vs torchattacks ``Square``, same query budget, p_init, seed.
+- ``square``: robbench ``square`` (pyautoattack) vs torchattacks ``Square``, same query budget, p_init, seed;
+  each with and without the square-size schedule rescaled to the budget (torchattacks rescales by default).
 - ``hopskipjump`` (L2): robbench's own batched HopSkipJump (query budget per example, stops an example
   once it is broken within ε) vs ART's ``HopSkipJump`` and foolbox's ``HopSkipJumpAttack`` (both
   minimise the distance for a fixed number of iterations). Queries are counted by a hook on the model.
@@ -35,11 +36,19 @@ OUT = HERE / "libraries"
 
 
 class QueryCounter(nn.Module):
-    """The model, counting every example it is given (a query, with or without a gradient)."""
+    """The model, counting every example it is given (a query, with or without a gradient).
+
+    In the model's mode: a new module is in training mode, and torchattacks, which puts the model it is
+    given into eval mode for the attack, afterwards restores that module's mode with ``train()``, which
+    reaches every submodule: a counter left in training mode turned the model's dropout on for every later
+    row (the rows of 2026-12-06T03:45 after torchattacks' APGD: Square, HopSkipJump and RayS attacked, and
+    every row was scored on, a randomized model).
+    """
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model, self.queries = model, 0
+        self.train(model.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.queries += x.shape[0]
@@ -56,10 +65,12 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: t
 
 
 def run_one(name: str, attack: Callable[[QueryCounter], torch.Tensor], model: nn.Module, x, y, norm: str, eps: float) -> dict:
-    counter = QueryCounter(model)
+    """One attack on the model in eval mode, scored in eval mode whatever mode the library left it in."""
+    counter = QueryCounter(model.eval())
     started = time.process_time()
     x_adv = attack(counter).detach()
     seconds = time.process_time() - started
+    model.eval()
     return {"name": name, "seconds": round(seconds, 2), "queries_per_example": round(counter.queries / x.shape[0], 1),
             "robust_accuracy": robust_accuracy(model, x, y, x_adv, norm, eps)}
 
@@ -132,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             lambda m: robbench_stage("square", {"queries": q, "rescale_schedule": True}, "Linf", args.linf)(m, x, y))
         add("square", "Linf", args.linf, f"torchattacks Square ({q} queries, its default rescaled schedule)",
             lambda m: torchattacks.Square(m, norm="Linf", eps=args.linf, n_queries=q, n_restarts=1, p_init=0.8, seed=0)(x, y))
+        add("square", "Linf", args.linf, f"torchattacks Square ({q} queries, resc_schedule=False: robbench's default)",
+            lambda m: torchattacks.Square(m, norm="Linf", eps=args.linf, n_queries=q, n_restarts=1, p_init=0.8, seed=0,
+                                          resc_schedule=False)(x, y))
     if "hopskipjump" in only:
         q = args.decision_queries
         add("hopskipjump", "L2", args.l2, "robbench apgd (white-box reference, L2)",

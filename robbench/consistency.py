@@ -24,7 +24,14 @@ difference is a ``Failure`` that names the record's field:
   robust is an untrue claim. One PGD-20 start is weaker than the evaluation's attacks, yet another
   random start can break a borderline example an honest evaluation missed, so up to
   ``BORDERLINE_FRACTION`` of the sample is reported as a note (``--replay`` records such breaks);
-  more fails;
+  more fails. On a randomized model that break is one draw, like the record's survival: it counts
+  only when every one of ``redraws`` fresh averaged predictions gets it wrong too;
+- ``reverification`` (``robbench.randomized``), with the verifier's own re-verification of the
+  saved breaks: present exactly when ``robbench evaluate`` writes one (the model is randomized or
+  ``config.prediction_draws`` > 1), averaging ``config.prediction_draws`` passes, over every saved
+  break, its rate its counts' quotient, and that rate one that the same breaks, averaged the same way,
+  give again: Fisher's exact test of the record's count against the verifier's fails below
+  ``REVERIFICATION_ALPHA``;
 - the file name: the run id of the configuration, as ``robbench evaluate`` names it.
 """
 
@@ -42,9 +49,11 @@ from .errors import RobbenchError
 from .evidence import SURVIVED
 from .flags import PGD_STEPS, SAMPLE_SIZE, board_flags, evaluation_checks
 from .loader import LoadedModel
+from .randomized import wrong_counts
 from .results import AttackSpec, EvalRecord
 from .store import ADVERSARIAL_SUFFIX
 from .runtime import versions
+from .stats import same_rate_p
 from .threat_models import standard_threat_models
 
 
@@ -80,10 +89,11 @@ BORDERLINE_FRACTION = 0.05
 
 
 def flag_failures(record: EvalRecord, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loaded: LoadedModel,
-                  device: torch.device) -> tuple[list[Failure], list[int]]:
+                  device: torch.device, redraws: int | None = None) -> tuple[list[Failure], list[int]]:
     """The record's flags against the recomputed ones, and its survivors against the model checks' PGD at ε.
 
     ``x, y``: the evaluated examples, in order from ``examples.start`` (the checks use the first ones).
+    ``redraws``: the model is randomized; a PGD break counts when wrong in all of that many fresh predictions.
     Returns the failures and the test indices of claimed survivors that PGD broke (within the
     borderline allowance; more is a failure).
     """
@@ -113,7 +123,12 @@ def flag_failures(record: EvalRecord, model: torch.nn.Module, x: torch.Tensor, y
     if checks is None:
         return found, []
     codes = record.evidence.codes()
-    broken = [record.examples.start + p for p in checks.broken_at_eps if codes[p] == SURVIVED]
+    counted = [codes[p] == SURVIVED for p in checks.broken_at_eps]
+    if redraws is not None and any(counted):
+        chosen = torch.tensor(checks.broken_at_eps)
+        wrong = wrong_counts(model, checks.broken_inputs, y[chosen], redraws=redraws, batch_size=len(chosen), device=device)
+        counted = [c and int(w) == redraws for c, w in zip(counted, wrong)]
+    broken = [record.examples.start + p for p, c in zip(checks.broken_at_eps, counted) if c]
     sample = min(SAMPLE_SIZE, record.n_examples)
     if len(broken) > BORDERLINE_FRACTION * sample:
         found += [Failure(index, f"the record counts it robust; the flag check's PGD-{PGD_STEPS} at ε (re-run with "
@@ -121,6 +136,43 @@ def flag_failures(record: EvalRecord, model: torch.nn.Module, x: torch.Tensor, y
                   for index in broken]
         broken = []
     return found, broken
+
+
+#: below this p-value the record's re-verification rate and the verifier's cannot be one rate
+REVERIFICATION_ALPHA = 1e-3
+
+
+def reverification_failures(record: EvalRecord, randomized: bool, breaks: int, still_wrong: int, redraws: int
+                            ) -> list[Failure]:
+    """The record's ``reverification`` against the verifier's: ``still_wrong`` wrong predictions in ``redraws``
+    fresh averaged predictions of each of the ``breaks`` saved breaks (``randomized``: the record is flagged so)."""
+    claim, draws = record.reverification, record.config.prediction_draws
+    expected = randomized or draws > 1
+    if claim is None:
+        return [Failure(None, "reverification: the record has none; robbench evaluate re-verifies every break of a "
+                              "randomized model or of a run averaging several draws")] if expected else []
+    if not expected:
+        return [Failure(None, "reverification: the model is not randomized and config.prediction_draws is 1, so "
+                              "robbench evaluate writes none")]
+    found = []
+    if claim.draws != draws:
+        found.append(Failure(None, f"config.prediction_draws: the record says {draws}; its reverification averaged "
+                                   f"{claim.draws} passes per prediction"))
+    if claim.breaks != breaks:
+        found.append(Failure(None, f"reverification.breaks: the record says {claim.breaks}; it saves {breaks} breaks"))
+    trials = claim.breaks * claim.redraws
+    if claim.still_wrong > trials or claim.rate != (claim.still_wrong / trials if trials else None):
+        found.append(Failure(None, f"reverification.rate: {claim.rate} is not still_wrong / (breaks · redraws) = "
+                                   f"{claim.still_wrong} / {trials}"))
+    elif trials and breaks and not found:
+        p = same_rate_p(claim.still_wrong, trials, still_wrong, breaks * redraws)
+        if p < REVERIFICATION_ALPHA:
+            found.append(Failure(None, f"reverification.rate: the record says {claim.rate:.3f} ({claim.still_wrong} of "
+                                       f"{trials}); the same breaks, each predicted {redraws} more times from {draws} "
+                                       f"passes, were wrong in {still_wrong} of {breaks * redraws} "
+                                       f"({still_wrong / (breaks * redraws):.3f}; Fisher's exact test p = {p:.1g}): "
+                                       "the rate, or config.prediction_draws, is not what this model gives"))
+    return found
 
 
 def _threat_model(record: EvalRecord, loaded: LoadedModel) -> list[Failure]:

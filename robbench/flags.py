@@ -95,10 +95,12 @@ class ModelChecks:
     ``broken_at_eps``: positions among the first ``SAMPLE_SIZE`` examples whose PGD-20 iterate at ε
     is a verified adversarial example (inside the ball and the range, misclassified). ``robbench verify``
     re-runs these checks and holds a record that counts one of them robust to be untrue.
+    ``broken_inputs``: those iterates, in the same order (a randomized model's break is re-verified).
     """
 
     flags: list[Flag]
     broken_at_eps: list[int] = field(default_factory=list)
+    broken_inputs: torch.Tensor | None = None
 
 
 def model_flags(
@@ -157,9 +159,11 @@ def model_checks(
                           "gradient; the gradient does not point uphill, so gradient attacks are blind there"))
     sample = correct.numel()
     radii = check_radii(threat.eps, threat.eps if standard_eps is None else standard_eps)
-    survived = {r: _pgd_survivors(model, x, y, threat.model_copy(update={"eps": r}), value_range, seed) for r in radii}
-    accuracies = {r: int(alive.sum()) / sample for r, alive in survived.items()}
-    return ModelChecks(flags + eps_flags(accuracies, sample), positions[~survived[threat.eps].cpu()].tolist())
+    runs = {r: _pgd_survivors(model, x, y, threat.model_copy(update={"eps": r}), value_range, seed) for r in radii}
+    accuracies = {r: int(alive.sum()) / sample for r, (alive, _) in runs.items()}
+    alive, x_adv = runs[threat.eps]
+    broken = ~alive.cpu()
+    return ModelChecks(flags + eps_flags(accuracies, sample), positions[broken].tolist(), x_adv.cpu()[broken])
 
 
 def evaluation_checks(
@@ -287,12 +291,13 @@ def _not_uphill(
 def _pgd_survivors(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
     value_range: tuple[float, float] | None, seed: int,
-) -> torch.Tensor:
-    """Which of (x, y) survive a PGD-20 at ``threat`` (a misclassified iterate outside the ball survives); seeded."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which of (x, y) survive a PGD-20 at ``threat`` (a misclassified iterate outside the ball survives), and the
+    iterates; seeded."""
     generator = torch.Generator(device=x.device).manual_seed(derive_seed(seed, "flags", f"pgd-{threat.eps!r}"))
     x_adv = pgd_perturb(
         model, x, y, norm=threat.norm, eps=threat.eps, steps=PGD_STEPS, step_size=pgd_step_size(threat.eps, PGD_STEPS),
         value_range=value_range, generator=generator,
     )
     with torch.no_grad():
-        return classified_correctly(model(x_adv), y) | ~allowed_inputs(x_adv, x, threat, value_range)
+        return classified_correctly(model(x_adv), y) | ~allowed_inputs(x_adv, x, threat, value_range), x_adv

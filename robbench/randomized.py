@@ -49,15 +49,21 @@ def averaged(model: nn.Module, draws: int) -> nn.Module:
     return model if draws == 1 else AveragedPrediction(model, draws)
 
 
+def wrong_counts(predictor: nn.Module, x: torch.Tensor, y: torch.Tensor, *, redraws: int, batch_size: int,
+                 device: torch.device) -> torch.Tensor:
+    """Per example, in how many of ``redraws`` fresh predictions ``predictor`` (an averaged prediction) is wrong."""
+    counts = []
+    with torch.inference_mode():
+        for start in range(0, x.shape[0], batch_size):
+            xb, yb = x[start : start + batch_size].to(device), y[start : start + batch_size].to(device)
+            counts.append(sum((predictor(xb).argmax(1) != yb).long() for _ in range(redraws)).cpu())
+    return torch.cat(counts) if counts else torch.zeros(0, dtype=torch.long)
+
+
 def reverify(predictor: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, *, draws: int, redraws: int,
              batch_size: int, device: torch.device) -> Reverification:
     """Re-run the averaged prediction ``redraws`` times on every break (``x_adv``, labels ``y``)."""
-    still_wrong = 0
-    with torch.inference_mode():
-        for start in range(0, x_adv.shape[0], batch_size):
-            xb, yb = x_adv[start : start + batch_size].to(device), y[start : start + batch_size].to(device)
-            for _ in range(redraws):
-                still_wrong += int((predictor(xb).argmax(1) != yb).sum())
+    still_wrong = int(wrong_counts(predictor, x_adv, y, redraws=redraws, batch_size=batch_size, device=device).sum())
     breaks = int(x_adv.shape[0])
     rate = still_wrong / (breaks * redraws) if breaks else None
     return Reverification(draws=draws, redraws=redraws, breaks=breaks, still_wrong=still_wrong, rate=rate)

@@ -5,6 +5,8 @@
 - ``mcnemar_p``: the exact two-sided McNemar test on paired per-example outcomes of two models on
   the same examples: under the null hypothesis the discordant examples (robust for one model
   only) split as Binomial(b + c, 1/2). Exact, because boards often have few discordant examples.
+- ``same_rate_p``: Fisher's exact test that two counts of successes come from one rate (``robbench
+  verify`` on a randomized model's re-verification rate).
 
 The McNemar p-value comes from scipy (``binomtest``), cached per (discordant, total) pair. The
 Wilson interval is its closed form with scipy's normal quantile: ``binomtest(...).proportion_ci``
@@ -18,7 +20,7 @@ from functools import lru_cache
 from math import sqrt
 
 import numpy as np
-from scipy.stats import binomtest, norm
+from scipy.stats import binomtest, fisher_exact, norm
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -57,3 +59,18 @@ def below_reported_p(successes: int, n: int, reported: float) -> float:
     if not 0 <= successes <= n or n < 1:
         raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes} of {n}")
     return float(binomtest(successes, n, reported, alternative="less").pvalue)
+
+
+def same_rate_p(successes: int, n: int, other_successes: int, other_n: int) -> float:
+    """Two-sided p-value of Fisher's exact test that ``successes`` of ``n`` and ``other_successes`` of ``other_n``
+    share one success rate.
+
+    Where the trials are not alike (a randomized model's breaks, each with its own chance to re-verify) but
+    both samples try every one of them equally often, the spread of the difference is at most the binomial
+    one, so the test errs on the side of agreement.
+    """
+    for wins, total in ((successes, n), (other_successes, other_n)):
+        if not 0 <= wins <= total or total < 1:
+            raise ValueError(f"need 0 <= successes <= n and n >= 1, got {wins} of {total}")
+    table = [[successes, n - successes], [other_successes, other_n - other_successes]]
+    return float(fisher_exact(table).pvalue)

@@ -11,6 +11,14 @@ file (its digest must be the one the record names), then confirms:
   range (the tolerances the evaluation used), and misclassified, with finite logits;
 - the saved examples are exactly the ones the evidence says some attack broke.
 
+A **randomized** model's record (flagged ``randomized``; ``robbench.randomized``) states probabilities,
+not facts, and is checked as such. The clean pass is re-run as the evaluation ran it (its seed, its
+batches), and a verdict that still differs only fails when none of ``redraws`` fresh averaged
+predictions agrees with the record. Each saved break is predicted ``redraws`` more times (the
+record's number); a break no redraw gets wrong is reported (``Verdict.not_reverified``, a note: the
+record counted it by its definition, wrong at its run, so it is that much luck), and the verifier's
+count of wrong redraws must agree with the record's ``reverification`` (``robbench.consistency``).
+
 Every total in the record derives from the evidence (``read_record`` refuses a record whose totals
 disagree), so what remains unproven is that the survivors survive: **replay** (``replay=N`` or
 ``"all"``, minutes; ``robbench.replay``) attacks claimed survivors again.
@@ -33,15 +41,16 @@ import torch
 from .adversarial import decode, file_sha256
 from .attacks.verify import allowed_inputs
 from .config import ModelSpec
-from .consistency import Failure, flag_failures, record_failures
+from .consistency import Failure, flag_failures, record_failures, reverification_failures
 from .digests import data_digest
 from .errors import RobbenchError
 from .evaluation import ensure_eval_mode, predict
 from .loader import LoadedModel, load_submission
-from .randomized import averaged
+from .randomized import averaged, wrong_counts
+from .run_options import DEFAULT_REDRAWS
 from .results import EvalRecord
 from .store import adversarial_path, read_record, run_folder, write_record
-from .runtime import resolve_device
+from .runtime import resolve_device, seed_everything
 from .zoo import model_spec, submission_named
 
 @dataclass
@@ -55,6 +64,7 @@ class Verdict:
     replay_seed: int | None = None
     written: Path | None = None  # the new run holding the breaks a replay found
     notes: list[str] = field(default_factory=list)  # findings that fail nothing (borderline examples)
+    not_reverified: list[int] = field(default_factory=list)  # a randomized model's saved breaks no redraw got wrong
 
     @property
     def ok(self) -> bool:
@@ -62,6 +72,8 @@ class Verdict:
 
     def summary(self) -> str:
         text = f"{self.n_examples:,} examples: {self.confirmed:,} breaks confirmed"
+        if self.not_reverified:
+            text += f", {len(self.not_reverified):,} not re-verified"
         if self.replay_seed is not None:
             text += f", {self.replayed:,} replayed (--replay-seed {self.replay_seed})"
         elif self.replayed:
@@ -126,11 +138,9 @@ def verify_record(record_file: Path, model: "str | Path | None" = None, *, submi
     torch_device = resolve_device(device)
     net = averaged(loaded.model.to(torch_device), record.config.prediction_draws)  # the prediction the record counted
     ensure_eval_mode(net)
-    correct = (predict(net, x, batch_size, torch_device, loaded.dataset.num_classes) == y).numpy()
-    evidence_correct = record.evidence.clean_correct()
-    for position in np.flatnonzero(correct != evidence_correct):
-        said = "correctly" if evidence_correct[position] else "wrongly"
-        verdict.fail(f"the record says it is {said} classified clean; it is not", int(start + position))
+    randomized = any(flag.code == "randomized" for flag in record.flags)  # the flag itself is re-derived below
+    redraws = record.reverification.redraws if record.reverification is not None else DEFAULT_REDRAWS
+    _check_clean(net, x, y, loaded.dataset.num_classes, record, batch_size, torch_device, verdict, randomized, redraws)
 
     claimed = set((np.flatnonzero(record.evidence.broken()) + start).tolist())
     saved = index.tolist()
@@ -144,11 +154,20 @@ def verify_record(record_file: Path, model: "str | Path | None" = None, *, submi
     keep = np.array([i in claimed and start <= i < stop for i in saved], dtype=bool)
     positions = index[keep] - start
     candidates = torch.from_numpy(x_adv[keep])
+    still_wrong = 0
     for begin in range(0, len(positions), batch_size):
         part = positions[begin : begin + batch_size]
-        _check_batch(net, candidates[begin : begin + batch_size], x[part], y[part], part + start, record,
-                     loaded.dataset.value_range, torch_device, verdict)
-    found, borderline = flag_failures(record, net, x, y, loaded, torch_device)
+        still_wrong += _check_batch(net, candidates[begin : begin + batch_size], x[part], y[part], part + start, record,
+                                    loaded.dataset.value_range, torch_device, verdict,
+                                    redraws if record.reverification is not None else None, randomized)
+    verdict.failures += reverification_failures(record, randomized, len(positions), still_wrong, redraws)
+    if verdict.not_reverified:
+        verdict.notes.append(
+            f"{len(verdict.not_reverified)} break(s) did not re-verify: the averaged prediction of "
+            f"{record.config.prediction_draws} passes classified each correctly in all {redraws} fresh draws (test "
+            f"indices {', '.join(map(str, verdict.not_reverified))}); the record counts them by its definition (wrong "
+            "at its run), so its robust accuracy is that much luck: evaluate with more --prediction-draws")
+    found, borderline = flag_failures(record, net, x, y, loaded, torch_device, redraws if randomized else None)
     verdict.failures += found
     if borderline:
         verdict.notes.append(f"{len(borderline)} example(s) the record counts robust broke under the flag check's PGD "
@@ -209,24 +228,61 @@ def _spec(record: EvalRecord, model: "str | Path | None", submissions_dir: Path)
                             fix="pass --model path/to/model.yaml (or hf://ORG/REPO@REVISION)")
 
 
+def _check_clean(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, record: EvalRecord,
+                 batch_size: int, device: torch.device, verdict: Verdict, randomized: bool, redraws: int) -> None:
+    """The clean pass against the evidence. A randomized model's is re-run as the evaluation ran it (its seed, its
+    batches: the same draws on the same kind of device), and a verdict that still differs fails only when none of
+    ``redraws`` fresh predictions gives the record's."""
+    if randomized:
+        seed_everything(record.seed)
+        batch_size = record.batch_size
+    correct = (predict(net, x, batch_size, device, num_classes) == y).numpy()
+    evidence_correct = record.evidence.clean_correct()
+    differ = np.flatnonzero(correct != evidence_correct)
+    if randomized and differ.size:
+        chosen = torch.from_numpy(differ)
+        wrong = wrong_counts(net, x[chosen], y[chosen], redraws=redraws, batch_size=batch_size, device=device).numpy()
+        reproduced = np.where(evidence_correct[differ], wrong < redraws, wrong > 0)
+        if reproduced.any():
+            verdict.notes.append(f"{int(reproduced.sum())} clean verdict(s) differ from the record's on a re-run with its "
+                                 f"seed and agree on a fresh draw (test indices "
+                                 f"{', '.join(str(record.examples.start + p) for p in differ[reproduced])}): borderline "
+                                 "under the model's randomness")
+        differ = differ[~reproduced]
+    for position in differ:
+        said = "correctly" if evidence_correct[position] else "wrongly"
+        never = f" in any of {redraws} fresh predictions" if randomized else ""
+        verdict.fail(f"the record says it is {said} classified clean; it is not{never}",
+                     int(record.examples.start + position))
+
+
 def _check_batch(model: torch.nn.Module, x_adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor, test_index: np.ndarray,
                  record: EvalRecord, value_range: tuple[float, float] | None, device: torch.device,
-                 verdict: Verdict) -> None:
+                 verdict: Verdict, redraws: int | None, randomized: bool) -> int:
+    """Check saved breaks; with ``redraws`` (a record with a reverification), each is also predicted that many more
+    times. Returns the number of those redraws that were wrong."""
     allowed = allowed_inputs(x_adv, x, record.threat_model, value_range)
     with torch.inference_mode():
         logits = model(x_adv.to(device)).float().cpu()
     finite = torch.isfinite(logits).all(1)
-    misclassified = finite & (logits.argmax(1) != y)
+    if redraws is None:
+        wrong = (finite & (logits.argmax(1) != y)).long()
+    else:
+        wrong = finite * wrong_counts(model, x_adv, y, redraws=redraws, batch_size=x_adv.shape[0], device=device)
     for i, number in enumerate(test_index.tolist()):
         if not allowed[i]:
             verdict.fail(f"the saved example lies outside the {record.threat_model.norm} "
                          f"ball of radius {record.threat_model.eps:g} or the value range", number)
         elif not finite[i]:
             verdict.fail("the model's logits on the saved example are not finite", number)
-        elif not misclassified[i]:
-            verdict.fail("the model classifies the saved example correctly", number)
+        elif not wrong[i] and randomized:
+            verdict.not_reverified.append(number)
+        elif not wrong[i]:
+            verdict.fail("the model classifies the saved example correctly" + (f" in all {redraws} redraws" if redraws else ""),
+                         number)
         else:
             verdict.confirmed += 1
+    return int(wrong.sum()) if redraws is not None else 0
 
 
 def _pinned(spec: ModelSpec, record: EvalRecord) -> ModelSpec:

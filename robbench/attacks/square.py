@@ -4,9 +4,10 @@ A score-based black-box attack: it reads the logits, never a gradient, so masked
 gradients do not stop it. AutoAttack runs it with 5,000 queries; a model whose number Square moves
 (``square-beats-white-box``) deserves more. With its defaults ``square`` is exactly AutoAttack's
 ``square`` stage (p_init 0.8, the schedule not rescaled to the budget, the run's seed for every batch).
-``rescale_schedule=true`` stretches the square-size schedule, written for 10,000 queries, to the budget:
-with small budgets the squares then shrink in time (1,000 queries on a Fashion-MNIST SmallCNN: see
-benchmarks/RESULTS.md, *attack libraries*).
+``rescale_schedule=true`` stretches the square-size schedule, written for 10,000 queries, to the budget
+(torchattacks' default): with small budgets the squares then shrink in time (1,000 queries on a
+Fashion-MNIST SmallCNN: 43.4 % robust against 52.8 % unstretched; benchmarks/RESULTS.md, *Square:
+robbench vs torchattacks*).
 """
 
 from __future__ import annotations
