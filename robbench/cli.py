@@ -309,10 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the submission, a model.yaml or hf://ORG/REPO@REVISION (default: for a hub-evaluated record "
                              "the model.yaml at the commit it pins, else the one under --submissions-dir with the record's name)")
     verify.add_argument("--submissions-dir", default="submissions", help="where to look for the model.yaml, as DIR/<dataset>/<folder>/model.yaml (default: submissions)")
-    add_run_flags(verify, ("device", "data_dir", "results_dir"), results_dir=None)
-    verify.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="CPU threads for torch (default: a CPU record's own, as its config.device names them: CPU "
-                             "float rounding moves with the thread count; other records: the cores free for this process)")
+    add_run_flags(verify, ("device", "data_dir", "threads", "results_dir"), results_dir=None)
     verify.add_argument("--replay", default=None, metavar="N|all",
                         help="also attack N claimed survivors again with the record's attacks and a fresh seed, "
                              "or re-run the whole evaluation and compare example by example (all)")
