@@ -127,7 +127,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             verdict = verify_record(
                 Path(record_file), args.model, submissions_dir=Path(args.submissions_dir), data_dir=args.data_dir,
                 device=args.device, replay=replay, replay_seed=seed,
-                results_dir=Path(args.results_dir) if args.results_dir else None,
+                results_dir=Path(args.results_dir) if args.results_dir else None, threads=args.threads,
             )
         except RobbenchError as exc:  # this record cannot be checked here; the others still can
             if len(args.record_json) == 1:

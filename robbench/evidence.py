@@ -26,6 +26,11 @@ STAGE_CODES = "0123456789abcdefghijklmnopqrstuvwxyz"
 CLEAN_WRONG = -2
 SURVIVED = -1
 EARLIER = -3
+#: ASCII code -> integer status, for ``Evidence.codes`` (a status holds only these characters: the validator checks)
+_CODE_OF_BYTE = np.zeros(128, dtype=np.int64)
+for _character, _code in {CLEAN_WRONG_CODE: CLEAN_WRONG, SURVIVED_CODE: SURVIVED, EARLIER_CODE: EARLIER,
+                          **{c: i for i, c in enumerate(STAGE_CODES)}}.items():
+    _CODE_OF_BYTE[ord(_character)] = _code
 
 
 class StageResult(BaseModel):
@@ -69,9 +74,7 @@ class Evidence(BaseModel):
 
     def codes(self) -> np.ndarray:
         """Integer status per example: ``CLEAN_WRONG``, ``SURVIVED``, ``EARLIER`` or the breaking stage's index."""
-        lookup = {CLEAN_WRONG_CODE: CLEAN_WRONG, SURVIVED_CODE: SURVIVED, EARLIER_CODE: EARLIER,
-                  **{c: i for i, c in enumerate(STAGE_CODES)}}
-        return np.fromiter((lookup[c] for c in self.status), dtype=np.int64, count=len(self.status))
+        return _CODE_OF_BYTE[np.frombuffer(self.status.encode("ascii"), dtype=np.uint8)]  # a fresh array: callers edit it
 
     @property
     def n(self) -> int:

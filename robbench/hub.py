@@ -5,8 +5,11 @@ a commit sha, reads the file's digest from the hub's tree listing (the LFS SHA-2
 id of a small file) and compares it, and any ``sha256:`` pin, with a digest of the bytes received.
 From model repos only ``*.safetensors``, ``model.yaml`` and ``config.json`` are ever fetched, one
 named file at a time, so pickles and code in a repo are never downloaded; from dataset repos, only
-the result records a leaderboard is rendered from (``fetch_folder``). Endpoint, token, cache and offline mode
-follow huggingface_hub's environment variables (HF_ENDPOINT, HF_TOKEN, HF_HUB_CACHE, HF_HUB_OFFLINE).
+the result records a leaderboard is rendered from (``fetch_folder``). Every file's size in that listing
+is checked against robbench's limit for its kind (``download_limit``; docs/security.md) before a byte
+of it is downloaded, so a hub repo cannot make robbench fetch a multi-gigabyte "record". Endpoint,
+token, cache and offline mode follow huggingface_hub's environment variables (HF_ENDPOINT, HF_TOKEN,
+HF_HUB_CACHE, HF_HUB_OFFLINE).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.hf_api import RepoFile
 
 from .errors import RobbenchError
-from .hub_ref import SPEC_FILE, HubRef, RepoType, parse_checkpoint_ref, parse_hub_ref
+from .hub_ref import METADATA_FILES, SPEC_FILE, HubRef, RepoType, parse_checkpoint_ref, parse_hub_ref
 
 if TYPE_CHECKING:
     from .config import ModelSpec
@@ -45,6 +48,44 @@ class HubFile:
     local_path: Path
     ref: HubRef  # pinned: revision is the 40-character commit sha
     sha256: str
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A file as the hub's tree listing describes it: its digest (LFS SHA-256, else git blob id) and size in bytes."""
+
+    digest: str
+    size: int
+
+
+def download_limit(path: str) -> tuple[int, str, str]:
+    """The most bytes robbench downloads of a hub file at ``path``, what the file is, and the fix when it is larger.
+
+    The limits are the ones robbench reads such a file with (docs/security.md): a larger file would be refused
+    after the download, so it is refused before.
+    """
+    from .config import MAX_CONFIG_BYTES
+    from .loader import MAX_MODEL_BYTES
+    from .store import ADVERSARIAL_SUFFIX, LEDGER_NAME, MAX_ADVERSARIAL_BYTES, MAX_LEDGER_BYTES, MAX_RECORD_BYTES
+
+    name = PurePosixPath(path).name
+    if name.endswith(".safetensors"):
+        return MAX_MODEL_BYTES, "weights file", "robbench evaluates models of at most that many bytes of weights"
+    if name.endswith(ADVERSARIAL_SUFFIX):
+        return MAX_ADVERSARIAL_BYTES, "adversarial-example file", "its publisher must re-publish the repo with `robbench publish`"
+    if name == LEDGER_NAME:
+        return MAX_LEDGER_BYTES, "ledger", "its publisher must re-publish the repo with `robbench publish`"
+    if name.endswith(".json") and name not in METADATA_FILES:
+        return MAX_RECORD_BYTES, "record", "its publisher must remove it and re-publish with `robbench publish`"
+    return MAX_CONFIG_BYTES, "model description", "its owner must shorten it"
+
+
+def check_download_size(ref: HubRef, size: int) -> None:
+    """Refuse ``ref`` before its download when the hub lists it larger than ``download_limit`` allows."""
+    limit, what, fix = download_limit(ref.path)
+    if size > limit:
+        raise RobbenchError(f"{ref}: the hub lists this {what} at {size:,} bytes, over robbench's limit of {limit:,} "
+                            f"(docs/security.md); nothing was downloaded; {fix}")
 
 
 def offline() -> bool:
@@ -63,7 +104,11 @@ def resolve(ref: HubRef) -> HubRef:
 def fetch(ref: HubRef, pin: str | None = None) -> HubFile:
     """Download one file at its resolved commit and verify its digest; a mismatch is an error."""
     pinned = resolve(ref)
-    expected = None if offline() else hub_digest(pinned)
+    expected = None
+    if not offline():  # offline, the file comes from the cache: nothing is downloaded
+        listed = hub_listing(pinned)
+        check_download_size(pinned, listed.size)
+        expected = listed.digest
     with _hub_errors(pinned):
         local = Path(hf_hub_download(pinned.repo, pinned.path, repo_type=pinned.repo_type, revision=pinned.revision))
     if expected is None:  # offline: the cache names each blob after the digest the hub sent with it
@@ -79,18 +124,24 @@ def fetch(ref: HubRef, pin: str | None = None) -> HubFile:
 
 def hub_digest(ref: HubRef) -> str:
     """The file's LFS SHA-256 (or git blob id for a non-LFS file) from the hub's tree listing."""
+    return hub_listing(ref).digest
+
+
+def hub_listing(ref: HubRef) -> Listed:
+    """The file's entry in the hub's tree listing at ``ref.revision``."""
     folder = str(PurePosixPath(ref.path).parent)
-    for path, digest in repo_files(ref, None if folder == "." else folder, recursive=False).items():
-        if path == ref.path:
-            return digest
-    raise RobbenchError(f"{ref}: hub repo {ref.repo} has no file {ref.path} at that commit; check the path")
+    listed = repo_files(ref, None if folder == "." else folder, recursive=False).get(ref.path)
+    if listed is None:
+        raise RobbenchError(f"{ref}: hub repo {ref.repo} has no file {ref.path} at that commit; check the path")
+    return listed
 
 
-def repo_files(ref: HubRef, folder: str | None, recursive: bool) -> dict[str, str]:
-    """Path -> digest (LFS SHA-256, else git blob id) of the files under ``folder`` at ``ref.revision``."""
+def repo_files(ref: HubRef, folder: str | None, recursive: bool) -> dict[str, Listed]:
+    """Path -> digest and size of the files under ``folder`` at ``ref.revision``."""
     with _hub_errors(ref):
         entries = HfApi().list_repo_tree(ref.repo, folder, recursive=recursive, revision=ref.revision, repo_type=ref.repo_type)
-        return {e.path: e.lfs.sha256 if e.lfs else e.blob_id for e in entries if isinstance(e, RepoFile)}
+        return {e.path: Listed(e.lfs.sha256, e.lfs.size) if e.lfs else Listed(e.blob_id, e.size)
+                for e in entries if isinstance(e, RepoFile)}
 
 
 def fetch_folder(ref: HubRef, suffix: "str | tuple[str, ...]") -> Path:
@@ -101,15 +152,17 @@ def fetch_folder(ref: HubRef, suffix: "str | tuple[str, ...]") -> Path:
     pinned = resolve(ref)
     if offline():
         raise RobbenchError(f"{pinned}: HF_HUB_OFFLINE=1 is set; reading a folder from the hub needs the hub")
-    listing = {p: d for p, d in repo_files(pinned, pinned.path or None, recursive=True).items() if p.endswith(suffix)}
+    listing = {p: f for p, f in repo_files(pinned, pinned.path or None, recursive=True).items() if p.endswith(suffix)}
     if not listing:
         raise RobbenchError(f"{pinned}: no {'/'.join(suffix) if isinstance(suffix, tuple) else suffix} files under {pinned.path or 'the repo root'} at that commit; check the repo")
+    for path, listed in sorted(listing.items()):  # every size first: one oversized file and nothing is downloaded
+        check_download_size(replace(pinned, path=path), listed.size)
     local = None
-    for path, digest in sorted(listing.items()):
+    for path, listed in sorted(listing.items()):
         file_ref = replace(pinned, path=path)
         with _hub_errors(file_ref):
             local = Path(hf_hub_download(pinned.repo, path, repo_type=pinned.repo_type, revision=pinned.revision))
-        _verify(local, digest, file_ref)
+        _verify(local, listed.digest, file_ref)
     return local.parents[len(PurePosixPath(path).parts) - 1]
 
 

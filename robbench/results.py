@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -20,6 +21,9 @@ from .threat_models import ThreatModel
 
 SCHEMA_VERSION = 2
 Fraction = float
+#: ``RunConfig.device`` of a CPU run, as ``robbench.runtime.describe_device`` writes it; six digits bound what a record
+#: can make ``int()`` parse
+_CPU_DEVICE = re.compile(r"cpu \((\d{1,6}) threads?\)")
 
 
 class Frozen(BaseModel):
@@ -102,6 +106,16 @@ class RunConfig(Frozen):
     prediction_draws: int = Field(default=1, ge=1)
     escalation: EscalationOf | None = None  # None: a run of every example (not an escalation)
 
+    @property
+    def cpu_threads(self) -> int | None:
+        """The torch CPU threads the run used (``device`` ``cpu (N threads)``); None for another device.
+
+        CPU float rounding moves with the thread count (a reduction splits otherwise), so a borderline
+        example can flip: ``robbench verify`` re-runs a CPU record on this many threads.
+        """
+        found = _CPU_DEVICE.fullmatch(self.device)
+        return int(found.group(1)) if found else None
+
     def key(self) -> str:
         """SHA-256 of the configuration as canonical JSON: the identity of a run.
 
@@ -181,6 +195,7 @@ class EvalRecord(Frozen):
     seed = property(lambda self: self.config.seed)
     batch_size = property(lambda self: self.config.batch_size)
     device = property(lambda self: self.config.device)
+    cpu_threads = property(lambda self: self.config.cpu_threads)
     versions = property(lambda self: self.config.versions)
 
     @property

@@ -144,7 +144,7 @@ RUN_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "threads": ("--threads", dict(
         type=int, default=None, metavar="N",
         help="CPU threads for torch (default: the cores free for this process: affinity and cgroup quota minus the load; "
-             "OMP_NUM_THREADS, when set, is kept)",
+             "OMP_NUM_THREADS, when set, is kept; verify: each CPU record's own, as its config.device names them)",
     )),
 }
 #: what every sub-command that evaluates takes (``evaluate``, ``queue run``): ``run_options`` reads them

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from .errors import RobbenchError
 
@@ -92,3 +94,17 @@ def ensure_threads() -> int:
     import torch
 
     return torch.get_num_threads()
+
+
+@contextmanager
+def threads_set(count: int | None) -> Iterator[int]:
+    """Run with torch's intra-op threads at ``count`` (None: as they are), restored afterwards; yields the count in use."""
+    import torch
+
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

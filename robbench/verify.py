@@ -51,6 +51,7 @@ from .run_options import DEFAULT_REDRAWS
 from .results import EvalRecord
 from .store import adversarial_path, read_record, run_folder, write_record
 from .runtime import resolve_device, seed_everything
+from .threads import MAX_THREADS, threads_set
 from .zoo import model_spec, submission_named
 
 @dataclass
@@ -65,13 +66,18 @@ class Verdict:
     written: Path | None = None  # the new run holding the breaks a replay found
     notes: list[str] = field(default_factory=list)  # findings that fail nothing (borderline examples)
     not_reverified: list[int] = field(default_factory=list)  # a randomized model's saved breaks no redraw got wrong
+    threads: tuple[int, int] | None = None  # (the record's CPU threads, verified on; the process's) where they differ
 
     @property
     def ok(self) -> bool:
         return not self.failures
 
     def summary(self) -> str:
-        text = f"{self.n_examples:,} examples: {self.confirmed:,} breaks confirmed"
+        text = f"{self.n_examples:,} examples"
+        if self.threads:
+            used, default = self.threads
+            text += f" (on the record's {used} CPU thread{'s' * (used != 1)}, not this process's {default})"
+        text += f": {self.confirmed:,} breaks confirmed"
         if self.not_reverified:
             text += f", {len(self.not_reverified):,} not re-verified"
         if self.replay_seed is not None:
@@ -96,7 +102,7 @@ def new_replay_seed() -> int:
 def verify_record(record_file: Path, model: "str | Path | None" = None, *, submissions_dir: Path = Path("submissions"),
                   data_dir: str | None = None, device: str = "auto", batch_size: int = 500,
                   replay: "int | Literal['all'] | None" = None, replay_seed: int | None = None,
-                  results_dir: Path | None = None) -> Verdict:
+                  results_dir: Path | None = None, threads: int | None = None) -> Verdict:
     """Re-check ``record_file`` against its checkpoint, test examples and saved adversarial examples.
 
     ``model``: a model.yaml or ``hf://`` reference; by default the submission the record names (a
@@ -104,13 +110,39 @@ def verify_record(record_file: Path, model: "str | Path | None" = None, *, submi
     ``replay``: also attack this many claimed survivors again (``robbench.replay``), chosen with
     ``replay_seed`` (default: a fresh one, in the verdict), or ``"all"``: re-run the evaluation. A
     replay's breaks are written as a new run into ``results_dir`` (default: the results folder
-    that holds ``record_file``, when it lies in one).
+    that holds ``record_file``, when it lies in one). ``threads``: torch CPU threads to verify on; by default a CPU
+    record's own (``EvalRecord.cpu_threads``), since CPU float rounding moves with the thread count and a
+    borderline example verified on other threads can flip; restored afterwards.
 
     Raises ``RobbenchError`` where the record cannot be checked at all (no saved examples, other weights,
     other dataset parameters, data or an adversarial-example file that cannot be read); every check
     that runs and fails is a ``Failure`` in the returned verdict.
     """
     record = read_record(record_file)
+    torch_device = resolve_device(device)
+    process_threads = torch.get_num_threads()
+    count = _record_threads(record, torch_device, threads)
+    with threads_set(count):
+        verdict = _verify(record, record_file, model, submissions_dir, data_dir, torch_device, batch_size, replay,
+                          replay_seed, results_dir)
+    if threads is None and count not in (None, process_threads):
+        verdict.threads = (count, process_threads)
+    return verdict
+
+
+def _record_threads(record: EvalRecord, device: torch.device, requested: int | None) -> int | None:
+    """The CPU threads to verify on: ``requested``, else the record's own (its float rounding), else as set (None)."""
+    if requested is not None or device.type != "cpu" or record.cpu_threads is None:
+        return requested
+    if not 1 <= record.cpu_threads <= MAX_THREADS:
+        raise RobbenchError(f"the record names {record.cpu_threads} CPU threads (config.device {record.device!r}); "
+                            f"pass --threads N (1 to {MAX_THREADS})")
+    return record.cpu_threads
+
+
+def _verify(record: EvalRecord, record_file: Path, model: "str | Path | None", submissions_dir: Path,
+            data_dir: str | None, torch_device: torch.device, batch_size: int, replay: "int | Literal['all'] | None",
+            replay_seed: int | None, results_dir: Path | None) -> Verdict:
     verdict = Verdict(record.n_examples)
     if record.adversarial_examples is None:
         raise RobbenchError(f"{record_file}: the record has no saved adversarial examples; re-run `robbench evaluate` "
@@ -135,7 +167,6 @@ def verify_record(record_file: Path, model: "str | Path | None" = None, *, submi
         return verdict  # never decode a file the record does not name
     index, x_adv = decode(file, loaded.dataset.input_shape, record.adversarial_examples.count)
 
-    torch_device = resolve_device(device)
     net = averaged(loaded.model.to(torch_device), record.config.prediction_draws)  # the prediction the record counted
     ensure_eval_mode(net)
     randomized = any(flag.code == "randomized" for flag in record.flags)  # the flag itself is re-derived below

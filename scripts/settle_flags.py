@@ -17,7 +17,6 @@ accuracy and the best-known one after the escalations, with what each flag now s
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import subprocess
 import sys
@@ -51,12 +50,6 @@ def flagged(results: Path) -> list[EvalRecord]:
     ]
 
 
-def record_threads(record: EvalRecord) -> int:
-    """The CPU threads the record was made with (its device, e.g. ``cpu (1 threads)``): CPU numerics move with it."""
-    found = re.search(r"\((\d+) threads?\)", record.config.device)
-    return int(found.group(1)) if found else 1
-
-
 def command(record: EvalRecord, results_dir: Path, budget: list[str]) -> list[str]:
     threat = record.threat_model
     eps = [] if threat.standard else ["--eps", repr(threat.eps)]
@@ -64,7 +57,7 @@ def command(record: EvalRecord, results_dir: Path, budget: list[str]) -> list[st
         sys.executable, "-m", "robbench", "evaluate", record.name, "--threat-model", threat.name, *eps,
         "--attacks", ",".join(a.name for a in record.config.attacks), "--n-examples", str(record.examples.stop),
         "--batch-size", str(record.batch_size), "--seed", str(record.seed), "--results-dir", str(results_dir),
-        "--threads", str(record_threads(record)),
+        "--threads", str(record.cpu_threads or 1),  # CPU numerics move with the thread count
         "--adaptive", *budget,
     ]
 

@@ -53,13 +53,15 @@ class Repo:
 
 @dataclass
 class Hub:
-    """The server's state; tests read ``requests`` and set ``tampered``."""
+    """The server's state; tests read ``requests`` and set ``tampered`` and ``listed_sizes``."""
 
     token: str
     repos: dict[str, Repo] = field(default_factory=dict)
     lfs: dict[str, bytes] = field(default_factory=dict)  # sha256 -> content
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, unquoted path)
     tampered: set[tuple[str, str]] = field(default_factory=set)  # (repo, path) served with altered bytes
+    #: (repo, path) -> the size the tree listing reports instead of the true one (a file too large to hold in a test)
+    listed_sizes: dict[tuple[str, str], int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def create(self, repo_id: str, private: bool = False) -> Repo:
@@ -204,21 +206,22 @@ class Handler(BaseHTTPRequestHandler):
             if "/" in rest and not recursive:
                 folders.add(prefix + rest.split("/")[0])
                 continue
-            entries.append(self._entry(path, files[path]))
+            entries.append(self._entry(path, files[path], self.hub.listed_sizes.get((repo_id, path))))
         entries += [{"type": "directory", "oid": "0" * 40, "size": 0, "path": path} for path in sorted(folders)]
         if folder and not entries:
             raise HubError(404, "EntryNotFound", f"{folder} does not exist")
         self._json(entries)
 
     @staticmethod
-    def _entry(path: str, content: bytes) -> dict:
+    def _entry(path: str, content: bytes, listed_size: int | None = None) -> dict:
+        size = len(content) if listed_size is None else listed_size
         if not is_lfs(path):
-            return {"type": "file", "oid": git_blob_id(content), "size": len(content), "path": path}
+            return {"type": "file", "oid": git_blob_id(content), "size": size, "path": path}
         sha256 = hashlib.sha256(content).hexdigest()
-        pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {len(content)}\n".encode()
+        pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
         return {
-            "type": "file", "oid": git_blob_id(pointer), "size": len(content), "path": path,
-            "lfs": {"oid": sha256, "size": len(content), "pointerSize": len(pointer)},
+            "type": "file", "oid": git_blob_id(pointer), "size": size, "path": path,
+            "lfs": {"oid": sha256, "size": size, "pointerSize": len(pointer)},
         }
 
     def _resolve(self, repo_id: str, revision: str, path: str) -> None:

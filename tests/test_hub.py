@@ -487,3 +487,64 @@ def test_verify_a_hub_evaluated_record_from_the_commit_it_pins(hub, published, l
     assert by_record.returncode == 0 and "0 failed" in by_record.stdout, by_record.stderr
     assert by_repo.returncode == 0 and "0 failed" in by_repo.stdout, by_repo.stderr
     assert f"'hf://{REPO}': add @REVISION" in one_line_error(unpinned)  # both slashes kept
+
+
+# --------------------------------------------------------------------------------------------
+# sizes: what the hub's listing says is too large is never downloaded
+
+
+def _downloaded(hub: HubServer, repo: str) -> list[str]:
+    """The file downloads (HEAD or GET of ``.../resolve/...``) asked of ``repo``."""
+    with hub.hub.lock:
+        return [path for _, path in hub.hub.requests if f"/{repo}/resolve/" in path]
+
+
+@pytest.mark.slow
+def test_hub_files_over_their_limit_are_refused_before_a_byte_is_downloaded(hub, tmp_path):
+    """Each kind against its limit in docs/security.md, judged by the hub's listing: a record of 4 MiB + 1 byte
+    (held for real), and weights, a model.yaml and an adversarial-example file that the listing says are larger."""
+    from robbench.config import MAX_CONFIG_BYTES
+    from robbench.data import get_dataset
+    from robbench.loader import MAX_MODEL_BYTES, build_model
+    from robbench.store import MAX_ADVERSARIAL_BYTES, MAX_RECORD_BYTES
+
+    from .helpers import write_submission
+
+    untrained = build_model("linear", {}, None, get_dataset("fashion-mnist")).state_dict()  # never downloaded anyway
+    linear_submission = write_submission(tmp_path / "linear", "fmnist-linear", "linear", untrained)
+
+    board = "datasets/robbench-test/oversized"
+    folder = "results/fashion-mnist/linf/m"
+    pinned = hub.hub.commit(board, {f"{folder}/a.json": b"{}", f"{folder}/big.json": b" " * (MAX_RECORD_BYTES + 1),
+                                    f"{folder}/a.adv.npz": b"npz"})
+    hub.hub.listed_sizes[(board, f"{folder}/a.adv.npz")] = MAX_ADVERSARIAL_BYTES + 1
+    seed_repo(hub, "robbench-test/huge-weights", linear_submission.parent)
+    hub.hub.listed_sizes[("robbench-test/huge-weights", "model.safetensors")] = MAX_MODEL_BYTES + 1
+    seed_repo(hub, "robbench-test/huge-yaml", linear_submission.parent)
+    hub.hub.listed_sizes[("robbench-test/huge-yaml", "model.yaml")] = MAX_CONFIG_BYTES + 1
+    weights = hub_yaml(tmp_path / "spec", linear_submission, "hf://robbench-test/huge-weights@main/model.safetensors")
+    env = hub_env(hub, tmp_path / "cache")
+    record, model, spec = robbench(
+        env, tmp_path,
+        ["leaderboard", "--from-hub", f"robbench-test/oversized@{pinned}", "--out", str(tmp_path / "boards")],
+        ["evaluate", str(weights), *FAST, "--results-dir", str(tmp_path / "results")],
+        ["evaluate", "hf://robbench-test/huge-yaml@main", *FAST, "--results-dir", str(tmp_path / "results")],
+    )
+    assert one_line_error(record) == (
+        f"robbench: error: hf://datasets/robbench-test/oversized@{pinned}/{folder}/big.json: the hub lists this record "
+        "at 4,194,305 bytes, over robbench's limit of 4,194,304 (docs/security.md); nothing was downloaded; its "
+        "publisher must remove it and re-publish with `robbench publish`")
+    assert ("model.safetensors: the hub lists this weights file at 17,179,869,185 bytes, over robbench's limit of "
+            "17,179,869,184 (docs/security.md); nothing was downloaded; robbench evaluates models of at most that many "
+            "bytes of weights") in one_line_error(model)
+    assert ("model.yaml: the hub lists this model description at 65,537 bytes, over robbench's limit of 65,536"
+            in one_line_error(spec))
+    fetch_adversarial = ("from robbench.hub import fetch; from robbench.hub_ref import parse_hub_ref; "
+                         f"fetch(parse_hub_ref('hf://datasets/robbench-test/oversized@{pinned}/{folder}/a.adv.npz', repo_type='dataset'))")
+    done = subprocess.run([sys.executable, "-c", fetch_adversarial], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert ("a.adv.npz: the hub lists this adversarial-example file at 536,870,913 bytes, over robbench's limit of "
+            "536,870,912") in done.stderr
+    assert _downloaded(hub, board) == []  # not even the small record beside the large one
+    assert _downloaded(hub, "robbench-test/huge-weights") == []
+    assert _downloaded(hub, "robbench-test/huge-yaml") == []
+    assert not (tmp_path / "boards").exists() and not (tmp_path / "results").exists()

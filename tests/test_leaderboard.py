@@ -74,6 +74,73 @@ def test_pareto_frontier_hand_made() -> None:
     assert pareto_frontier([]) == []
 
 
+def test_pareto_frontier_is_the_definition_on_random_boards() -> None:
+    """The sweep against the definition itself (no other point at least as good in both, better in one), on boards
+    with many ties (accuracies in steps of 1/4)."""
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        points = [tuple(p) for p in rng.integers(0, 5, (int(rng.integers(0, 12)), 2)) / 4]
+        undominated = [i for i, (c, r) in enumerate(points)
+                       if not any(c2 >= c and r2 >= r and (c2, r2) != (c, r) for c2, r2 in points)]
+        assert pareto_frontier(points) == undominated, points
+
+
+def _crowded_plot(n: int):
+    from robbench.leaderboard.plots import draw_plot
+
+    rng = np.random.default_rng(1)
+    clean, robust = rng.uniform(0.5, 0.99, n), rng.uniform(0.0, 0.5, n)
+    names = [f"a-rather-long-model-name-{i:04d}" for i in range(n)]
+    return draw_plot("CIFAR-10, L∞ ε = 8/255 (standard)", names, list(clean), list(robust), ["pgd-at"] * n,
+                     [(c - 0.02, c + 0.02) for c in clean], [(r - 0.02, r + 0.02) for r in robust])
+
+
+def test_a_crowded_plot_labels_without_overlap_or_warnings_and_fits_its_figure() -> None:
+    """400 models: every label drawn is inside the axes and clear of every other label; no label is forced onto
+    another; axis labels, ticks and title lie inside the figure; and matplotlib warns of nothing (no layout pass)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig, boxes = _crowded_plot(400)
+        fig.canvas.draw()  # as savefig does: places the axis labels
+        renderer = fig.canvas.get_renderer()
+        ax = fig.axes[0]
+        labels = [text.get_window_extent(renderer) for text in ax.texts]
+    assert 10 <= len(labels) < 400  # the best get labels; the crowd does not get a pile of overlapping names
+    frame = ax.get_window_extent(renderer)
+    for i, box in enumerate(labels):
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+        assert not any(box.overlaps(other) for other in labels[i + 1:])
+    figure = fig.bbox
+    for extent in (ax.title.get_window_extent(renderer), ax.xaxis.get_tightbbox(renderer), ax.yaxis.get_tightbbox(renderer)):
+        assert figure.x0 <= extent.x0 and extent.x1 <= figure.x1 and figure.y0 <= extent.y0 and extent.y1 <= figure.y1
+    assert len(boxes) == 400  # every model has a box for the site's link, labelled or not
+
+
+def test_a_rendered_plot_leaves_no_figure_alive(monkeypatch) -> None:
+    """One figure per board, freed once its PNG is written: nothing accumulates across a thousand models' boards."""
+    import gc
+    import weakref
+
+    import robbench.leaderboard.plots as plots
+
+    drawn = []
+
+    def draw(*args):
+        fig, boxes = real(*args)
+        drawn.append(weakref.ref(fig))
+        return fig, boxes
+
+    real = plots.draw_plot
+    monkeypatch.setattr(plots, "draw_plot", draw)
+    for _ in range(3):
+        render_plot("t", ["a", "b"], [0.9, 0.8], [0.5, 0.4], ["pgd-at"] * 2, [(0.88, 0.92), (0.78, 0.82)],
+                    [(0.48, 0.52), (0.38, 0.42)])
+    gc.collect()
+    assert len(drawn) == 3 and all(ref() is None for ref in drawn)
+
+
 def test_boards_index_and_model_pages(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "boards"
     written, problems = write_leaderboards(store, out)

@@ -539,3 +539,75 @@ def _verify_with(record_file: Path, linear_submission: Path, capsys, *extra: str
     code = main(["verify", str(record_file), "--model", str(linear_submission), "--device", "cpu", *extra])
     captured = capsys.readouterr()
     return code, captured.out + captured.err
+
+
+# --------------------------------------------------------------------------------------------
+# the record's own CPU thread count
+
+
+@pytest.mark.parametrize("device, threads", [("cpu (1 threads)", 1), ("cpu (12 threads)", 12),
+                                             ("cuda (NVIDIA H100 80GB HBM3)", None), ("cpu (1234567 threads)", None)])
+def test_the_records_cpu_threads_are_read_from_its_device(record_file, device, threads):
+    record = read_record(record_file)
+    assert record.model_copy(update={"config": record.config.model_copy(update={"device": device})}).cpu_threads == threads
+
+
+@pytest.fixture
+def one_thread_process(monkeypatch):
+    """This process on one torch thread, kept by the command line's policy (OMP_NUM_THREADS set); restored after."""
+    from robbench.threads import threads_set
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    with threads_set(1):
+        yield
+
+
+def test_a_cpu_record_is_verified_on_its_own_thread_count(record_file, linear_submission, capsys, monkeypatch,
+                                                          one_thread_process):
+    """CPU float rounding moves with the thread count (a committed record made on one thread fails on two at a
+    borderline example): without --threads, every prediction runs on the threads the record names."""
+    import robbench.verify
+
+    forged = _forge(record_file, lambda data: data["config"].update(device="cpu (3 threads)"))
+    seen = []
+
+    def observed(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return predict(*args, **kwargs)
+
+    predict = robbench.verify.predict
+    monkeypatch.setattr(robbench.verify, "predict", observed)
+    code, output = _verify(forged, linear_submission, capsys)
+    assert code == 0, output
+    assert seen == [3] and "60 examples (on the record's 3 CPU threads, not this process's 1): 32 breaks" in output
+    assert torch.get_num_threads() == 1  # restored for the next record
+
+    code, output = _verify_with(forged, linear_submission, capsys, "--threads", "2")
+    assert code == 0 and seen == [3, 2] and "60 examples: 32 breaks confirmed" in output  # --threads wins, unremarked
+
+
+def test_a_record_naming_no_usable_thread_count_cannot_be_checked(record_file, linear_submission, capsys,
+                                                                   one_thread_process):
+    forged = _forge(record_file, lambda data: data["config"].update(device="cpu (0 threads)"))
+    code, output = _verify(forged, linear_submission, capsys)
+    assert code == 2 and "the record names 0 CPU threads (config.device 'cpu (0 threads)'); pass --threads N (1 to 4096)" in output
+    assert _verify_with(forged, linear_submission, capsys, "--threads", "1")[0] == 0
+
+
+@pytest.mark.slow
+def test_a_committed_one_thread_record_passes_verify_in_a_two_thread_process(tmp_path):
+    """The committed Wong-Kolter record was made on one thread; on two, its saved example at test index 784 (a
+    borderline margin) is classified correctly. verify must use the record's thread count, not the process's."""
+    import os
+    import subprocess
+    import sys
+
+    from .helpers import REPO
+
+    (record,) = (REPO / "results/fashion-mnist/l2/fashion-mnist-convex-small-wong-kolter").glob("*.json")
+    assert read_record(record).device == "cpu (1 threads)"
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-m", "robbench", "verify", str(record), "--device", "cpu"],
+                          capture_output=True, text=True, cwd=REPO, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "1,000 examples (on the record's 1 CPU thread, not this process's 2): 720 breaks confirmed, 0 failed" in done.stdout

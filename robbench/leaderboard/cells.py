@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, Iterable
 
 from ..config import TrainingCost
@@ -190,9 +191,11 @@ class Board:
 
     entries: list[Entry]
 
-    @property
+    @cached_property
     def shared_subset(self) -> Examples | None:
-        """The subset of the test set every entry was evaluated on, when they all share one; None otherwise."""
+        """The subset of the test set every entry was evaluated on, when they all share one; None otherwise.
+
+        Cached: every row asks (``marks_subset``), and a board of a thousand entries would otherwise compare a million."""
         examples = {entry.examples for entry in self.entries}
         if len(examples) != 1:
             return None

@@ -11,6 +11,8 @@ import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
+import numpy as np
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.transforms import Bbox
@@ -25,16 +27,22 @@ def pareto_frontier(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices (ascending) of the points that no other point dominates.
 
     A point ``(clean, robust)`` is dominated by another that is at least as good in both and
-    strictly better in one. Equal points do not dominate each other, so both stay.
+    strictly better in one. Equal points do not dominate each other, so both stay. One sweep from
+    the highest clean accuracy down (n log n: a board of thousands of models).
     """
-    frontier = []
-    for i, (ci, ri) in enumerate(points):
-        dominated = any(
-            cj >= ci and rj >= ri and (cj > ci or rj > ri) for j, (cj, rj) in enumerate(points) if j != i
-        )
-        if not dominated:
-            frontier.append(i)
-    return frontier
+    order = sorted(range(len(points)), key=lambda i: (-points[i][0], -points[i][1]))
+    frontier, best_robust, position = [], float("-inf"), 0
+    while position < len(order):  # points of one clean accuracy at a time
+        clean = points[order[position]][0]
+        group = []
+        while position < len(order) and points[order[position]][0] == clean:
+            group.append(order[position])
+            position += 1
+        top = points[group[0]][1]  # the group's highest robust accuracy: only its ties can be undominated
+        if top > best_robust:  # a point of higher clean accuracy has lower robust accuracy: not dominated by it
+            frontier += [i for i in group if points[i][1] == top]
+        best_robust = max(best_robust, top)
+    return sorted(frontier)
 
 
 def _training_group(training: str) -> str:
@@ -154,11 +162,15 @@ def draw_plot(title: str, names: Sequence[str], clean: Sequence[float], robust: 
     ax.set_title(title, fontsize=FONT_SIZE + 1)
     ax.grid(True, linewidth=0.5, color="0.9")
     ax.legend(loc="upper left", fontsize=FONT_SIZE - 1, frameon=True, framealpha=0.9)
-    fig.tight_layout()
+    # fixed margins, not tight_layout: they fit the axis labels at FONT_SIZE, cost no extra draw, and never warn
+    # (tight_layout warns when a long title cannot fit, and runs a layout pass per figure)
+    fig.subplots_adjust(**MARGINS)
     return fig, _label_points(ax, names, xs, ys)
 
 
 FONT_SIZE = 12  # points: labels read at the plot's displayed size (about 900 px wide on a board page)
+#: the axes' place in the figure (fractions): room for the tick labels, axis labels and title at FONT_SIZE
+MARGINS = {"left": 0.09, "right": 0.975, "bottom": 0.085, "top": 0.94}
 MARKER_SIZE = 50
 LABEL_GAP = 3  # pixels kept free around a label, so that two labels never read as one
 #: label positions tried around a point, nearest first: (dx, dy) directions, scaled by each distance in turn
@@ -171,35 +183,56 @@ def _label_points(ax, names: Sequence[str], xs: Sequence[float], ys: Sequence[fl
     the nearest free spot around the point, with a leader line when it is not beside it); return each model's box.
 
     Labels are placed from the highest robust accuracy down, so the best models get the spots nearest their points.
+    A point with no free spot left (a crowded board: hundreds of models) stays unlabelled rather than covered by an
+    unreadable pile of names: the board's table names every model, and the site links its marker to its page.
+    Each label's size is measured once and its candidate spots are checked by arithmetic against every box taken
+    (a label is drawn only where it goes), so a board of a thousand models places its labels in about a second.
     """
-    from matplotlib.text import Text
-    from matplotlib.transforms import Bbox
+    from matplotlib.collections import LineCollection
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.transforms import Bbox, IdentityTransform
 
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
-    half = 0.5 * (MARKER_SIZE ** 0.5) * fig.dpi / 72 + 1  # a marker's half-width in pixels
-    centres = [ax.transData.transform((x, y)) for x, y in zip(xs, ys)]
-    markers = [Bbox.from_extents(cx - half, cy - half, cx + half, cy + half) for cx, cy in centres]
+    points_to_pixels = fig.dpi / 72
+    half = 0.5 * (MARKER_SIZE ** 0.5) * points_to_pixels + 1  # a marker's half-width in pixels
+    centres = ax.transData.transform(np.column_stack([xs, ys])) if len(names) else np.zeros((0, 2))
+    markers = np.column_stack([centres - half, centres + half])  # x0, y0, x1, y1
     legend = ax.get_legend().get_window_extent(renderer)
-    taken: list = [*markers, legend]
-    boxes: list = list(markers)
+    taken = np.empty((2 * len(names) + 1, 4))  # markers, the legend, then each label placed
+    taken[: len(names)] = markers
+    taken[len(names)] = legend.extents
+    count = len(names) + 1
+    font = FontProperties(size=FONT_SIZE - 2)
+    offsets = np.array([(distance * dx, distance * dy) for distance in _DISTANCES for dx, dy in _DIRECTIONS])
+    boxes = [Bbox(marker.reshape(2, 2)) for marker in markers]
+    leaders = []
     for i in sorted(range(len(names)), key=lambda i: (-ys[i], -xs[i], names[i])):
-        candidates = [(distance * dx, distance * dy) for distance in _DISTANCES for dx, dy in _DIRECTIONS]
-        for attempt, (dx, dy) in enumerate(candidates):
-            label = ax.annotate(
-                names[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points", fontsize=FONT_SIZE - 2, zorder=4,
-                ha="left" if dx > 0 else "right" if dx < 0 else "center",
-                va="bottom" if dy > 0 else "top" if dy < 0 else "center",
-                arrowprops=None if attempt < len(_DIRECTIONS) else {"arrowstyle": "-", "color": "0.5", "linewidth": 0.6},
-            )
-            label.update_positions(renderer)
-            box = Text.get_window_extent(label, renderer).padded(LABEL_GAP)  # the text's, without its leader line
-            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
-            free = not any(box.overlaps(other) for j, other in enumerate(taken) if j != i)
-            if (inside and free) or attempt == len(candidates) - 1:
-                break  # (with every spot taken, the farthest one stays)
-            label.remove()
-        taken.append(box)
-        boxes[i] = Bbox.union([markers[i], box])
+        width, height, _ = renderer.get_text_width_height_descent(names[i], font, ismath=False)
+        anchors = centres[i] + offsets * points_to_pixels
+        left = anchors[:, 0] - np.where(offsets[:, 0] > 0, 0, np.where(offsets[:, 0] < 0, width, width / 2))
+        bottom = anchors[:, 1] - np.where(offsets[:, 1] > 0, 0, np.where(offsets[:, 1] < 0, height, height / 2))
+        spots = np.column_stack([left - LABEL_GAP, bottom - LABEL_GAP, left + width + LABEL_GAP, bottom + height + LABEL_GAP])
+        inside = ((spots[:, 0] >= frame.x0) & (spots[:, 2] <= frame.x1) & (spots[:, 1] >= frame.y0)
+                  & (spots[:, 3] <= frame.y1))
+        others = np.delete(taken[:count], i, axis=0)  # its own marker does not count
+        overlap = ((spots[:, None, 0] < others[None, :, 2]) & (others[None, :, 0] < spots[:, None, 2])
+                   & (spots[:, None, 1] < others[None, :, 3]) & (others[None, :, 1] < spots[:, None, 3])).any(axis=1)
+        free = np.flatnonzero(inside & ~overlap)
+        if free.size == 0:
+            continue
+        attempt = int(free[0])
+        dx, dy = offsets[attempt]
+        ax.annotate(names[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points", fontsize=FONT_SIZE - 2,
+                    zorder=4, ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                    va="bottom" if dy > 0 else "top" if dy < 0 else "center")
+        if attempt >= len(_DIRECTIONS):  # away from its point: a leader line to it
+            leaders.append([centres[i], anchors[attempt]])
+        taken[count] = spots[attempt]
+        count += 1
+        boxes[i] = Bbox.union([boxes[i], Bbox(spots[attempt].reshape(2, 2))])
+    if leaders:  # one collection, in pixels: drawn in one call, whatever the number of leaders
+        ax.add_collection(LineCollection(leaders, colors="0.5", linewidths=0.6, zorder=4, transform=IdentityTransform()),
+                          autolim=False)
     return boxes
