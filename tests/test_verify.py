@@ -103,15 +103,29 @@ def test_example_moved_outside_the_ball_fails(record_file, linear_submission, ca
 def test_example_out_of_range_fails(record_file, linear_submission, capsys):
     def overflow(index, x_adv):
         x_adv = x_adv.copy()
-        x_adv[0, 0, 0, 0] = 1.04  # inside eps of a white pixel would need eps 0.04: but above the range [0, 1]
+        x_adv[0, 0, 0, 0] = -0.03  # 0.03 from its clean value: inside the ball (eps 0.05), below the range [0, 1]
         return index, x_adv
 
     clean = _clean_images(60)
     index, _ = decode(adversarial_path(record_file), (1, 28, 28))
-    assert clean[index[0], 0, 0, 0] == 0.0  # the corner pixel is background, so 1.04 is also far outside the ball
+    assert clean[index[0], 0, 0, 0] == 0.0  # the corner pixel is background: only the value range refuses -0.03
     _rewrite(record_file, overflow)
     code, output = _verify(record_file, linear_submission, capsys)
-    assert code == 1 and f"test index {index[0]}: the saved example lies outside" in output
+    assert code == 1 and (f"1 failed; first: test index {index[0]}: the saved example lies outside the Linf ball of "
+                          "radius 0.05 or the value range") in output
+
+
+def test_a_replay_writes_into_the_results_folder_the_record_lies_in(tmp_path):
+    """``<folder>/<dataset>/<threat>/<name>/run.json`` lies in ``<folder>``; a file anywhere else lies in none."""
+    from robbench.verify import results_folder_of
+
+    from .helpers import make_record
+
+    record = make_record("m", status="+0-", stop=3)  # fashion-mnist, L-inf 0.1 (its slug: linf)
+    assert results_folder_of(tmp_path / "results/fashion-mnist/linf/m/run.json", record) == tmp_path / "results"
+    for elsewhere in ("m/run.json", "results/fashion-mnist/l2/m/run.json", "results/mnist/linf/m/run.json",
+                      "results/fashion-mnist/linf/other/run.json", "run.json"):
+        assert results_folder_of(tmp_path / elsewhere, record) is None, elsewhere
 
 
 def test_clean_image_in_place_of_the_example_fails(record_file, linear_submission, capsys):
