@@ -6,7 +6,7 @@
 #
 # Usage:
 #   scripts/mutation.sh                                  every configured module, the configured tests (mutants/)
-#   scripts/mutation.sh MODULE.py TEST_FILE... [-- MUTANT_GLOB...]
+#   scripts/mutation.sh MODULE.py TEST_FILE... [-- MUTANT_GLOB...]    (a TEST_FILE may be FILE::TEST)
 #       one module against only the test files that exercise it, e.g.
 #       scripts/mutation.sh robbench/verify.py tests/test_verify.py
 #       It runs in mutants/by-module/NAME/ with the [tool.mutmut] table of pyproject.toml, its module list and
@@ -35,7 +35,7 @@ while [[ $# -gt 0 && $1 != -- ]]; do tests+=("$1"); shift; done
 [[ -f $module ]] || { echo "no module $module: give a path such as robbench/verify.py" >&2; exit 2; }
 [[ ${#tests[@]} -gt 0 ]] || { echo "no test files for $module: give the test files that exercise it" >&2; exit 2; }
 for test in "${tests[@]}"; do
-    [[ -f $test ]] || { echo "no test file $test" >&2; exit 2; }
+    [[ -f ${test%%::*} ]] || { echo "no test file ${test%%::*}" >&2; exit 2; }  # a file, or a file::test id
 done
 
 name=$(basename "${module%.py}")
@@ -43,10 +43,8 @@ name=$(basename "${module%.py}")
 [[ $module == */leaderboard/* ]] && name="leaderboard-$name"
 work="$repo/mutants/by-module/$name"
 mkdir -p "$work"
-ln -sfn "$repo/robbench" "$work/robbench"
-ln -sfn "$repo/tests" "$work/tests"
 python3 - "$repo/pyproject.toml" "$work/pyproject.toml" "$module" "${tests[@]}" <<'EOF'
-"""Writes pyproject.toml with [tool.mutmut]'s only_mutate and test selection replaced (that table is the file's last)."""
+"""Writes pyproject.toml (and links to the repository) with [tool.mutmut]'s only_mutate and test selection replaced (that table is the file's last)."""
 import json
 import re
 import sys
@@ -64,6 +62,11 @@ config = tomllib.loads(written)["tool"]["mutmut"]
 assert config["only_mutate"] == [module] and config["pytest_add_cli_args_test_selection"] == tests, config
 if not Path(target).exists() or Path(target).read_text() != written:  # an unchanged file keeps mutmut's cache
     Path(target).write_text(written)
+# the work folder sees the repository's code, tests and what the tests read through links
+for name in [*config["source_paths"], "tests", *config.get("also_copy", [])]:
+    link = Path(target).parent / name
+    if not link.is_symlink():
+        link.symlink_to(Path(source).parent.resolve() / name)
 EOF
 cd "$work"
 mkdir -p mutants  # on the path before the interpreter starts, or the tests there cannot be imported on a first run

@@ -259,6 +259,55 @@ def test_an_example_saved_but_not_counted_broken_fails(record_file, linear_submi
     assert verdict.confirmed == status.count("0")  # the others are still confirmed
 
 
+def test_by_default_verification_runs_where_the_evaluation_would(record_file, linear_submission):
+    """``device="auto"``, the default, is a device robbench resolves; the honest record is confirmed on it."""
+    verdict = verify_record(record_file, linear_submission)
+    broken = read_record(record_file).evidence.status.count("0")
+    assert verdict.ok and verdict.summary().startswith(f"60 examples: {broken} breaks confirmed, 0 failed")
+
+
+def test_the_summary_says_what_was_confirmed_replayed_written_and_noted():
+    from robbench.consistency import Failure
+    from robbench.verify import Verdict
+
+    assert Verdict(1234).summary() == "1,234 examples: 0 breaks confirmed, 0 failed"
+    verdict = Verdict(1000, confirmed=1500, replayed=2000, replay_seed=7, written=Path("new/run.json"),
+                      notes=["one", "two"])
+    verdict.fail("whole file")
+    verdict.fail("an example", 3)
+    assert verdict.failures == [Failure(None, "whole file"), Failure(3, "an example")] and not verdict.ok
+    assert verdict.summary() == (
+        "1,000 examples: 1,500 breaks confirmed, 2,000 replayed (--replay-seed 7), 2 failed; first: whole file; "
+        "the breaks found are a new run: new/run.json; note: one; note: two"
+    )
+    assert Verdict(10, confirmed=4, replayed=1200).summary() == "10 examples: 4 breaks confirmed, 1,200 re-run as recorded, 0 failed"
+    assert Verdict(10, replayed=3, replay_seed=0).summary() == "10 examples: 0 breaks confirmed, 3 replayed (--replay-seed 0), 0 failed"
+
+
+def test_the_data_folder_given_is_the_one_read(record_file, linear_submission, tmp_path):
+    """``data_dir`` comes first: a corrupt test split there is refused (its digest), not passed over."""
+    from robbench.data.idx import FASHION_MNIST
+    from robbench.errors import RobbenchError
+
+    folder = tmp_path / "data" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    for name in FASHION_MNIST.files["test"].values():
+        (folder / name).write_bytes(b"not the test split")
+    with pytest.raises(RobbenchError, match=r"fashion-mnist/t10k-.* is corrupt or truncated \(SHA256 differs"):
+        verify_record(record_file, linear_submission, device="cpu", data_dir=str(tmp_path / "data"))
+
+
+def test_a_record_without_saved_examples_cannot_be_verified(record_file, linear_submission):
+    from robbench.errors import RobbenchError
+
+    record = read_record(record_file)
+    record_file.write_text(record_json(record.model_copy(update={"adversarial_examples": None})))
+    with pytest.raises(RobbenchError) as refused:
+        verify_record(record_file, linear_submission, device="cpu")
+    assert str(refused.value) == (f"{record_file}: the record has no saved adversarial examples; re-run `robbench "
+                                  "evaluate` with --results-dir to get a verifiable record")
+
+
 def test_an_example_saved_twice_fails(record_file, linear_submission):
     _rewrite(record_file, lambda index, x_adv: (np.concatenate([index[:1], index]), np.concatenate([x_adv[:1], x_adv])))
     verdict = verify_record(record_file, linear_submission, device="cpu")
