@@ -107,8 +107,27 @@ def test_a_correctly_classified_point_outside_the_ball_is_no_bug():
                               None).tolist() == [False]
 
 
+def test_a_point_exactly_on_the_edge_is_inside():
+    """The bound is inclusive: a distance equal to it (in float32, the tensors' precision) is allowed."""
+    edge = float(torch.tensor(EDGE, dtype=torch.float32))
+    x = torch.zeros(1, 4)
+    x_adv = torch.tensor([[edge, 0.0, 0.0, 0.0]])
+    assert allowed_inputs(x_adv, x, linf(EPS), None).tolist() == [True]
+    assert allowed_inputs(x_adv * (1 + 1e-6), x, linf(EPS), None).tolist() == [False]
+
+
+def test_a_misclassified_point_inside_the_ball_but_outside_the_range_is_an_attack_bug():
+    x = torch.full((1, 4), 0.98)
+    x_adv = x.clone()
+    x_adv[0, 0] = 1.05  # 0.07 from x: inside the ball, above the range [0, 1]
+    with pytest.raises(AttackBugError, match=r"produced 1 misclassified points outside the Linf ball of radius 0.1 or "
+                                              r"the value range \(largest distance 0.0699999\)"):  # 1.05 - 0.98 in float32
+        verified_successes("pgd/run", torch.tensor([[0.0, 1.0]]), x_adv, x, torch.tensor([0]), linf(EPS), (0.0, 1.0))
+
+
 def test_a_misclassified_point_outside_the_ball_is_an_attack_bug_with_the_worst_distance():
     x_adv, x = _points([0.05, 0.3, 0.2, 0.4])
+    x_adv = x + (x_adv - x)[:, :1]  # every pixel moved alike: L-inf 0.3 where L2 would say 0.6
     logits = torch.tensor([[0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])  # the last (0.4 away) is correct
     with pytest.raises(AttackBugError) as info:
         verified_successes("pgd/run", logits, x_adv, x, torch.tensor([0, 0, 0, 0]), linf(EPS), (0.0, 1.0))
