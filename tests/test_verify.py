@@ -308,6 +308,18 @@ def test_a_record_without_saved_examples_cannot_be_verified(record_file, linear_
                                   "evaluate` with --results-dir to get a verifiable record")
 
 
+def test_a_record_of_other_dataset_parameters_is_refused(record_file, linear_submission):
+    from robbench.errors import RobbenchError
+
+    record = read_record(record_file)
+    config = record.config.model_copy(update={"dataset_params": {"variant": "other"}})
+    record_file.write_text(record_json(record.model_copy(update={"config": config})))
+    with pytest.raises(RobbenchError) as refused:
+        verify_record(record_file, linear_submission, device="cpu")
+    assert str(refused.value) == ("the dataset parameters differ from the record's ({'variant': 'other'}); pass the "
+                                  "model.yaml the record was made from")
+
+
 def test_an_example_saved_twice_fails(record_file, linear_submission):
     _rewrite(record_file, lambda index, x_adv: (np.concatenate([index[:1], index]), np.concatenate([x_adv[:1], x_adv])))
     verdict = verify_record(record_file, linear_submission, device="cpu")
