@@ -114,6 +114,11 @@ def test_a_point_exactly_on_the_edge_is_inside():
     x_adv = torch.tensor([[edge, 0.0, 0.0, 0.0]])
     assert allowed_inputs(x_adv, x, linf(EPS), None).tolist() == [True]
     assert allowed_inputs(x_adv * (1 + 1e-6), x, linf(EPS), None).tolist() == [False]
+    # so are the value range's: a pixel exactly at low - ABS_TOLERANCE or high + ABS_TOLERANCE is inside it
+    below, above = (float(torch.tensor(v, dtype=torch.float32)) for v in (0.0 - ABS_TOLERANCE, 1.0 + ABS_TOLERANCE))
+    x = torch.tensor([[0.0, 0.5], [1.0, 0.5]])
+    x_adv = torch.tensor([[below, 0.5], [above, 0.5]])
+    assert allowed_inputs(x_adv, x, linf(EPS), (0.0, 1.0)).tolist() == [True, True]
 
 
 def test_a_misclassified_point_inside_the_ball_but_outside_the_range_is_an_attack_bug():
