@@ -320,6 +320,19 @@ def test_a_record_of_other_dataset_parameters_is_refused(record_file, linear_sub
                                   "model.yaml the record was made from")
 
 
+def test_a_file_holding_other_than_the_count_the_record_names_is_refused(record_file, linear_submission):
+    """The digest matches (the file is untouched) but the record claims one example more: decoding refuses it."""
+    from robbench.errors import RobbenchError
+
+    record = read_record(record_file)
+    count = record.adversarial_examples.count
+    pinned = record.adversarial_examples.model_copy(update={"count": count + 1})
+    record_file.write_text(record_json(record.model_copy(update={"adversarial_examples": pinned})))
+    with pytest.raises(RobbenchError) as refused:
+        verify_record(record_file, linear_submission, device="cpu")
+    assert str(refused.value) == f"{adversarial_path(record_file)}: index has shape ({count},), expected ({count + 1},)"
+
+
 def test_an_example_saved_twice_fails(record_file, linear_submission):
     _rewrite(record_file, lambda index, x_adv: (np.concatenate([index[:1], index]), np.concatenate([x_adv[:1], x_adv])))
     verdict = verify_record(record_file, linear_submission, device="cpu")
