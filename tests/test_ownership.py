@@ -54,6 +54,14 @@ def test_a_hub_repos_latest_commit_is_current():
     ledger = Ledger([Claim("m", A, "org/x", REV1), Claim("m", B, "org/x", REV2)])
     assert ledger.current_sha256("m", {A, B}) == B
     assert ledger.current_sha256("m", {A}) == A  # a board the later commit was not evaluated on keeps the earlier
+    assert ledger.current_sha256("m", set()) is None  # none of its weights evaluated here
+    assert ledger.current_sha256("unclaimed", {A}) is None  # a name nobody holds has no current weights
+
+
+def test_a_claim_describes_its_source():
+    assert Claim("m", A, "org/x", REV1).describe() == "hub repo org/x"
+    assert Claim("m", A).describe() == f"local weights {A[:12]}"
+    assert Claim("m", None).describe() == "local weights ?"  # no digest known: said so, not left blank
 
 
 def test_a_forged_early_timestamp_takes_no_row(tmp_path):
