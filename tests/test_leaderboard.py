@@ -299,6 +299,14 @@ def test_runs_on_other_examples_or_checkpoints_do_not_combine() -> None:
     assert len(problems) == 1 and "another checkpoint" in problems[0]
 
 
+def test_of_equally_large_example_sets_the_first_in_the_test_set_is_the_entrys() -> None:
+    later = make_record("m", status="0000", start=4, timestamp="2024-01-01T00:00:00+00:00")
+    first = make_record("m", status="++++", start=0, timestamp="2024-02-01T00:00:00+00:00")
+    for runs in ([later, first], [first, later]):
+        (entry,), problems = board_entries(runs)
+        assert entry.runs == [first] and entry.robust_accuracy == 1.0 and problems == []
+
+
 def test_wilson_interval_against_the_formula() -> None:
     def by_hand(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
         p = k / n
