@@ -187,3 +187,26 @@ def test_model_facts_come_from_the_records_metadata():
     assert [label for label, _ in model_facts([first])] == [
         "paper of the training method", "authors", "venue", "training", "caveats", "extra data", "architecture",
         "parameters", "checkpoint SHA-256"]
+
+
+def test_a_flag_says_how_many_escalations_in_how_many_rounds_and_what_they_did():
+    from robbench.leaderboard.cells import flag_text
+    from robbench.results import EscalationOf, Flag
+
+    # 40 examples: the board run leaves 20 robust; two escalations (rounds 1 and 2) break 12 of them:
+    # McNemar p = 2 * 0.5**12 = 0.000488 (the exact binomial sum), below 0.001
+    board = make_record("m", status="+" * 20 + "0" * 20, test_size=40, timestamp="2024-01-01T00:00:00+00:00")
+    board = board.model_copy(update={"flags": [Flag(code="masked-gradients", message="doubt")]})
+    escalations = []
+    for round_, status in ((1, "0" * 4 + "+" * 16), (2, "=" * 4 + "0" * 8 + "+" * 8)):
+        run = make_record("m", status=status + "=" * 20, test_size=40, attacks=("square",),
+                          timestamp=f"2024-01-0{1 + round_}T00:00:00+00:00")
+        config = run.config.model_copy(update={"escalation": EscalationOf(
+            continues=[board.config.run_id, *(e.config.run_id for e in escalations)], flags=["masked-gradients"],
+            round=round_)})
+        escalations.append(run.model_copy(update={"config": config}))
+    (entry,), problems = board_entries([board, *escalations])
+    assert problems == [] and entry.robust_accuracy == 8 / 40
+    assert flag_text(entry, "masked-gradients") == (
+        "masked-gradients: 2 escalations in 2 rounds, best-known 50.00 → 20.00 % (p < 0.001)")
+    assert flag_text(entry, "other-flag") == "other-flag"  # no escalation for it: the code alone
