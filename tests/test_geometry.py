@@ -41,8 +41,9 @@ def test_a_start_is_the_generators_and_keeps_the_inputs_dtype():
         torch.manual_seed(456)
         assert torch.equal(first, _start(norm, seed=5))
         assert not torch.equal(first, _start(norm, seed=6))
-    double = random_in_ball(torch.zeros(2, 3, dtype=torch.float64), "L2", EPS, torch.Generator().manual_seed(0))
-    assert double.dtype == torch.float64 and double.shape == (2, 3)
+    for norm in ("Linf", "L2"):
+        double = random_in_ball(torch.zeros(2, 3, dtype=torch.float64), norm, EPS, torch.Generator().manual_seed(0))
+        assert double.dtype == torch.float64 and double.shape == (2, 3)
 
 
 def test_distance_is_the_norms_of_the_flattened_difference():
@@ -59,6 +60,9 @@ def test_projection_is_the_nearest_point_of_the_ball_then_the_range():
     # L2: (0.4, -0.4, 0.1, 0) has norm 0.574; scaled radially to 0.2
     delta = project(x_adv, x, "L2", 0.2, None) - x
     assert float(delta.norm()) == pytest.approx(0.2) and torch.allclose(delta / 0.2, (x_adv - x) / (x_adv - x).norm())
+    # each example by its own norm: one far outside (norm 1.0, scaled to 0.2), one inside (norm 0.1, unchanged)
+    batch = project(torch.tensor([[1.5, 0.5], [0.6, 0.5]]), torch.full((2, 2), 0.5), "L2", 0.2, None)
+    assert batch.tolist() == [[pytest.approx(0.7), 0.5], [pytest.approx(0.6), 0.5]]
     inside = torch.tensor([[0.55, 0.45, 0.5, 0.5]])
     assert torch.equal(project(inside, x, "L2", 0.2, None), inside)  # inside the ball: unchanged
     assert project(torch.tensor([[1.4, -0.4]]), torch.tensor([[0.9, 0.1]]), "Linf", 1.0, (0.0, 1.0)).tolist() == [[1.0, 0.0]]
