@@ -299,6 +299,15 @@ def test_runs_on_other_examples_or_checkpoints_do_not_combine() -> None:
     assert len(problems) == 1 and "another checkpoint" in problems[0]
 
 
+def test_the_board_standard_run_leads_even_when_it_is_the_newest() -> None:
+    """pgd then autoattack at seed 0 leads (its name, its metadata); the rest follow by time."""
+    other_seed = make_record("m", status="+0+0", seed=1, timestamp="2024-01-01T00:00:00+00:00")
+    other_attack = make_record("m", status="+0+0", attacks=("square",), timestamp="2024-01-02T00:00:00+00:00")
+    board = make_record("m", status="+0+0", timestamp="2024-03-01T00:00:00+00:00")
+    (entry,), _ = board_entries([other_attack, board, other_seed])
+    assert entry.runs == [board, other_seed, other_attack]
+
+
 def test_of_equally_large_example_sets_the_first_in_the_test_set_is_the_entrys() -> None:
     later = make_record("m", status="0000", start=4, timestamp="2024-01-01T00:00:00+00:00")
     first = make_record("m", status="++++", start=0, timestamp="2024-02-01T00:00:00+00:00")
