@@ -184,6 +184,11 @@ def test_model_facts_come_from_the_records_metadata():
     assert facts["parameters"] == [Link("123,456", None)]
     assert facts["hub commit"] == [Link("org/m@abcdef0", "https://huggingface.co/org/m/tree/abcdef0123456" + "0" * 27)]
     assert "training cost" not in facts
+    cost = TrainingCost(device="cuda", epochs=10, train_examples=50_000, seconds_per_epoch=60.0, total_seconds=600.0)
+    trained = dict(model_facts([_with_metadata(first, training_cost=cost, extra_data=True)]))
+    assert trained["training cost"] == [Link("10 × 50K · 10.0 min · cuda (epochs × training images · wall time · device)",
+                                             None)]
+    assert trained["extra data"] == [Link("yes", None)]
     assert [label for label, _ in model_facts([first])] == [
         "paper of the training method", "authors", "venue", "training", "caveats", "extra data", "architecture",
         "parameters", "checkpoint SHA-256"]
