@@ -42,8 +42,9 @@ def test_a_start_is_the_generators_and_keeps_the_inputs_dtype():
         assert torch.equal(first, _start(norm, seed=5))
         assert not torch.equal(first, _start(norm, seed=6))
     for norm in ("Linf", "L2"):
-        double = random_in_ball(torch.zeros(2, 3, dtype=torch.float64), norm, EPS, torch.Generator().manual_seed(0))
-        assert double.dtype == torch.float64 and double.shape == (2, 3)
+        for dtype in (torch.float64, torch.float16):  # float16: a float32 draw would promote the start to float32
+            start = random_in_ball(torch.zeros(2, 3, dtype=dtype), norm, EPS, torch.Generator().manual_seed(0))
+            assert start.dtype == dtype and start.shape == (2, 3)
 
 
 def test_distance_is_the_norms_of_the_flattened_difference():
