@@ -301,11 +301,13 @@ def test_runs_on_other_examples_or_checkpoints_do_not_combine() -> None:
 
 def test_the_board_standard_run_leads_even_when_it_is_the_newest() -> None:
     """pgd then autoattack at seed 0 leads (its name, its metadata); the rest follow by time."""
-    other_seed = make_record("m", status="+0+0", seed=1, timestamp="2024-01-01T00:00:00+00:00")
-    other_attack = make_record("m", status="+0+0", attacks=("square",), timestamp="2024-01-02T00:00:00+00:00")
-    board = make_record("m", status="+0+0", timestamp="2024-03-01T00:00:00+00:00")
+    other_seed = make_record("m", status="+++0", seed=1, timestamp="2024-01-01T00:00:00+00:00")
+    other_attack = make_record("m", status="++++", attacks=("square",), timestamp="2024-01-02T00:00:00+00:00")
+    board = make_record("m", status="+0++", timestamp="2024-03-01T00:00:00+00:00")
     (entry,), _ = board_entries([other_attack, board, other_seed])
     assert entry.runs == [board, other_seed, other_attack]
+    # pgd breaks example 1 in the board run and example 3 in the seed-1 run: credited with both
+    assert entry.breaks_by == {"pgd": 2}
 
 
 def test_of_equally_large_example_sets_the_first_in_the_test_set_is_the_entrys() -> None:
