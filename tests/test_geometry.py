@@ -75,4 +75,6 @@ def test_the_ascent_direction_has_unit_norm_and_ignores_nan():
     l2 = ascent_direction(grad, "L2")
     assert l2[0].tolist() == pytest.approx([0.6, -0.8, 0.0])
     assert l2[1].tolist() == pytest.approx([0.0, 2 ** -0.5, -(2 ** -0.5)])
+    small = ascent_direction(torch.tensor([[0.003, -0.004]]), "L2")  # a gradient of norm 0.005 is scaled up too
+    assert small[0].tolist() == pytest.approx([0.6, -0.8])
     assert ascent_direction(torch.zeros(1, 3), "L2").tolist() == [[0.0, 0.0, 0.0]]  # no gradient: no step, no NaN
