@@ -94,9 +94,18 @@ def test_an_escalation_that_changed_nothing_significant_says_so():
 
 
 def test_an_escalation_whose_continued_run_is_missing_is_a_problem():
-    _, escalation = _board_and_escalation("+" * 10 + "0" * 10, "+" * 2 + "0" * 8 + "=" * 10)
+    board, escalation = _board_and_escalation("+" * 10 + "0" * 10, "+" * 2 + "0" * 8 + "=" * 10)
     _, problems = board_entries([escalation])
-    assert len(problems) == 1 and "which is not in the store" in problems[0]
+    assert problems == [f"m: escalation run {escalation.config.run_id} continues {board.config.run_id}, which is not "
+                        "in the store; the examples it skipped count as robust"]
+    # continuing two runs, both absent: named in order
+    other = make_record("m", status="+" * 20, test_size=20, seed=1).config.run_id
+    config = escalation.config.model_copy(update={"escalation": escalation.config.escalation.model_copy(
+        update={"continues": [other, board.config.run_id]})})
+    _, problems = board_entries([escalation.model_copy(update={"config": config})])
+    first, second = sorted([other, board.config.run_id])
+    assert problems == [f"m: escalation run {config.run_id} continues {first}, {second}, which is not in the "
+                        "store; the examples it skipped count as robust"]
 
 
 def test_committed_records_keep_their_run_ids():

@@ -366,6 +366,25 @@ def test_runs_on_other_examples_or_checkpoints_do_not_combine() -> None:
     assert len(problems) == 1 and "another checkpoint" in problems[0]
 
 
+def test_the_board_standard_run_leads_even_when_it_is_the_newest() -> None:
+    """pgd then autoattack at seed 0 leads (its name, its metadata); the rest follow by time."""
+    other_seed = make_record("m", status="+++0", seed=1, timestamp="2024-01-01T00:00:00+00:00")
+    other_attack = make_record("m", status="++++", attacks=("square",), timestamp="2024-01-02T00:00:00+00:00")
+    board = make_record("m", status="+0++", timestamp="2024-03-01T00:00:00+00:00")
+    (entry,), _ = board_entries([other_attack, board, other_seed])
+    assert entry.runs == [board, other_seed, other_attack]
+    # pgd breaks example 1 in the board run and example 3 in the seed-1 run: credited with both
+    assert entry.breaks_by == {"pgd": 2}
+
+
+def test_of_equally_large_example_sets_the_first_in_the_test_set_is_the_entrys() -> None:
+    later = make_record("m", status="0000", start=4, timestamp="2024-01-01T00:00:00+00:00")
+    first = make_record("m", status="++++", start=0, timestamp="2024-02-01T00:00:00+00:00")
+    for runs in ([later, first], [first, later]):
+        (entry,), problems = board_entries(runs)
+        assert entry.runs == [first] and entry.robust_accuracy == 1.0 and problems == []
+
+
 def test_wilson_interval_against_the_formula() -> None:
     def by_hand(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
         p = k / n

@@ -54,6 +54,30 @@ def test_a_hub_repos_latest_commit_is_current():
     ledger = Ledger([Claim("m", A, "org/x", REV1), Claim("m", B, "org/x", REV2)])
     assert ledger.current_sha256("m", {A, B}) == B
     assert ledger.current_sha256("m", {A}) == A  # a board the later commit was not evaluated on keeps the earlier
+    assert ledger.current_sha256("m", set()) is None  # none of its weights evaluated here
+    assert ledger.current_sha256("unclaimed", {A}) is None  # a name nobody holds has no current weights
+
+
+def test_the_owners_weights_are_its_first_and_its_own_repos_later_ones():
+    """As ``owner_digests`` defines them: another source's claim under the name adds none, nor does a digest-less one."""
+    ledger = Ledger([Claim("m", None, "org/x", REV1), Claim("m", A, "org/x", REV2), Claim("m", B, "org/other", REV1)])
+    assert ledger.owner_digests("m") == {A}
+    assert Ledger([Claim("m", A), Claim("m", B)]).owner_digests("m") == {A}
+    assert Ledger().owner_digests("m") == set()
+
+
+def test_admitting_a_claim_twice_adds_it_once():
+    ledger = Ledger()
+    assert ledger.admit(Claim("m", A)) is True
+    assert ledger.admit(Claim("M", A)) is True  # a look-alike's claim is another claim (refusal decides on it)
+    assert ledger.admit(Claim("m", A)) is False
+    assert ledger.claims == [Claim("m", A), Claim("M", A)]
+
+
+def test_a_claim_describes_its_source():
+    assert Claim("m", A, "org/x", REV1).describe() == "hub repo org/x"
+    assert Claim("m", A).describe() == f"local weights {A[:12]}"
+    assert Claim("m", None).describe() == "local weights ?"  # no digest known: said so, not left blank
 
 
 def test_a_forged_early_timestamp_takes_no_row(tmp_path):

@@ -103,15 +103,29 @@ def test_example_moved_outside_the_ball_fails(record_file, linear_submission, ca
 def test_example_out_of_range_fails(record_file, linear_submission, capsys):
     def overflow(index, x_adv):
         x_adv = x_adv.copy()
-        x_adv[0, 0, 0, 0] = 1.04  # inside eps of a white pixel would need eps 0.04: but above the range [0, 1]
+        x_adv[0, 0, 0, 0] = -0.03  # 0.03 from its clean value: inside the ball (eps 0.05), below the range [0, 1]
         return index, x_adv
 
     clean = _clean_images(60)
     index, _ = decode(adversarial_path(record_file), (1, 28, 28))
-    assert clean[index[0], 0, 0, 0] == 0.0  # the corner pixel is background, so 1.04 is also far outside the ball
+    assert clean[index[0], 0, 0, 0] == 0.0  # the corner pixel is background: only the value range refuses -0.03
     _rewrite(record_file, overflow)
     code, output = _verify(record_file, linear_submission, capsys)
-    assert code == 1 and f"test index {index[0]}: the saved example lies outside" in output
+    assert code == 1 and (f"1 failed; first: test index {index[0]}: the saved example lies outside the Linf ball of "
+                          "radius 0.05 or the value range") in output
+
+
+def test_a_replay_writes_into_the_results_folder_the_record_lies_in(tmp_path):
+    """``<folder>/<dataset>/<threat>/<name>/run.json`` lies in ``<folder>``; a file anywhere else lies in none."""
+    from robbench.verify import results_folder_of
+
+    from .helpers import make_record
+
+    record = make_record("m", status="+0-", stop=3)  # fashion-mnist, L-inf 0.1 (its slug: linf)
+    assert results_folder_of(tmp_path / "results/fashion-mnist/linf/m/run.json", record) == tmp_path / "results"
+    for elsewhere in ("m/run.json", "results/fashion-mnist/l2/m/run.json", "results/mnist/linf/m/run.json",
+                      "results/fashion-mnist/linf/other/run.json", "run.json"):
+        assert results_folder_of(tmp_path / elsewhere, record) is None, elsewhere
 
 
 def test_clean_image_in_place_of_the_example_fails(record_file, linear_submission, capsys):
@@ -243,6 +257,84 @@ def test_an_example_saved_but_not_counted_broken_fails(record_file, linear_submi
         f"test index {position}: an adversarial example is saved but the record does not count it broken"
     ]
     assert verdict.confirmed == status.count("0")  # the others are still confirmed
+
+
+def test_by_default_verification_runs_where_the_evaluation_would(record_file, linear_submission):
+    """``device="auto"``, the default, is a device robbench resolves; the honest record is confirmed on it."""
+    verdict = verify_record(record_file, linear_submission)
+    broken = read_record(record_file).evidence.status.count("0")
+    assert verdict.ok and verdict.summary().startswith(f"60 examples: {broken} breaks confirmed, 0 failed")
+    for note in verdict.notes:  # a borderline survivor the flag check's PGD broke (here: one, on torch 2.13 CPU)
+        said = re.fullmatch(r"(\d+) example\(s\) the record counts robust broke under the flag check's PGD at ε "
+                            r"\(test indices (\d+(?:, \d+)*)\); --replay records such breaks", note)
+        assert said and int(said[1]) == len(said[2].split(", ")), note
+
+
+def test_the_summary_says_what_was_confirmed_replayed_written_and_noted():
+    from robbench.consistency import Failure
+    from robbench.verify import Verdict
+
+    assert Verdict(1234).summary() == "1,234 examples: 0 breaks confirmed, 0 failed"
+    verdict = Verdict(1000, confirmed=1500, replayed=2000, replay_seed=7, written=Path("new/run.json"),
+                      notes=["one", "two"])
+    verdict.fail("whole file")
+    verdict.fail("an example", 3)
+    assert verdict.failures == [Failure(None, "whole file"), Failure(3, "an example")] and not verdict.ok
+    assert verdict.summary() == (
+        "1,000 examples: 1,500 breaks confirmed, 2,000 replayed (--replay-seed 7), 2 failed; first: whole file; "
+        "the breaks found are a new run: new/run.json; note: one; note: two"
+    )
+    assert Verdict(10, confirmed=4, replayed=1200).summary() == "10 examples: 4 breaks confirmed, 1,200 re-run as recorded, 0 failed"
+    assert Verdict(10, replayed=3, replay_seed=0).summary() == "10 examples: 0 breaks confirmed, 3 replayed (--replay-seed 0), 0 failed"
+
+
+def test_the_data_folder_given_is_the_one_read(record_file, linear_submission, tmp_path):
+    """``data_dir`` comes first: a corrupt test split there is refused (its digest), not passed over."""
+    from robbench.data.idx import FASHION_MNIST
+    from robbench.errors import RobbenchError
+
+    folder = tmp_path / "data" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    for name in FASHION_MNIST.files["test"].values():
+        (folder / name).write_bytes(b"not the test split")
+    with pytest.raises(RobbenchError, match=r"fashion-mnist/t10k-.* is corrupt or truncated \(SHA256 differs"):
+        verify_record(record_file, linear_submission, device="cpu", data_dir=str(tmp_path / "data"))
+
+
+def test_a_record_without_saved_examples_cannot_be_verified(record_file, linear_submission):
+    from robbench.errors import RobbenchError
+
+    record = read_record(record_file)
+    record_file.write_text(record_json(record.model_copy(update={"adversarial_examples": None})))
+    with pytest.raises(RobbenchError) as refused:
+        verify_record(record_file, linear_submission, device="cpu")
+    assert str(refused.value) == (f"{record_file}: the record has no saved adversarial examples; re-run `robbench "
+                                  "evaluate` with --results-dir to get a verifiable record")
+
+
+def test_a_record_of_other_dataset_parameters_is_refused(record_file, linear_submission):
+    from robbench.errors import RobbenchError
+
+    record = read_record(record_file)
+    config = record.config.model_copy(update={"dataset_params": {"variant": "other"}})
+    record_file.write_text(record_json(record.model_copy(update={"config": config})))
+    with pytest.raises(RobbenchError) as refused:
+        verify_record(record_file, linear_submission, device="cpu")
+    assert str(refused.value) == ("the dataset parameters differ from the record's ({'variant': 'other'}); pass the "
+                                  "model.yaml the record was made from")
+
+
+def test_a_file_holding_other_than_the_count_the_record_names_is_refused(record_file, linear_submission):
+    """The digest matches (the file is untouched) but the record claims one example more: decoding refuses it."""
+    from robbench.errors import RobbenchError
+
+    record = read_record(record_file)
+    count = record.adversarial_examples.count
+    pinned = record.adversarial_examples.model_copy(update={"count": count + 1})
+    record_file.write_text(record_json(record.model_copy(update={"adversarial_examples": pinned})))
+    with pytest.raises(RobbenchError) as refused:
+        verify_record(record_file, linear_submission, device="cpu")
+    assert str(refused.value) == f"{adversarial_path(record_file)}: index has shape ({count},), expected ({count + 1},)"
 
 
 def test_an_example_saved_twice_fails(record_file, linear_submission):
