@@ -84,7 +84,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         paths.append(path)
         if record.config.escalation is not None:
             continue
-        attack_cells = [percent(record.attack_accuracy(a)) for a in attacks]
+        attack_cells = [percent(record.attack_accuracies.get(a)) for a in attacks]
         eps = f"{record.threat_model.eps:g}" + ("" if record.threat_model.standard else " (non-standard)")
         table.add_row(
             record.threat_model.name, eps, percent(record.clean_accuracy), *attack_cells,
