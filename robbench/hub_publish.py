@@ -19,7 +19,8 @@ import yaml
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, constants
 
 from .errors import RobbenchError
-from .hub import repo_files, commit, fetch_folder, hub_digest, offline
+from .downloads import offline
+from .hub import UPLOADS_OFF, repo_files, commit, fetch_folder, hub_digest
 from .hub_ref import HF_SCHEME, SPEC_FILE, WEIGHTS_FILE, HubRef, is_hub_ref, parse_hub_ref
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ def _site_files(site_dir: Path) -> list[Path]:
 def _existing_files(target: HubRef) -> list[str]:
     """The repo's files on main; none when the repo does not exist yet."""
     if offline():
-        raise RobbenchError("HF_HUB_OFFLINE=1 is set; publishing needs the hub")
+        raise RobbenchError(UPLOADS_OFF)
     try:
         return list(repo_files(target, None, recursive=True))
     except RobbenchError as exc:

@@ -78,7 +78,8 @@ def robbench(env: dict[str, str], cwd: Path, *commands: list[str]) -> list[Done]
 
 
 def one_line_error(done: Done) -> str:
-    lines = done.stderr.strip().splitlines()
+    """The error line, the only line on stderr besides announced downloads."""
+    lines = [line for line in done.stderr.strip().splitlines() if not line.endswith("(set ROBBENCH_OFFLINE=1 to never download)")]
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("robbench: error: "), done.stderr
     return lines[0]
 
@@ -487,3 +488,33 @@ def test_verify_a_hub_evaluated_record_from_the_commit_it_pins(hub, published, l
     assert by_record.returncode == 0 and "0 failed" in by_record.stdout, by_record.stderr
     assert by_repo.returncode == 0 and "0 failed" in by_repo.stdout, by_repo.stderr
     assert f"'hf://{REPO}': add @REVISION" in one_line_error(unpinned)  # both slashes kept
+
+
+@pytest.mark.slow
+def test_robbench_offline_keeps_hub_downloads_off_and_a_download_is_announced_first(hub, published, linear_submission, tmp_path):
+    """ROBBENCH_OFFLINE=1 alone (huggingface_hub itself online) is the switch dataset downloads follow: weights and
+    records come from the local cache only, or a one-line error names the file and the ways to provide it."""
+    pinned, local = published
+    spec = hub_yaml(tmp_path / "spec", linear_submission, pinned)
+    cache = tmp_path / "cache"
+    offline = {**hub_env(hub, cache), "ROBBENCH_OFFLINE": "1"}
+    requests_before = len(hub.hub.requests)
+    missing, board = robbench(
+        offline, tmp_path, ["evaluate", str(spec), *FAST],
+        ["leaderboard", "--from-hub", "robbench-test/board@main", "--out", str(tmp_path / "boards")],
+    )
+    assert one_line_error(missing) == (
+        f"robbench: error: {pinned}: not in the local hub cache ({cache}) and downloads are off (ROBBENCH_OFFLINE or "
+        "HF_HUB_OFFLINE is set); fetch it once online (unset it), point HF_HUB_CACHE at a cache that holds it, or name a "
+        "local checkpoint file in model.yaml")
+    assert "hf://datasets/robbench-test/board@main" in one_line_error(board) and "downloads are off" in one_line_error(board)
+    assert len(hub.hub.requests) == requests_before  # not one request
+    first, again = robbench(hub_env(hub, cache), tmp_path, ["evaluate", str(spec), *FAST], ["evaluate", str(spec), *FAST])
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    announced = f"robbench: {pinned} is not on this machine; downloading it from {hub.url} into {cache} (set ROBBENCH_OFFLINE=1 to never download)"
+    assert announced in first.stderr.splitlines() and "downloading" not in again.stderr  # cached the second time
+    requests_before = len(hub.hub.requests)
+    [cached] = robbench(offline, tmp_path, ["evaluate", str(spec), *FAST, "--results-dir", str(tmp_path / "results")])
+    assert cached.returncode == 0, cached.stderr
+    assert len(hub.hub.requests) == requests_before and record(tmp_path / "results")["robust_accuracy"] == local["robust_accuracy"]
+
