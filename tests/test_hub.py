@@ -518,3 +518,26 @@ def test_robbench_offline_keeps_hub_downloads_off_and_a_download_is_announced_fi
     assert cached.returncode == 0, cached.stderr
     assert len(hub.hub.requests) == requests_before and record(tmp_path / "results")["robust_accuracy"] == local["robust_accuracy"]
 
+
+@pytest.mark.slow
+def test_the_hub_copy_of_locally_evaluated_weights_is_the_same_owner(hub, published, linear_submission, tmp_path):
+    """Evaluated locally, then from its hub copy (the same SHA-256) into the same results folder: one owner, one row."""
+    pinned, local = published
+    results = tmp_path / "results"
+    spec = hub_yaml(tmp_path / "from-hub", linear_submission, pinned)
+    local_run, hub_run, board = robbench(
+        hub_env(hub, tmp_path / "cache"), tmp_path,
+        ["evaluate", str(linear_submission), *FAST, "--results-dir", str(results)],
+        ["evaluate", str(spec), *FAST, "--results-dir", str(results)],
+        ["leaderboard", "--results-dir", str(results), "--out", str(tmp_path / "boards")],
+    )
+    assert local_run.returncode == 0 and hub_run.returncode == 0 and board.returncode == 0, local_run.stderr + hub_run.stderr + board.stderr
+    runs = [json.loads(p.read_text()) for p in sorted((results / "fashion-mnist" / "linf" / "fmnist-linear").glob("*.json"))]
+    assert sorted(run["config"]["checkpoint"]["path"] for run in runs) == sorted([pinned, "model.safetensors"])
+    assert {run["config"]["checkpoint"]["sha256"] for run in runs} == {local["config"]["checkpoint"]["sha256"]}
+    ledger = [json.loads(line) for line in (results / "ledger.jsonl").read_text().splitlines()]
+    assert [(claim["name"], claim["repo"]) for claim in ledger] == [("fmnist-linear", None), ("fmnist-linear", REPO)]
+    assert "belongs to" not in board.stderr
+    rows = [line for line in (tmp_path / "boards" / "fashion-mnist-linf-0p1.md").read_text().splitlines() if line.startswith("| 1 |")]
+    assert len(rows) == 2 and all("[fmnist-linear]" in row for row in rows)  # one row (main table and details): both runs in it
+    assert "| pgd {0:.2f}; pgd {0:.2f} |".format(100 * local["robust_accuracy"]) in rows[1]
