@@ -192,7 +192,7 @@ def test_escalations_cannot_push_an_honest_model_below_its_exact_robust_accuracy
 
 def test_the_adaptive_flags_build_the_budget_of_evaluate_and_queue_run():
     from robbench.cli import build_parser
-    from robbench.terminal import run_options
+    from robbench.cli.terminal import run_options
 
     parser = build_parser()
     for command in (["evaluate", "model.yaml"], ["queue", "run"]):
