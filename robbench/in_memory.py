@@ -81,8 +81,8 @@ def benchmark(
     from pydantic import ValidationError
 
     from .checkpoints import count_parameters
-    from .config import Metadata, ModelSpec, describe_validation_error
-    from .errors import RobbenchError
+    from .config import Metadata, ModelSpec
+    from .errors import RobbenchError, describe_validation_error
     from .pipeline import evaluate_runs
     from .loader import LoadedModel, dataset_of, load_submission
     from .results import Checkpoint

@@ -34,7 +34,7 @@ from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
 from .atomic_files import atomic_write_text, make_dirs, write_files
-from .errors import RobbenchError, quoted
+from .errors import RobbenchError, describe_validation_error, quoted
 from .ownership import Claim, Ledger
 from .results import EvalRecord, RunConfig
 from .threat_models import ThreatModel
@@ -175,10 +175,7 @@ def read_record(path: Path) -> EvalRecord:
     try:
         return EvalRecord.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        raise RobbenchError(f"{path}: invalid record: {key + ': ' if key else ''}{message}"[:600]) from exc
+        raise RobbenchError(describe_validation_error(path, exc, "invalid record")) from exc
 
 
 def claim_of(record: EvalRecord) -> Claim:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..errors import RobbenchError, quoted
+from ..errors import RobbenchError, describe_validation_error, exception_summary, quoted
 from ..hub import hub_spec
 from ..hub_ref import parse_checkpoint_ref
 from ..ownership import Claim, Ledger, name_key
@@ -141,8 +141,10 @@ def read_queue(queue_dir: Path) -> list[Request]:
     for path in sorted(queue_dir.glob("*.json")):
         try:
             requests.append(Request.model_validate(json.loads(path.read_text(encoding="utf-8"))))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
-            raise RobbenchError(f"{path}: not a valid queue request ({str(exc).splitlines()[0]}); fix or remove it") from exc
+        except ValidationError as exc:
+            raise RobbenchError(f"{describe_validation_error(path, exc, 'not a valid queue request')}; fix or remove it") from exc
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RobbenchError(f"{path}: not a valid queue request ({exception_summary(exc)}); fix or remove it") from exc
     return sorted(requests, key=lambda r: (r.submitted, r.id))
 
 
