@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from .errors import RobbenchError, quoted
+from .errors import RobbenchError, describe_validation_error, quoted
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"  # no path separators; no leading dot, so no "." or ".."
 MAX_NAME_LENGTH = 100  # names become file names (boards, model pages) with room to spare under 255 bytes
@@ -18,6 +18,8 @@ MAX_YAML_DEPTH = 64
 MAX_CONFIG_BYTES = 64 * 2**10
 #: normalisation is per input channel: no dataset has more
 MAX_CHANNELS = 1024
+#: what ``load_yaml`` returns: the pydantic model it was given
+Loaded = TypeVar("Loaded", bound=BaseModel)
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -211,7 +213,8 @@ class TrainSpec(Strict):
         return self
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The top-level mapping of the YAML file ``path``, read strictly (``StrictLoader``, a size limit); one line per problem."""
     from .untrusted_files import read_untrusted
 
     if not path.exists():
@@ -231,46 +234,21 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def describe_validation_error(path: Path | str, exc: ValidationError) -> str:
-    """One line naming every problem and its key, in pydantic's order, without pydantic's own prefixes."""
-    problems = [_describe_problem(error) for error in exc.errors()]
-    if len(problems) == 1:
-        return f"{path}: {problems[0]}"
-    return f"{path}: {len(problems)} problems: " + "; ".join(problems)
-
-
-#: what pydantic puts before the message of a validator's ValueError / assertion
-_PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
-
-
-def _describe_problem(error: Any) -> str:
-    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return f"unknown key {quoted(key)}; remove it or check its spelling"
-    if kind == "missing":
-        return f"missing required key {quoted(key)}"
-    message = error["msg"]
-    for prefix in _PYDANTIC_PREFIXES:
-        message = message.removeprefix(prefix)
-    return f"key {quoted(key)}: {message} (got {quoted(error.get('input'))})"  # bounded: YAML aliases can blow up
+def load_yaml(model: type[Loaded], path: str | Path) -> Loaded:
+    """``model`` (a strict pydantic model) from the YAML file ``path``; every problem on one line with its key."""
+    path = Path(path)
+    data = read_yaml(path)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RobbenchError(describe_validation_error(path, exc)) from exc
 
 
 def load_model_spec(path: str | Path) -> ModelSpec:
-    path = Path(path)
-    data = _read_yaml(path)
-    try:
-        spec = ModelSpec(**data)
-    except ValidationError as exc:
-        raise RobbenchError(describe_validation_error(path, exc)) from exc
-    spec._base_dir = path.resolve().parent
+    spec = load_yaml(ModelSpec, path)
+    spec._base_dir = Path(path).resolve().parent
     return spec
 
 
 def load_train_spec(path: str | Path) -> TrainSpec:
-    path = Path(path)
-    data = _read_yaml(path)
-    try:
-        return TrainSpec(**data)
-    except ValidationError as exc:
-        raise RobbenchError(describe_validation_error(path, exc)) from exc
+    return load_yaml(TrainSpec, path)

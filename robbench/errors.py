@@ -1,4 +1,5 @@
-"""The exceptions users see, each a one-line message, and how an exception becomes one line.
+"""The exceptions users see, each a one-line message, and how an exception (a pydantic validation error
+included) becomes one line.
 
 The CLI maps them to exit statuses: ``RobbenchError`` (the input or the environment: fix it and
 rerun) exits 2, ``AttackBugError`` (robbench or a plugin attack is wrong: report it) exits 3.
@@ -7,6 +8,10 @@ rerun) exits 2, ``AttackBugError`` (robbench or a plugin attack is wrong: report
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 #: the most characters of one user value a message quotes (YAML aliases can expand a value to megabytes)
 QUOTE_LIMIT = 120
@@ -58,3 +63,35 @@ def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
     return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
+
+
+#: the most problems one message lists (a hostile file can have thousands); the rest are counted
+MAX_LISTED_PROBLEMS = 20
+#: what pydantic puts before the message of a validator's ValueError / assertion
+_PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def describe_validation_error(where: "str | os.PathLike", exc: "ValidationError", what: str = "") -> str:
+    """The one line for any pydantic validation error (a model.yaml, a record, a queue request, a report's
+    settings): ``where``, then ``what`` it is not (``invalid record``), then every problem with its key, in
+    pydantic's order, without pydantic's own prefixes."""
+    problems = [_describe_problem(error) for error in exc.errors()]
+    head = f"{os.fspath(where)}: {what + ': ' if what else ''}"
+    if len(problems) == 1:
+        return head + problems[0]
+    listed = "; ".join(problems[:MAX_LISTED_PROBLEMS])
+    more = f" (and {len(problems) - MAX_LISTED_PROBLEMS} more)" if len(problems) > MAX_LISTED_PROBLEMS else ""
+    return f"{head}{len(problems)} problems: {listed}{more}"
+
+
+def _describe_problem(error: Any) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"unknown key {quoted(key)}; remove it or check its spelling"
+    if kind == "missing":
+        return f"missing required key {quoted(key)}"
+    message = error["msg"]
+    for prefix in _PYDANTIC_PREFIXES:
+        message = message.removeprefix(prefix)
+    return f"key {quoted(key)}: {message} (got {quoted(error.get('input'))})"  # bounded: YAML aliases can blow up

@@ -8,8 +8,11 @@ named file at a time, so pickles and code in a repo are never downloaded; from d
 the result records a leaderboard is rendered from (``fetch_folder``). Every file's size in that listing
 is checked against robbench's limit for its kind (``download_limit``; docs/security.md) before a byte
 of it is downloaded, so a hub repo cannot make robbench fetch a multi-gigabyte "record". Endpoint,
-token, cache and offline mode follow huggingface_hub's environment variables (HF_ENDPOINT, HF_TOKEN,
-HF_HUB_CACHE, HF_HUB_OFFLINE).
+token and cache follow huggingface_hub's environment variables (HF_ENDPOINT, HF_TOKEN, HF_HUB_CACHE).
+Offline mode is robbench's one switch (``robbench.downloads``: ``ROBBENCH_OFFLINE=1`` or
+``HF_HUB_OFFLINE=1``, read when a download would start): files then come from the local cache only,
+and one that is not there is a one-line error naming it and the ways to provide it. A file not in the
+cache is announced on stderr before it is downloaded.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Iterator
 
 import httpx2
-from huggingface_hub import CommitOperation, HfApi, constants, hf_hub_download
+from huggingface_hub import CommitOperation, HfApi, constants, hf_hub_download, try_to_load_from_cache
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
@@ -34,6 +37,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.hf_api import RepoFile
 
+from .downloads import DOWNLOADS_OFF, OFFLINE_VARIABLES, announce, offline
 from .errors import RobbenchError
 from .hub_ref import METADATA_FILES, SPEC_FILE, HubRef, RepoType, parse_checkpoint_ref, parse_hub_ref
 
@@ -88,10 +92,6 @@ def check_download_size(ref: HubRef, size: int) -> None:
                             f"(docs/security.md); nothing was downloaded; {fix}")
 
 
-def offline() -> bool:
-    return constants.is_offline_mode()
-
-
 def resolve(ref: HubRef) -> HubRef:
     """The same file at the commit sha ``ref.revision`` names now (from the local cache when offline)."""
     with _hub_errors(ref):
@@ -109,8 +109,9 @@ def fetch(ref: HubRef, pin: str | None = None) -> HubFile:
         listed = hub_listing(pinned)
         check_download_size(pinned, listed.size)
         expected = listed.digest
-    with _hub_errors(pinned):
-        local = Path(hf_hub_download(pinned.repo, pinned.path, repo_type=pinned.repo_type, revision=pinned.revision))
+        if not _cached(pinned):
+            announce(str(pinned), constants.ENDPOINT, constants.HF_HUB_CACHE)
+    local = _download(pinned)
     if expected is None:  # offline: the cache names each blob after the digest the hub sent with it
         blob = Path(os.path.realpath(local))
         expected = blob.name if blob != local else pin
@@ -151,17 +152,20 @@ def fetch_folder(ref: HubRef, suffix: "str | tuple[str, ...]") -> Path:
     """
     pinned = resolve(ref)
     if offline():
-        raise RobbenchError(f"{pinned}: HF_HUB_OFFLINE=1 is set; reading a folder from the hub needs the hub")
+        raise RobbenchError(f"{pinned}: {DOWNLOADS_OFF} and reading a folder needs the hub's listing; unset it, "
+                            "or render from a local --results-dir")
     listing = {p: f for p, f in repo_files(pinned, pinned.path or None, recursive=True).items() if p.endswith(suffix)}
     if not listing:
         raise RobbenchError(f"{pinned}: no {'/'.join(suffix) if isinstance(suffix, tuple) else suffix} files under {pinned.path or 'the repo root'} at that commit; check the repo")
     for path, listed in sorted(listing.items()):  # every size first: one oversized file and nothing is downloaded
         check_download_size(replace(pinned, path=path), listed.size)
+    missing = [path for path in listing if not _cached(replace(pinned, path=path))]
+    if missing:
+        announce(f"{len(missing)} of the {len(listing)} files under {pinned}", constants.ENDPOINT, constants.HF_HUB_CACHE)
     local = None
     for path, listed in sorted(listing.items()):
         file_ref = replace(pinned, path=path)
-        with _hub_errors(file_ref):
-            local = Path(hf_hub_download(pinned.repo, path, repo_type=pinned.repo_type, revision=pinned.revision))
+        local = _download(file_ref)
         _verify(local, listed.digest, file_ref)
     return local.parents[len(PurePosixPath(path).parts) - 1]
 
@@ -197,11 +201,27 @@ def hub_spec(text: str) -> "ModelSpec":
 def commit(repo: str, repo_type: RepoType, operations: list[CommitOperation], message: str, private: bool = False) -> str:
     """One commit on main of ``repo`` (created if need be); its sha."""
     if offline():
-        raise RobbenchError("HF_HUB_OFFLINE=1 is set; uploading needs the hub")
+        raise RobbenchError(UPLOADS_OFF)
     with _hub_errors(repo):
         api = HfApi()
         api.create_repo(repo, repo_type=repo_type, private=private, exist_ok=True)
         return api.create_commit(repo, operations, commit_message=message, repo_type=repo_type).oid
+
+
+#: why nothing is uploaded while offline
+UPLOADS_OFF = f"{' or '.join(OFFLINE_VARIABLES)} is set, and uploading needs the hub; unset it"
+
+
+def _cached(ref: HubRef) -> bool:
+    """Whether the file at ``ref.revision`` (a commit sha) is in the local hub cache."""
+    return isinstance(try_to_load_from_cache(ref.repo, ref.path, revision=ref.revision, repo_type=ref.repo_type), str)
+
+
+def _download(ref: HubRef) -> Path:
+    """The file at ``ref.revision``: from the local cache, and when online from the hub if it is not there."""
+    with _hub_errors(ref):
+        return Path(hf_hub_download(ref.repo, ref.path, repo_type=ref.repo_type, revision=ref.revision,
+                                    local_files_only=offline()))
 
 
 def _verify(local: Path, expected: str, ref: HubRef) -> str:
@@ -233,8 +253,8 @@ def _hub_errors(ref: HubRef | str) -> Iterator[None]:
         if not offline():
             raise RobbenchError(f"{ref}: cannot reach the hub at {constants.ENDPOINT} and the file is not cached") from exc
         raise RobbenchError(
-            f"{ref}: not in the local hub cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE=1 is set; "
-            "fetch it once online"
+            f"{ref}: not in the local hub cache ({constants.HF_HUB_CACHE}) and {DOWNLOADS_OFF}; fetch it once online "
+            "(unset it), point HF_HUB_CACHE at a cache that holds it, or name a local checkpoint file in model.yaml"
         ) from exc
     except RevisionNotFoundError as exc:
         revision = ref.revision if isinstance(ref, HubRef) else "the revision"
@@ -252,7 +272,7 @@ def _hub_errors(ref: HubRef | str) -> Iterator[None]:
     except httpx2.TransportError as exc:
         raise RobbenchError(
             f"{ref}: cannot reach the hub at {constants.ENDPOINT} ({type(exc).__name__}); "
-            "check the connection, or set HF_HUB_OFFLINE=1 to use the local cache"
+            "check the connection, or set ROBBENCH_OFFLINE=1 to use the local cache"
         ) from exc
     except OSError as exc:
         raise RobbenchError(f"{ref}: download failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc

@@ -37,6 +37,8 @@ class LoadedModel:
     dataset: Dataset
     checkpoint: Checkpoint  # what the result records
     parameter_count: int
+    #: which examples ``dataset.load("test")`` gives: the test split, or ``"user-supplied"`` tensors (``robbench.benchmark``)
+    split: str = "test"
 
 
 def build_model(

@@ -8,6 +8,7 @@ themselves run in the engine, ``robbench.evaluation``.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -65,7 +66,34 @@ def evaluate(
     record of the same protocol run (``SAME_RUN``: weights, examples, seed, threat model and attack
     configurations; device, batch size and versions may differ) is continued instead of run again.
     """
-    options = RunOptions.of(options, **option_values)
+    runs = evaluate_runs(model_yaml, RunOptions.of(options, **option_values), threat_models=threat_models, eps=eps,
+                         progress=progress)
+    return [run.record for run in runs]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One record of ``evaluate_runs``, with what it was run on: the evaluated inputs and the attacks' outcome."""
+
+    record: EvalRecord
+    x: torch.Tensor  # the evaluated inputs, on the CPU
+    outcome: Outcome | None  # None: a stored run that was continued, not run here
+
+    def adversarial_inputs(self) -> torch.Tensor:
+        """The evaluated inputs with every verified adversarial example in its example's place (AutoAttack's
+        ``x_adv``): row i is example i's adversarial input where an attack broke it, else example i itself."""
+        if self.outcome is None:
+            raise RobbenchError(f"run {self.record.config.run_id} was read from the store, not run; its adversarial "
+                                "examples are in its .adv.npz file")
+        aligned = self.x.clone()
+        aligned[self.outcome.adversarial_index] = self.outcome.adversarial_x.to(aligned.dtype)
+        return aligned
+
+
+def evaluate_runs(model_yaml: "str | Path | ModelSpec | LoadedModel", options: RunOptions, *,
+                  threat_models: "str | list[str]" = "all", eps: float | None = None,
+                  progress: ProgressFactory | None = None) -> list[Run]:
+    """``evaluate``, each record with its inputs and outcome (``robbench.benchmark`` returns adversarial inputs)."""
     ensure_threads()
     progress = progress or LineProgress()
     in_memory = isinstance(model_yaml, LoadedModel)
@@ -86,7 +114,7 @@ def evaluate(
     common = {
         "name": spec.name, "dataset": loaded.dataset.name, "dataset_params": loaded.dataset.params,
         "data_sha256": data_digest(x, y),
-        "examples": Examples(start=0, stop=int(x.shape[0]), test_size=loaded.dataset.test_size),
+        "examples": Examples(split=loaded.split, start=0, stop=int(x.shape[0]), test_size=loaded.dataset.test_size),
         "architecture": spec.architecture, "architecture_kwargs": spec.architecture_kwargs,
         "normalization": spec.normalization, "checkpoint": loaded.checkpoint, "seed": seed,
         "batch_size": batch_size, "device": distributed.world().describe(describe_device(torch_device)),
@@ -94,14 +122,15 @@ def evaluate(
     }
     if hasattr(progress, "say"):  # one line before the first stage: what runs, on what, with what
         progress.say(
-            f"evaluating {spec.name} on {int(x.shape[0]):,} {loaded.dataset.name} test examples under "
+            f"evaluating {spec.name} on {int(x.shape[0]):,} {loaded.dataset.name} {loaded.split} examples under "
             f"{', '.join(f'{t.name} {t.eps:g}' for t in threats)} with {', '.join(a.name for a in attack_objects)}, "
             f"on {common['device']}, batches of {batch_size}; {len(threats)} threat model(s), each its own stages"
         )
-    records, written, payloads, states = [], [], [], []
+    runs: list[Run] = []
+    written, payloads, states = [], [], []
 
-    def keep(record: EvalRecord, payload: bytes | None, state: StateFile | None) -> None:
-        records.append(record)
+    def keep(record: EvalRecord, payload: bytes | None, state: StateFile | None, outcome: Outcome) -> None:
+        runs.append(Run(record, x, outcome))
         written.append(record)
         payloads.append(payload)
         states.append(state)
@@ -114,21 +143,22 @@ def evaluate(
         )
         stored = _stored_protocol_run(results, config) if options.adaptive is not None and results is not None else None
         if stored is not None:
-            records.append(stored)
+            runs.append(Run(stored, x, None))
         else:
             record, payload, state, outcome = _run(config, attack_objects, model, rules, loaded, x, y, batch_size,
                                                    progress, results)
             record = _with_flags(record, model, rules, loaded, x, y, eval_notes)
-            keep(_with_reverification(record, outcome, model, y, options.redraws, batch_size, rules.device), payload, state)
+            keep(_with_reverification(record, outcome, model, y, options.redraws, batch_size, rules.device), payload, state,
+                 outcome)
         if options.adaptive is not None:
-            for escalated in _escalate(records[-1], options.adaptive, common, model, rules, loaded, x, y, batch_size,
+            for escalated in _escalate(runs[-1].record, options.adaptive, common, model, rules, loaded, x, y, batch_size,
                                        progress, results):
                 keep(*escalated)
     if results is not None and distributed.is_main_process():  # every rank holds the records; rank 0 writes
         write_records(written, results, payloads)
         for state in states:
             state.remove()
-    return records
+    return runs
 
 
 def _adversarial_file(outcome: Outcome, config: RunConfig) -> bytes:
@@ -214,7 +244,7 @@ SAME_RUN = ("dataset_params", "data_sha256", "threat_model", "examples", "attack
 
 def _escalate(board: EvalRecord, budget: Budget, common: dict, model: torch.nn.Module, rules: AttackRules,
               loaded: LoadedModel, x: torch.Tensor, y: torch.Tensor, batch_size: int, progress: ProgressFactory | None,
-              results: Path | None) -> Iterator[tuple[EvalRecord, bytes | None, StateFile | None]]:
+              results: Path | None) -> Iterator[tuple[EvalRecord, bytes | None, StateFile | None, Outcome]]:
     """The escalation runs ``board``'s reliability flags call for, round by round (``robbench.adaptive``)."""
     flags = escalated_flags(flag.code for flag in board.flags)
     broken = torch.from_numpy(board.evidence.broken() | board.evidence.broken_earlier())
@@ -240,12 +270,12 @@ def _escalate(board: EvalRecord, budget: Budget, common: dict, model: torch.nn.M
             )
             note = (f"escalation round {round_number} for {', '.join(addressed)}: {escalation.why}; it attacked only the "
                     f"{left} examples the runs it continues left (budget: {budget.describe()})")
-            record, payload, state, _ = _run(config, [attack], model, rules, loaded, x, y, batch_size, progress, results,
-                                          earlier=broken, notes=(note, *skipped))
+            record, payload, state, outcome = _run(config, [attack], model, rules, loaded, x, y, batch_size, progress,
+                                                   results, earlier=broken, notes=(note, *skipped))
             skipped = []
             newly = torch.from_numpy(record.evidence.broken())
             broken, added = broken | newly, added + int(newly.sum())
             continues.append(config.run_id)
-            yield record, payload, state
+            yield record, payload, state, outcome
         if added == 0:
             return

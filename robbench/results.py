@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -30,10 +30,19 @@ class Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Examples(Frozen):
-    """Which examples were evaluated: ``split[start:stop]`` of a test set of ``test_size``."""
+#: ``Examples.split`` of tensors a caller passed to ``robbench.benchmark(x=, y=)``: not a test split
+USER_SUPPLIED = "user-supplied"
 
-    split: Literal["test"] = "test"
+
+class Examples(Frozen):
+    """Which examples were evaluated: ``split[start:stop]`` of a test set of ``test_size``.
+
+    ``split`` is ``"user-supplied"`` for a caller's own tensors (``robbench.benchmark(x=, y=)``; their
+    digest is ``RunConfig.data_sha256``, ``test_size`` their count). Such a record stays in memory: the
+    store refuses to write or show it, and ``verify`` cannot check it without the tensors.
+    """
+
+    split: Literal["test", "user-supplied"] = "test"
     start: int = Field(ge=0)
     stop: int = Field(gt=0)
     test_size: int = Field(gt=0)
@@ -45,6 +54,10 @@ class Examples(Frozen):
     @property
     def is_full(self) -> bool:
         return self.start == 0 and self.stop == self.test_size
+
+    @property
+    def user_supplied(self) -> bool:
+        return self.split == USER_SUPPLIED
 
 
 class Versions(Frozen):
@@ -208,5 +221,9 @@ class EvalRecord(Frozen):
         """What robustness costs here: clean minus robust accuracy (a fraction)."""
         return self.clean_accuracy - self.robust_accuracy
 
-    def attack_accuracy(self, name: str) -> float | None:
-        return self.attack_accuracies.get(name)
+    def __iter__(self) -> Iterator[float]:  # type: ignore[override]  # pydantic's yields (field, value) pairs
+        """``clean, robust = record``: RobustBench's ``benchmark`` returns that pair; the record keeps the rest.
+
+        ``dict(record)`` is therefore not the fields: use ``record.model_dump()``.
+        """
+        return iter((self.clean_accuracy, self.robust_accuracy))

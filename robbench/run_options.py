@@ -1,7 +1,7 @@
 """The options of an evaluation run: one ``RunOptions``, checked once when it is built.
 
 Every entry point takes it: ``robbench evaluate`` and ``robbench queue run`` (built from their
-shared flags, ``robbench.terminal.add_run_flags``), ``robbench.evaluate`` and ``robbench.benchmark``
+shared flags, ``robbench.cli.terminal.add_run_flags``), ``robbench.evaluate`` and ``robbench.benchmark``
 (built from their keyword arguments, or passed whole). A mistyped option stops a queue run before
 it touches a single request, and nothing checks an option twice.
 

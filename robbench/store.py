@@ -13,10 +13,11 @@ larger than its documented limit, checked before a byte is read. JSON is parsed 
 ``MAX_JSON_DEPTH``, no NaN/Infinity. Each failure is one line naming the file.
 
 Ownership comes from the ledger (``robbench.ownership``), never from a record's fields: ``write_records``
-refuses a record the ledger refuses and appends the claims of the ones it writes. Records that
-entered the folder some other way (copied by hand, a pull request) are claimed after every ledger
-entry, in path order, when the store is read; ``settle_ledger`` writes those claims down (``publish``
-does, before it uploads).
+refuses a record the ledger refuses and appends the claims of the ones it writes. A record of a
+caller's own tensors (``Examples.user_supplied``) is never written, and one found in a folder is a
+problem line, never a board row or a claim. Records that entered the folder some other way
+(copied by hand, a pull request) are claimed after every ledger entry, in path order, when the
+store is read; ``settle_ledger`` writes those claims down (``publish`` does, before it uploads).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
 from .atomic_files import atomic_write_text, make_dirs, write_files
-from .errors import RobbenchError, quoted
+from .errors import RobbenchError, describe_validation_error, quoted
 from .ownership import Claim, Ledger
 from .results import EvalRecord, RunConfig
 from .threat_models import ThreatModel
@@ -51,6 +52,9 @@ MAX_ADVERSARIAL_BYTES = 512 * 2**20
 #: one line per admitted source: 64 MiB is several hundred thousand claims
 MAX_LEDGER_BYTES = 64 * 2**20
 MAX_JSON_DEPTH = 64  # a record nests about 6 levels; plugin attack configurations a few more
+#: why a record of a caller's own tensors (``robbench.benchmark(x=, y=)``) is never written or shown
+USER_SUPPLIED_REFUSAL = ("evaluated on user-supplied tensors, not the dataset's test split, so no board can compare it "
+                         "and nobody can verify it")
 MAX_INT_DIGITS = 40  # any count or seed fits; a 5,000-digit integer is refused before Python converts it
 
 
@@ -171,10 +175,7 @@ def read_record(path: Path) -> EvalRecord:
     try:
         return EvalRecord.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        raise RobbenchError(f"{path}: invalid record: {key + ': ' if key else ''}{message}"[:600]) from exc
+        raise RobbenchError(describe_validation_error(path, exc, "invalid record")) from exc
 
 
 def claim_of(record: EvalRecord) -> Claim:
@@ -191,6 +192,9 @@ def write_records(records: list[EvalRecord], results_dir: Path,
     ledger gains the records' claims first, then every file is written in one batch.
     """
     adversarial = adversarial or [None] * len(records)
+    for record in records:
+        if record.examples.user_supplied:
+            raise RobbenchError(f"{record.name}: {USER_SUPPLIED_REFUSAL}; it stays in memory")
     paths = [record_path(results_dir, record) for record in records]
     with store_lock(results_dir):
         ledger = _effective_ledger(results_dir)[0]
@@ -276,9 +280,14 @@ def _effective_ledger(results_dir: Path) -> tuple[Ledger, list[tuple[Path, EvalR
     readable, problems = [], []
     for path in _record_files(results_dir):
         try:
-            readable.append((path, read_record(path)))
+            record = read_record(path)
         except RobbenchError as exc:
             problems.append(str(exc))
+            continue
+        if record.examples.user_supplied:
+            problems.append(f"{path}: {USER_SUPPLIED_REFUSAL}; not shown, and no claim on its name")
+        else:
+            readable.append((path, record))
     for path, record in readable:
         if ledger.refusal(claim_of(record)) is None:
             ledger.admit(claim_of(record))

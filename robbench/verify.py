@@ -119,6 +119,9 @@ def verify_record(record_file: Path, model: "str | Path | None" = None, *, submi
     that runs and fails is a ``Failure`` in the returned verdict.
     """
     record = read_record(record_file)
+    if record.examples.user_supplied:
+        raise RobbenchError(f"{record_file}: evaluated on user-supplied tensors (data SHA-256 {record.config.data_sha256[:12]}…), "
+                            "which a record does not hold; verify cannot check it without them")
     torch_device = resolve_device(device)
     process_threads = torch.get_num_threads()
     count = _record_threads(record, torch_device, threads)

@@ -156,7 +156,7 @@ def test_adaptive_comes_within_two_points_of_the_attack_written_for_the_defence(
     reference = float(defences.reference_robust(name, model, x, y, linf(0.1), **cheaper_eot).float().mean())
     protocol = records[0]
     assert problems == [] and protocol.config.escalation is None and len(records) > 1
-    assert protocol.attack_accuracy("pgd") > reference + 0.2  # the defence fools gradient attacks
+    assert protocol.attack_accuracies["pgd"] > reference + 0.2  # the defence fools gradient attacks
     assert entry.robust_accuracy <= reference + 0.02, (
         f"{name}: protocol {protocol.robust_accuracy}, adaptive {entry.robust_accuracy}, reference {reference}"
     )
@@ -201,7 +201,7 @@ def test_escalations_cannot_push_an_honest_model_below_its_exact_robust_accuracy
 
 def test_the_adaptive_flags_build_the_budget_of_evaluate_and_queue_run():
     from robbench.cli import build_parser
-    from robbench.terminal import run_options
+    from robbench.cli.terminal import run_options
 
     parser = build_parser()
     for command in (["evaluate", "model.yaml"], ["queue", "run"]):

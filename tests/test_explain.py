@@ -111,7 +111,7 @@ SMALL = dict(classes=(0, 1, 7), n_per_class=2, steps=10, judge_steps=20, judge_a
 
 @pytest.fixture(scope="module")
 def explained(submissions) -> ExplainResult:
-    return run(ExplainConfig(submissions, **SMALL))
+    return run(ExplainConfig(model_yamls=submissions, **SMALL))
 
 
 @pytest.mark.slow
@@ -139,7 +139,7 @@ def test_explain_numbers_and_comparisons(explained):
 @pytest.mark.slow
 def test_explain_is_deterministic(submissions, explained):
     threads = torch.get_num_threads()
-    again = run(ExplainConfig(submissions, **SMALL))
+    again = run(ExplainConfig(model_yamls=submissions, **SMALL))
     assert torch.get_num_threads() == threads  # one thread while it runs on the CPU, then restored
     assert again.models[0].metrics == explained.models[0].metrics
     assert again.comparisons == explained.comparisons
@@ -163,11 +163,11 @@ def test_explain_writes_page_and_pngs(explained, tmp_path):
 @pytest.mark.slow
 def test_explain_validation(submissions, tmp_path):
     with pytest.raises(RobbenchError):
-        run(ExplainConfig([], **SMALL))
+        run(ExplainConfig(model_yamls=[], **SMALL))
     with pytest.raises(RobbenchError, match="same name"):
-        run(ExplainConfig([submissions[0], submissions[0]], **SMALL))
+        run(ExplainConfig(model_yamls=[submissions[0], submissions[0]], **SMALL))
     with pytest.raises(RobbenchError, match="^classes must be at least two"):
-        run(ExplainConfig(submissions, **{**SMALL, "classes": (3,)}))
+        run(ExplainConfig(model_yamls=submissions, **{**SMALL, "classes": (3,)}))
     code = main(["explain", str(submissions[1]), "--classes", "0,1", "--n-per-class", "1", "--steps", "3", "--judge",
                  str(submissions[0]), "--device", "cpu", "--out", str(tmp_path / "explain.md")])
     assert code == 0 and (tmp_path / "explain-gradients.png").is_file()

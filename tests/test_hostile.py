@@ -220,7 +220,7 @@ class Corpus:
 
     def queue(self, label: str) -> str:
         """A queue folder holding one PENDING request (never evaluated by these cases)."""
-        from robbench.evaluation_queue import Request, pin_digest
+        from robbench.publishing.evaluation_queue import Request, pin_digest
 
         folder = self.root / label
         folder.mkdir()

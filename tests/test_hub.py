@@ -78,7 +78,8 @@ def robbench(env: dict[str, str], cwd: Path, *commands: list[str]) -> list[Done]
 
 
 def one_line_error(done: Done) -> str:
-    lines = done.stderr.strip().splitlines()
+    """The error line, the only line on stderr besides announced downloads."""
+    lines = [line for line in done.stderr.strip().splitlines() if not line.endswith("(set ROBBENCH_OFFLINE=1 to never download)")]
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("robbench: error: "), done.stderr
     return lines[0]
 
@@ -548,3 +549,56 @@ def test_hub_files_over_their_limit_are_refused_before_a_byte_is_downloaded(hub,
     assert _downloaded(hub, "robbench-test/huge-weights") == []
     assert _downloaded(hub, "robbench-test/huge-yaml") == []
     assert not (tmp_path / "boards").exists() and not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_robbench_offline_keeps_hub_downloads_off_and_a_download_is_announced_first(hub, published, linear_submission, tmp_path):
+    """ROBBENCH_OFFLINE=1 alone (huggingface_hub itself online) is the switch dataset downloads follow: weights and
+    records come from the local cache only, or a one-line error names the file and the ways to provide it."""
+    pinned, local = published
+    spec = hub_yaml(tmp_path / "spec", linear_submission, pinned)
+    cache = tmp_path / "cache"
+    offline = {**hub_env(hub, cache), "ROBBENCH_OFFLINE": "1"}
+    requests_before = len(hub.hub.requests)
+    missing, board = robbench(
+        offline, tmp_path, ["evaluate", str(spec), *FAST],
+        ["leaderboard", "--from-hub", "robbench-test/board@main", "--out", str(tmp_path / "boards")],
+    )
+    assert one_line_error(missing) == (
+        f"robbench: error: {pinned}: not in the local hub cache ({cache}) and downloads are off (ROBBENCH_OFFLINE or "
+        "HF_HUB_OFFLINE is set); fetch it once online (unset it), point HF_HUB_CACHE at a cache that holds it, or name a "
+        "local checkpoint file in model.yaml")
+    assert "hf://datasets/robbench-test/board@main" in one_line_error(board) and "downloads are off" in one_line_error(board)
+    assert len(hub.hub.requests) == requests_before  # not one request
+    first, again = robbench(hub_env(hub, cache), tmp_path, ["evaluate", str(spec), *FAST], ["evaluate", str(spec), *FAST])
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    announced = f"robbench: {pinned} is not on this machine; downloading it from {hub.url} into {cache} (set ROBBENCH_OFFLINE=1 to never download)"
+    assert announced in first.stderr.splitlines() and "downloading" not in again.stderr  # cached the second time
+    requests_before = len(hub.hub.requests)
+    [cached] = robbench(offline, tmp_path, ["evaluate", str(spec), *FAST, "--results-dir", str(tmp_path / "results")])
+    assert cached.returncode == 0, cached.stderr
+    assert len(hub.hub.requests) == requests_before and record(tmp_path / "results")["robust_accuracy"] == local["robust_accuracy"]
+
+
+@pytest.mark.slow
+def test_the_hub_copy_of_locally_evaluated_weights_is_the_same_owner(hub, published, linear_submission, tmp_path):
+    """Evaluated locally, then from its hub copy (the same SHA-256) into the same results folder: one owner, one row."""
+    pinned, local = published
+    results = tmp_path / "results"
+    spec = hub_yaml(tmp_path / "from-hub", linear_submission, pinned)
+    local_run, hub_run, board = robbench(
+        hub_env(hub, tmp_path / "cache"), tmp_path,
+        ["evaluate", str(linear_submission), *FAST, "--results-dir", str(results)],
+        ["evaluate", str(spec), *FAST, "--results-dir", str(results)],
+        ["leaderboard", "--results-dir", str(results), "--out", str(tmp_path / "boards")],
+    )
+    assert local_run.returncode == 0 and hub_run.returncode == 0 and board.returncode == 0, local_run.stderr + hub_run.stderr + board.stderr
+    runs = [json.loads(p.read_text()) for p in sorted((results / "fashion-mnist" / "linf" / "fmnist-linear").glob("*.json"))]
+    assert sorted(run["config"]["checkpoint"]["path"] for run in runs) == sorted([pinned, "model.safetensors"])
+    assert {run["config"]["checkpoint"]["sha256"] for run in runs} == {local["config"]["checkpoint"]["sha256"]}
+    ledger = [json.loads(line) for line in (results / "ledger.jsonl").read_text().splitlines()]
+    assert [(claim["name"], claim["repo"]) for claim in ledger] == [("fmnist-linear", None), ("fmnist-linear", REPO)]
+    assert "belongs to" not in board.stderr
+    rows = [line for line in (tmp_path / "boards" / "fashion-mnist-linf-0p1.md").read_text().splitlines() if line.startswith("| 1 |")]
+    assert len(rows) == 2 and all("[fmnist-linear]" in row for row in rows)  # one row (main table and details): both runs in it
+    assert "| pgd {0:.2f}; pgd {0:.2f} |".format(100 * local["robust_accuracy"]) in rows[1]

@@ -534,7 +534,8 @@ def test_a_name_over_the_model_yaml_limit_is_a_problem_line_and_the_rest_render(
     path.write_text(json.dumps(long))
     files, problems = render_all(tmp_path / "results")
     assert "models/fine.md" in files and len(problems) == 1
-    assert problems[0].startswith(f"{path}: invalid record: config.name: String should have at most 100 characters")
+    assert problems[0].startswith(f"{path}: invalid record: key 'config.name': String should have at most 100 characters (got 'xxx")
+    assert problems[0].endswith("…)") and "x" * 150 not in problems[0]  # the 250-character name is quoted cut short
 
 
 def test_a_render_that_cannot_write_one_file_replaces_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

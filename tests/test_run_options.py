@@ -14,7 +14,7 @@ from robbench.errors import RobbenchError
 from robbench.results import AttackSpec
 from robbench.store import read_record
 from robbench.run_options import AttackRequest, RunOptions, parse_attack_specs
-from robbench.terminal import EVALUATION_FLAGS, RUN_FLAGS, run_options
+from robbench.cli.terminal import EVALUATION_FLAGS, RUN_FLAGS, run_options
 from robbench.threat_models import get_threat_model
 from .helpers import REPO
 

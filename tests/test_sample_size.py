@@ -117,7 +117,7 @@ def test_presets_and_validation():
     assert gpu.steps == 10 and gpu.seed == 0 and max(gpu.sizes) == 60000 and gpu.preset == "gpu"
     with pytest.raises(RobbenchError, match="^preset 'tpu' is unknown; use cpu or gpu"):
         SampleSizeConfig.from_preset("tpu")
-    with pytest.raises(RobbenchError, match="^eps must include 0"):
+    with pytest.raises(RobbenchError, match="^SampleSizeConfig: key 'eps': must include 0"):
         run(SampleSizeConfig(**{**TINY, "eps": (0.1,)}))
     with pytest.raises(RobbenchError, match="exceeds"):
         run(SampleSizeConfig(**{**TINY, "sizes": (100, 10**6)}))

@@ -158,7 +158,7 @@ def test_deterministic_for_a_seed_and_restores_threads():
     assert torch.get_num_threads() == threads
     with pytest.raises(RobbenchError):
         run(TradeoffConfig(p=0.4, **small))
-    with pytest.raises(RobbenchError, match="^train_eps are non-negative multiples of eta"):
+    with pytest.raises(RobbenchError, match=r"^TradeoffConfig: key 'train_eps': training radii are non-negative multiples of eta"):
         run(TradeoffConfig(train_eps=(-1.0,), n_test=10))
 
 

@@ -6,22 +6,21 @@ packages), a local data folder ``shared/data/<name>`` in the working directory o
 above it, or above the robbench checkout (so a checkout placed beside a data folder finds it
 without ``--data-dir``), the user cache, and last a download from the canonical source, checked
 against the published digest. A download is announced on stderr (which file, from where, into which
-folder) before it starts; with ``ROBBENCH_OFFLINE=1`` (or huggingface_hub's ``HF_HUB_OFFLINE=1``)
-nothing is downloaded and a missing file is an error that names it, the folders searched and the ways
-to provide it.
+folder) before it starts; with ``ROBBENCH_OFFLINE=1`` (or huggingface_hub's ``HF_HUB_OFFLINE=1``;
+``robbench.downloads``) nothing is downloaded and a missing file is an error that names it, the
+folders searched and the ways to provide it.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Iterable
 
 from ..digests import file_digest
+from ..downloads import DOWNLOADS_OFF, announce, offline
 from ..errors import RobbenchError
 from . import cache_root, user_data_root
 
@@ -67,18 +66,9 @@ def candidate_dirs(name: str, data_dir: str | None, own: Iterable[Path] = ()) ->
     return dirs
 
 
-#: either one set to 1 (true, yes, on) turns dataset downloads off
-OFFLINE_VARIABLES = ("ROBBENCH_OFFLINE", "HF_HUB_OFFLINE")
-
-
-def offline() -> bool:
-    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on") for name in OFFLINE_VARIABLES)
-
-
 def not_found(what: str, looked: Iterable[Path], hint: str) -> RobbenchError:
     """The error for a dataset file found nowhere: whether a download was tried, where we looked, how to provide it."""
-    why = (f"downloads are off ({' or '.join(OFFLINE_VARIABLES)} is set)" if offline()
-           else "the download failed")
+    why = DOWNLOADS_OFF if offline() else "the download failed"
     return RobbenchError(f"{what} not found (looked in {', '.join(str(d) for d in looked)}; {why}); {hint}")
 
 
@@ -93,8 +83,7 @@ def download(urls: Iterable[str], filename: str, folder: Path, digest: Digest) -
     folder.mkdir(parents=True, exist_ok=True)
     mismatched = []
     for base in urls:
-        print(f"robbench: {filename} is not on this machine; downloading it from {base} into {folder} "
-              f"(set ROBBENCH_OFFLINE=1 to never download)", file=sys.stderr, flush=True)
+        announce(filename, base, folder)
         tmp_path = None
         try:
             with urllib.request.urlopen(base + filename, timeout=30) as response, tempfile.NamedTemporaryFile(

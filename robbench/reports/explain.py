@@ -45,15 +45,16 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, field_validator
 from torch import nn
 
 from ..attacks.pgd import pgd_step_size
 from ..errors import RobbenchError
-from .common import PRIVATE, one_thread, paper
+from .common import PRIVATE, ReportConfig, one_thread, paper
 from .explain_metrics import (
     energy_on_object, first_true, input_gradients, interpolate, monotonicity, object_mask, pearson, probabilities,
     rescale_gradient, select_images, targeted_large_eps,
@@ -79,34 +80,32 @@ METRICS: dict[str, tuple[str, str, int]] = {
 DEFAULT_Z = 2.0
 
 
-@dataclass
-class ExplainConfig:
+class ExplainConfig(ReportConfig):
     """``robbench explain``'s settings (the defaults are the committed page's)."""
 
-    model_yamls: Sequence[str | Path] = ()
-    classes: Sequence[int] | None = None  # default: all of the dataset's
-    n_per_class: int = 10
-    eps: float = 4.0
-    norm: str = "L2"
-    steps: int = 100
-    n_interpolation: int = 11
+    model_yamls: tuple[str | Path, ...]  # the models compared, each a model.yaml
+    classes: tuple[int, ...] | None = None  # default: all of the dataset's
+    n_per_class: int = Field(default=10, ge=1)
+    eps: float = Field(default=4.0, gt=0, allow_inf_nan=False)
+    norm: Literal["L2", "Linf"] = "L2"
+    steps: int = Field(default=100, ge=1)
+    n_interpolation: int = Field(default=11, ge=2)
     object_threshold: float = 0.1
-    holdout: int = 2000
+    holdout: int = Field(default=2000, ge=1)
     judge: str | Path | None = None  # a MODEL_YAML; default: a judge trained inside the command
-    judge_steps: int = 1500
+    judge_steps: int = Field(default=1500, ge=1)
     judge_architecture: str = "small-cnn"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     device: str = "auto"
     data_dir: str | None = None
-    z: float = DEFAULT_Z
+    z: float = Field(default=DEFAULT_Z, gt=0)
 
-    def check(self) -> None:
-        if not self.model_yamls:
-            raise RobbenchError("pass at least one MODEL_YAML")
-        if not self.eps > 0 or self.steps < 1 or self.n_per_class < 1 or self.n_interpolation < 2 or self.judge_steps < 1:
-            raise RobbenchError("explain needs eps > 0, steps >= 1, n_per_class >= 1, n_interpolation >= 2, judge_steps >= 1")
-        if self.norm not in ("L2", "Linf"):
-            raise RobbenchError(f"is L2 or Linf, got {self.norm!r}", parameter="norm")
+    @field_validator("model_yamls")
+    @classmethod
+    def _some_model(cls, model_yamls: tuple[str | Path, ...]) -> tuple[str | Path, ...]:
+        if not model_yamls:
+            raise ValueError("pass at least one MODEL_YAML")
+        return model_yamls
 
 
 @dataclass
@@ -169,7 +168,6 @@ def run(config: ExplainConfig, log: Callable[[str], None] | None = None) -> Expl
     """
     from ..runtime import resolve_device
 
-    config.check()
     device = resolve_device(config.device)
     with one_thread(device):
         return _run(config, device, log or (lambda message: None))

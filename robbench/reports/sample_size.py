@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Callable
 
 import torch
+from pydantic import Field, field_validator
 
 from ..errors import RobbenchError
-from .common import PRIVATE, StudyHeader, paper
+from .common import PRIVATE, ReportConfig, StudyHeader, paper
 
 PAPER = paper("Figure 1")
 
@@ -51,35 +52,34 @@ ROBUST_PGD_STEPS = 20
 DEFAULT_Z = 2.0
 
 
-@dataclass
-class SampleSizeConfig:
+class SampleSizeConfig(ReportConfig):
     """``robbench sample-size``'s settings; ``preset`` gives the committed report's (``cpu``) or a GPU's.
 
-    ``eps`` are training radii of the dataset's ``threat_model`` norm (0: standard training).
-    Robust accuracy is always measured at the threat model's standard radius, so the rows are
-    comparable.
+    ``eps`` are training radii of the dataset's ``threat_model`` norm (0: standard training, required:
+    the curve the others are compared with). Robust accuracy is always measured at the threat model's
+    standard radius, so the rows are comparable.
     """
 
     preset: str = "cpu"
-    sizes: Sequence[int] = (100, 300, 1000, 3000, 10000)
-    eps: Sequence[float] = (0.0, 0.1)
-    steps: int = 800
-    batch_size: int = 64
-    attack_steps: int = 7
-    robust_examples: int = 500
-    repeats: int = 1
+    sizes: tuple[Annotated[int, Field(ge=1)], ...] = (100, 300, 1000, 3000, 10000)
+    eps: tuple[Annotated[float, Field(ge=0, allow_inf_nan=False)], ...] = (0.0, 0.1)
+    steps: int = Field(default=800, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    attack_steps: int = Field(default=7, ge=1)
+    robust_examples: int = Field(default=500, ge=1)
+    repeats: int = Field(default=1, ge=1)
     device: str = "cpu"
-    workers: int = 2
+    workers: int = Field(default=2, ge=1)
     dataset: str = "fashion-mnist"
     threat_model: str = "linf"
     architecture: str = "small-cnn"
-    architecture_kwargs: dict | None = None
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    n_test: int | None = None
-    seed: int = 0
-    z: float = DEFAULT_Z
+    architecture_kwargs: dict[str, Any] | None = None
+    lr: float = Field(default=0.05, gt=0)
+    momentum: float = Field(default=0.9, ge=0)
+    weight_decay: float = Field(default=5e-4, ge=0)
+    n_test: int | None = Field(default=None, ge=1)
+    seed: int = Field(default=0, ge=0)
+    z: float = Field(default=DEFAULT_Z, gt=0)
     data_dir: str | None = None
 
     @classmethod
@@ -87,21 +87,23 @@ class SampleSizeConfig:
         """The preset's settings with every override that is not None applied."""
         if preset not in PRESETS:
             raise RobbenchError(f"{preset!r} is unknown; use {' or '.join(PRESETS)}", parameter="preset")
-        return replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+        return cls(**{**PRESETS[preset].model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
 
-    def check(self) -> None:
-        sizes, radii = list(self.sizes), list(self.eps)
-        if not sizes or min(sizes) < 1 or len(set(sizes)) != len(sizes):
-            raise RobbenchError(f"must be distinct positive integers, got {self.sizes}", parameter="sizes")
-        if not radii or min(radii) < 0 or len(set(radii)) != len(radii) or not all(math.isfinite(e) for e in radii):
-            raise RobbenchError(f"must be distinct non-negative numbers, got {self.eps}", parameter="eps")
-        if min(radii) != 0.0:
-            raise RobbenchError("must include 0 (standard training), the curve the others are compared with", parameter="eps")
-        for key in ("steps", "batch_size", "attack_steps", "robust_examples", "repeats", "workers"):
-            if int(getattr(self, key)) < 1:
-                raise RobbenchError(f"must be at least 1, got {getattr(self, key)}", parameter=key)
-        if not self.lr > 0 or not self.z > 0:
-            raise RobbenchError("sample-size needs lr > 0 and z > 0")
+    @field_validator("sizes")
+    @classmethod
+    def _distinct_sizes(cls, sizes: tuple[int, ...]) -> tuple[int, ...]:
+        if not sizes or len(set(sizes)) != len(sizes):
+            raise ValueError("training-set sizes must be distinct positive integers, at least one")
+        return sizes
+
+    @field_validator("eps")
+    @classmethod
+    def _distinct_radii_with_zero(cls, radii: tuple[float, ...]) -> tuple[float, ...]:
+        if len(set(radii)) != len(radii):
+            raise ValueError("training radii must be distinct")
+        if 0.0 not in radii:
+            raise ValueError("must include 0 (standard training), the curve the others are compared with")
+        return radii
 
 
 PRESETS: dict[str, SampleSizeConfig] = {
@@ -250,7 +252,6 @@ def run(config: SampleSizeConfig, log: Callable[[Run], None] | None = None) -> S
     from ..threat_models import get_threat_model
 
     started = time.perf_counter()
-    config.check()
     sizes = sorted(int(s) for s in config.sizes)
     radii = sorted(float(e) for e in config.eps)
     torch_device = resolve_device(config.device)

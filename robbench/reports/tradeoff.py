@@ -29,16 +29,17 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 import torch
+from pydantic import Field, field_validator
 from torch import nn
 
 from ..attacks.pgd import pgd_step_size
 from ..errors import RobbenchError
 from ..run_options import attack_requests
 from ..threat_models import ThreatModel
-from .common import StudyHeader, one_thread, paper
+from .common import ReportConfig, StudyHeader, one_thread, paper
 
 PAPER = paper("Theorem 2.1")
 
@@ -188,47 +189,48 @@ def train_linear(
 # --------------------------------------------------------------------------- the study
 
 
-@dataclass
-class TradeoffConfig:
+class TradeoffConfig(ReportConfig):
     """``robbench tradeoff``'s settings (the defaults are the committed report's).
 
     ``train_eps`` are training radii as multiples of eta (0: standard training). Robust accuracy
     is measured at the theorem's radius eps = 2·eta (the registered ``tsipras/linf`` threat model)
-    with ``attacks`` run in order on the survivors.
+    with ``attacks`` run in order on the survivors. ``p`` is the dataset's (0.5 < p < 1); every
+    ``bound_ps`` lies in Theorem 2.1's range, 0.5 <= p < 1.
     """
 
-    d: int = 100
-    p: float = 0.9
-    eta: float | None = None
-    n_train: int = 2000
-    n_test: int = 10_000
-    train_eps: Sequence[float] = DEFAULT_TRAIN_EPS
-    steps: int = 200
-    lr: float = 0.05
-    attack_steps: int = 10
-    attacks: "str | Sequence[str]" = ("pgd",)  # attack specs (``robbench.run_options``), e.g. "pgd,autoattack"
-    bound_ps: Sequence[float] = DEFAULT_BOUND_PS
-    bound_standards: Sequence[float] = DEFAULT_BOUND_STANDARDS
-    seed: int = 0
+    d: int = Field(default=100, ge=1)
+    p: float = Field(default=0.9, gt=0.5, lt=1)
+    eta: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # None: 3/sqrt(d)
+    n_train: int = Field(default=2000, ge=1)
+    n_test: int = Field(default=10_000, ge=2)
+    train_eps: tuple[float, ...] = DEFAULT_TRAIN_EPS
+    steps: int = Field(default=200, ge=1)
+    lr: float = Field(default=0.05, gt=0)
+    attack_steps: int = Field(default=10, ge=1)
+    attacks: str | tuple[str, ...] = ("pgd",)  # attack specs (``robbench.run_options``), e.g. "pgd,autoattack"
+    bound_ps: tuple[Annotated[float, Field(ge=0.5, lt=1)], ...] = DEFAULT_BOUND_PS
+    bound_standards: tuple[Annotated[float, Field(ge=0, le=1)], ...] = DEFAULT_BOUND_STANDARDS
+    seed: int = Field(default=0, ge=0)
     device: str = "cpu"
-    batch_size: int = 5000
-    z: float = DEFAULT_Z
-    slack: float = DEFAULT_SLACK
+    batch_size: int = Field(default=5000, ge=1)
+    z: float = Field(default=DEFAULT_Z, gt=0)
+    slack: float = Field(default=DEFAULT_SLACK, ge=0)
 
-    def check(self) -> None:
-        """Refuse settings the study cannot run, before any work."""
-        if self.n_train < 1 or self.n_test < 2 or self.steps < 1 or self.attack_steps < 1 or self.batch_size < 1:
-            raise RobbenchError("tradeoff needs n_train >= 1, n_test >= 2, steps >= 1, attack_steps >= 1, batch_size >= 1")
-        if not self.lr > 0 or not self.z > 0 or self.slack < 0:
-            raise RobbenchError("tradeoff needs lr > 0, z > 0 and slack >= 0")
-        radii = [float(f) for f in self.train_eps]
+    @field_validator("train_eps")
+    @classmethod
+    def _distinct_non_negative_radii(cls, radii: tuple[float, ...]) -> tuple[float, ...]:
         if not radii or any(not math.isfinite(f) or f < 0 for f in radii):
-            raise RobbenchError(f"are non-negative multiples of eta, got {radii}", parameter="train_eps")
+            raise ValueError("training radii are non-negative multiples of eta, at least one")
         if len(set(radii)) != len(radii):
-            raise RobbenchError(f"repeat: {radii}", parameter="train_eps")
-        if not attack_requests(self.attacks):  # a malformed spec is refused by attack_requests itself
-            raise RobbenchError("is empty; pass e.g. pgd or pgd,autoattack", parameter="attacks")
-        bound_factor(self.p)  # the theorem's range of p
+            raise ValueError("training radii repeat")
+        return radii
+
+    @field_validator("attacks")
+    @classmethod
+    def _some_attack(cls, attacks: "str | tuple[str, ...]") -> "str | tuple[str, ...]":
+        if not attack_requests(attacks):  # a malformed spec is refused by attack_requests itself
+            raise ValueError("no attack; pass e.g. pgd or pgd,autoattack")
+        return attacks
 
 
 @dataclass
@@ -328,7 +330,6 @@ def run(config: TradeoffConfig) -> TradeoffResult:
     """
     from ..runtime import resolve_device
 
-    config.check()
     device = resolve_device(config.device)
     with one_thread(device):
         return _run(config, device)

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING
 import yaml
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, constants
 
-from .errors import RobbenchError
-from .hub import repo_files, commit, fetch_folder, hub_digest, offline
-from .hub_ref import HF_SCHEME, SPEC_FILE, WEIGHTS_FILE, HubRef, is_hub_ref, parse_hub_ref
+from ..downloads import offline
+from ..errors import RobbenchError
+from ..hub import UPLOADS_OFF, repo_files, commit, fetch_folder, hub_digest
+from ..hub_ref import HF_SCHEME, SPEC_FILE, WEIGHTS_FILE, HubRef, is_hub_ref, parse_hub_ref
 
 if TYPE_CHECKING:
-    from .config import ModelSpec
+    from ..config import ModelSpec
 
 RESULTS_FOLDER = "results"  # in a published dataset repo: the records, laid out as in the results folder
 SITE_FOLDER = "site"  # and the rendered site, when one is published
@@ -34,9 +35,9 @@ def submit(spec: "ModelSpec", repo: str, results_dir: Path, private: bool = Fals
 
     Refuses without local results for exactly these weights: the card must show measured numbers.
     """
-    from .digests import file_digest
+    from ..digests import file_digest
     from .model_card import model_card
-    from .store import read_store
+    from ..store import read_store
 
     if is_hub_ref(spec.checkpoint):
         raise RobbenchError(f"{spec.name}: the checkpoint is already on the hub ({spec.checkpoint}); submit a local model.yaml")
@@ -77,7 +78,7 @@ def publish(repo: str, results_dir: Path, site_dir: Path | None = None, private:
     Every record is validated first; files the repo holds under those folders and the local ones
     lack are deleted in the same commit. Returns the repo pinned to the new commit.
     """
-    from .store import LEDGER_NAME, adversarial_path, read_record, settle_ledger
+    from ..store import LEDGER_NAME, adversarial_path, read_record, settle_ledger
 
     if not results_dir.is_dir():
         raise RobbenchError(f"{results_dir}: no such results folder; pass --results-dir")
@@ -119,7 +120,7 @@ def _site_files(site_dir: Path) -> list[Path]:
 
     Links are never followed (a link to a secret would upload the secret); anything else is left out.
     """
-    from .leaderboard import GENERATED_SUFFIXES, _looks_generated
+    from ..leaderboard import GENERATED_SUFFIXES, _looks_generated
 
     found = []
     for folder, _, names in os.walk(site_dir, followlinks=False):
@@ -136,7 +137,7 @@ def _site_files(site_dir: Path) -> list[Path]:
 def _existing_files(target: HubRef) -> list[str]:
     """The repo's files on main; none when the repo does not exist yet."""
     if offline():
-        raise RobbenchError("HF_HUB_OFFLINE=1 is set; publishing needs the hub")
+        raise RobbenchError(UPLOADS_OFF)
     try:
         return list(repo_files(target, None, recursive=True))
     except RobbenchError as exc:
@@ -151,7 +152,7 @@ def results_from_hub(text: str) -> tuple[Path, str]:
     ref = parse_hub_ref(text if is_hub_ref(text) else f"{HF_SCHEME}datasets/{text}", repo_type="dataset")
     if ref.path:
         raise RobbenchError(f"{text!r}: name the repo and revision only (ORG/NAME@REVISION); records are read from {RESULTS_FOLDER}/")
-    from .store import LEDGER_NAME
+    from ..store import LEDGER_NAME
 
     folder = fetch_folder(replace(ref, path=RESULTS_FOLDER), (".json", f"/{LEDGER_NAME}")) / RESULTS_FOLDER
     return folder, f"{constants.ENDPOINT}/datasets/{ref.repo}/blob/{ref.revision}/{RESULTS_FOLDER}"

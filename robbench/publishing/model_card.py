@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 if TYPE_CHECKING:
-    from .config import ModelSpec
-    from .hub_ref import HubRef
-    from .results import EvalRecord
+    from ..config import ModelSpec
+    from ..hub_ref import HubRef
+    from ..results import EvalRecord
 
 #: robbench's dataset names -> the canonical dataset repos on the Hub (datasets without one are named as they are)
 HUB_DATASETS = {

@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .errors import RobbenchError, quoted
-from .hub import hub_spec
-from .hub_ref import parse_checkpoint_ref
-from .ownership import Claim, Ledger, name_key
-from .atomic_files import atomic_write_text, make_dirs
+from ..errors import RobbenchError, describe_validation_error, exception_summary, quoted
+from ..hub import hub_spec
+from ..hub_ref import parse_checkpoint_ref
+from ..ownership import Claim, Ledger, name_key
+from ..atomic_files import atomic_write_text, make_dirs
 
 if TYPE_CHECKING:
-    from .evaluation import ProgressFactory
-    from .run_options import RunOptions
+    from ..evaluation import ProgressFactory
+    from ..run_options import RunOptions
 
 Status = Literal["PENDING", "RUNNING", "FINISHED", "FAILED"]
 RUN_LOCK = ".run.lock"
@@ -77,9 +77,9 @@ def add(
     it again; any other duplicate is refused, and so is a name that a record in ``results_dir`` or a
     pending request holds for another source (``robbench.ownership``).
     """
-    from .data import check_hub_params, get_dataset
-    from .models import ARCHITECTURES
-    from .threat_models import select_threat_models
+    from ..data import check_hub_params, get_dataset
+    from ..models import ARCHITECTURES
+    from ..threat_models import select_threat_models
 
     spec = hub_spec(checkpoint)
     ref = parse_checkpoint_ref(spec.checkpoint)
@@ -120,7 +120,7 @@ def add(
 
 def _check_name_free(name: str, repo: str, results_dir: Path) -> None:
     """Refuse a hub model whose name a record of another source holds: it would replace that record."""
-    from .store import name_ledger
+    from ..store import name_ledger
 
     reason = name_ledger(results_dir).refusal(Claim(name, None, repo))
     if reason is not None:
@@ -141,8 +141,10 @@ def read_queue(queue_dir: Path) -> list[Request]:
     for path in sorted(queue_dir.glob("*.json")):
         try:
             requests.append(Request.model_validate(json.loads(path.read_text(encoding="utf-8"))))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
-            raise RobbenchError(f"{path}: not a valid queue request ({str(exc).splitlines()[0]}); fix or remove it") from exc
+        except ValidationError as exc:
+            raise RobbenchError(f"{describe_validation_error(path, exc, 'not a valid queue request')}; fix or remove it") from exc
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RobbenchError(f"{path}: not a valid queue request ({exception_summary(exc)}); fix or remove it") from exc
     return sorted(requests, key=lambda r: (r.submitted, r.id))
 
 
@@ -152,10 +154,10 @@ def run(queue_dir: Path, options: RunOptions, *, progress: ProgressFactory | Non
     ``options`` were checked when they were built, so a bad one changes no request; the records go
     to its ``results_dir``, which a queue run needs.
     """
-    from .config import ModelSpec
-    from .data import check_hub_params
-    from .pipeline import evaluate
-    from .store import record_path
+    from ..config import ModelSpec
+    from ..data import check_hub_params
+    from ..pipeline import evaluate
+    from ..store import record_path
 
     results_dir = options.results_dir
     if results_dir is None:

@@ -14,10 +14,10 @@ from typing import Any, Callable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .config import DEFAULT_N_EXAMPLES
-from .errors import RobbenchError
-from .progress import LineProgress
-from .run_options import DEFAULT_ATTACKS, RunOptions
+from ..config import DEFAULT_N_EXAMPLES
+from ..errors import RobbenchError
+from ..progress import LineProgress
+from ..run_options import DEFAULT_ATTACKS, RunOptions
 
 UNWRAPPED_WIDTH = 100_000  # rich's width off a terminal: wide enough that no line or table is ever wrapped
 
@@ -42,7 +42,7 @@ def progress_bars() -> Iterator:
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("eta"), TimeRemainingColumn(),
     )
-    from .distributed import is_main_process
+    from ..distributed import is_main_process
 
     if not is_main_process():  # under torchrun, rank 0 alone shows progress
         yield lambda description, total: (lambda n: None)
@@ -165,7 +165,7 @@ def add_run_flags(parser: argparse.ArgumentParser, names: tuple[str, ...] = EVAL
 
 def run_options(args: argparse.Namespace) -> RunOptions:
     """The ``RunOptions`` of a sub-command with ``EVALUATION_FLAGS``; a bad option is a one-line error naming its flag."""
-    from .adaptive import Budget
+    from ..adaptive import Budget
 
     return RunOptions(
         attacks=args.attacks, n_examples=args.n_examples, batch_size=args.batch_size, device=args.device,

@@ -1,4 +1,8 @@
-"""The ``robbench`` command: parses arguments, calls the library, prints. No logic of its own."""
+"""The ``robbench`` command: parses arguments, calls the library, prints. No logic of its own.
+
+The parser and the commands are here (``main`` is the console entry point); the Hub commands
+(``submit``, ``publish``, ``queue``) are in ``hub_commands``, the output and shared options in ``terminal``.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +16,14 @@ from typing import TYPE_CHECKING, NoReturn, Sequence
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import AttackBugError, RobbenchError
-from .formats import percent
+from ..errors import AttackBugError, RobbenchError
+from ..formats import percent
 from .terminal import (
     add_run_flags, console, err_console, fit_output, floats, ints, progress_bars, run_options, subcommands,
 )
 
 if TYPE_CHECKING:
-    from .results import EvalRecord
+    from ..results import EvalRecord
 
 #: a message longer than this is cut: the promise is one line, whatever a value expands to
 MESSAGE_LIMIT = 1000
@@ -43,10 +47,10 @@ def one_line(message: str) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .attacks import ATTACKS
-    from .data import DATASETS
-    from .data import threat_models_text
-    from .models import ARCHITECTURES
+    from ..attacks import ATTACKS
+    from ..data import DATASETS
+    from ..data import threat_models_text
+    from ..models import ARCHITECTURES
 
     table = Table(title="robbench registry")
     for column in ("kind", "name", "source", "description"):
@@ -63,15 +67,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .pipeline import evaluate
-    from .store import record_path
+    from ..pipeline import evaluate
+    from ..store import record_path
 
     options = run_options(args)
     attacks = [request.name for request in options.attacks]
     started = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     with progress_bars() as progress:
         records = evaluate(args.model_yaml, options, threat_models=args.threat_model, eps=args.eps, progress=progress)
-    from .distributed import is_main_process
+    from ..distributed import is_main_process
 
     if not is_main_process():  # under torchrun, rank 0 wrote the records and prints them
         return 0
@@ -84,7 +88,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         paths.append(path)
         if record.config.escalation is not None:
             continue
-        attack_cells = [percent(record.attack_accuracy(a)) for a in attacks]
+        attack_cells = [percent(record.attack_accuracies.get(a)) for a in attacks]
         eps = f"{record.threat_model.eps:g}" + ("" if record.threat_model.standard else " (non-standard)")
         table.add_row(
             record.threat_model.name, eps, percent(record.clean_accuracy), *attack_cells,
@@ -115,7 +119,7 @@ def escalation_line(record: EvalRecord) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import new_replay_seed, verify_record
+    from ..verify import new_replay_seed, verify_record
 
     replay = None if args.replay is None else "all" if args.replay == "all" else _positive_int(args.replay, "--replay")
     seed = args.replay_seed if args.replay_seed is not None else new_replay_seed() if replay not in (None, "all") else None
@@ -157,8 +161,8 @@ def _positive_int(text: str, option: str) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .config import load_train_spec
-    from .training.loop import train
+    from ..config import load_train_spec
+    from ..training.loop import train
 
     spec = load_train_spec(args.config)
     out_dir = Path(args.out or Path("runs") / spec.name)
@@ -179,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_log = train(
             spec, out_dir, device=args.device, data_dir=args.data_dir, resume=args.resume, progress=progress, log=log
         )
-    from .distributed import is_main_process
+    from ..distributed import is_main_process
 
     if not is_main_process():  # under torchrun, rank 0 wrote the submission and reports it
         return 0
@@ -191,12 +195,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from .leaderboard import check_leaderboards, write_leaderboards
+    from ..leaderboard import check_leaderboards, write_leaderboards
 
     given, out_dir = [Path(folder) for folder in args.results_dirs or []], Path(args.out)
     results_dirs, urls = given or [Path("results")], {}
     if args.from_hub:  # records published with `robbench publish`, pinned to a commit and verified; any --results-dir beside them
-        from .hub_publish import results_from_hub
+        from ..publishing.hub_publish import results_from_hub
 
         published, urls[published] = results_from_hub(args.from_hub)
         results_dirs = [published, *given]
@@ -219,7 +223,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 def _print_report(page, result, markdown_path: Path, json_path: Path | None) -> int:
     """Every report the same way: its tables and lines, the files written, its problems (exit 1)."""
-    from .reports.common import write_report
+    from ..reports.common import write_report
 
     summary = page.summary(result)
     for spec in summary.tables:
@@ -239,8 +243,8 @@ def _print_report(page, result, markdown_path: Path, json_path: Path | None) -> 
 
 
 def cmd_tradeoff(args: argparse.Namespace) -> int:
-    from .reports import tradeoff_page
-    from .reports.tradeoff import TradeoffConfig, run
+    from ..reports import tradeoff_page
+    from ..reports.tradeoff import TradeoffConfig, run
 
     config = TradeoffConfig(
         d=args.d, p=args.p, eta=args.eta, n_train=args.n_train, n_test=args.n_test,
@@ -253,8 +257,8 @@ def cmd_tradeoff(args: argparse.Namespace) -> int:
 
 
 def cmd_sample_size(args: argparse.Namespace) -> int:
-    from .reports import sample_size_page
-    from .reports.sample_size import SampleSizeConfig, run
+    from ..reports import sample_size_page
+    from ..reports.sample_size import SampleSizeConfig, run
 
     config = SampleSizeConfig.from_preset(
         args.preset, sizes=ints(args.sizes, "--sizes") if args.sizes else None,
@@ -269,8 +273,8 @@ def cmd_sample_size(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .reports import explain_page
-    from .reports.explain import ExplainConfig, run
+    from ..reports import explain_page
+    from ..reports.explain import ExplainConfig, run
 
     config = ExplainConfig(
         model_yamls=args.model_yaml, classes=ints(args.classes, "--classes") if args.classes else None,
@@ -282,8 +286,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-    from .cli_hub import add_hub_commands
+    from .. import __version__
+    from .hub_commands import add_hub_commands
 
     parser = ArgumentParser(prog="robbench", description="Adversarial-robustness benchmark.")
     parser.add_argument("--version", action="version", version=f"robbench {__version__}", help="print the version and exit")
@@ -403,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _warn
             if "threads" in args:  # the commands that compute
-                from .threads import apply_threads
+                from ..threads import apply_threads
 
                 apply_threads(args.threads)
             code = args.func(args)
@@ -423,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _warn(message, category, *details) -> None:
     """robbench's own warnings (a deprecated syntax) as one line; others as Python prints them."""
-    from .hub_ref import HubRefDeprecation
+    from ..hub_ref import HubRefDeprecation
 
     if issubclass(category, HubRefDeprecation):
         err_console.print(f"robbench: warning: {message}", highlight=False, markup=False, soft_wrap=True)

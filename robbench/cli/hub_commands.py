@@ -7,13 +7,13 @@ from pathlib import Path
 
 from rich.table import Table
 
-from .errors import quoted
+from ..errors import quoted
 from .terminal import add_run_flags, console, err_console, progress_bars, run_options, subcommands
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from .config import load_model_spec
-    from .hub_publish import submit
+    from ..config import load_model_spec
+    from ..publishing.hub_publish import submit
 
     pinned = submit(load_model_spec(args.model_yaml), args.repo, Path(args.results_dir), private=args.private, license=args.license)
     err_console.print(f"uploaded to hub repo {pinned.repo}, commit {pinned.revision}; the pinned checkpoint:")
@@ -22,7 +22,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from .hub_publish import publish
+    from ..publishing.hub_publish import publish
 
     pinned = publish(args.repo, Path(args.results_dir), Path(args.site) if args.site else None, private=args.private)
     err_console.print(f"published to hub dataset repo {pinned.repo}, commit {pinned.revision}; render it with:")
@@ -31,7 +31,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_add(args: argparse.Namespace) -> int:
-    from .evaluation_queue import add
+    from ..publishing.evaluation_queue import add
 
     threat_models = [args.threat_model] if args.threat_model else None
     for request in add(args.checkpoint, Path(args.queue_dir), threat_models, args.eps, Path(args.results_dir)):
@@ -40,7 +40,7 @@ def cmd_queue_add(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_run(args: argparse.Namespace) -> int:
-    from .evaluation_queue import run
+    from ..publishing.evaluation_queue import run
 
     options = run_options(args)
     failed = 0
@@ -55,8 +55,8 @@ def cmd_queue_run(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_status(args: argparse.Namespace) -> int:
-    from .evaluation_queue import read_queue
-    from .hub_ref import parse_checkpoint_ref
+    from ..publishing.evaluation_queue import read_queue
+    from ..hub_ref import parse_checkpoint_ref
 
     queue_dir = Path(args.queue_dir)
     table = Table(title=f"evaluation queue {queue_dir}: what each request evaluates")
