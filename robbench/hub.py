@@ -161,7 +161,7 @@ def fetch_folder(ref: HubRef, suffix: "str | tuple[str, ...]") -> Path:
         check_download_size(replace(pinned, path=path), listed.size)
     missing = [path for path in listing if not _cached(replace(pinned, path=path))]
     if missing:
-        announce(f"{len(missing)} of the {len(listing)} files under {pinned}", constants.ENDPOINT, constants.HF_HUB_CACHE)
+        announce(f"{pinned} ({len(missing)} of its {len(listing)} files)", constants.ENDPOINT, constants.HF_HUB_CACHE)
     local = None
     for path, listed in sorted(listing.items()):
         file_ref = replace(pinned, path=path)
