@@ -696,7 +696,7 @@ def test_a_committed_one_thread_record_passes_verify_in_a_two_thread_process(tmp
 
     from .helpers import REPO
 
-    (record,) = (REPO / "results/fashion-mnist/l2/fashion-mnist-convex-small-wong-kolter").glob("*.json")
+    record = REPO / "results/fashion-mnist/l2/fashion-mnist-convex-small-wong-kolter/pgd+autoattack-seed0-0-1000-c47e8e05f8.json"
     assert read_record(record).device == "cpu (1 threads)"
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     done = subprocess.run([sys.executable, "-m", "robbench", "verify", str(record), "--device", "cpu"],
