@@ -36,6 +36,7 @@ def test_load_model_and_benchmark_give_evaluates_numbers(folder, attacks):
     assert record.architecture == "SmallCNN" and evaluated.architecture == "small-cnn"
 
 
+@pytest.mark.slow  # loads the submissions folder's models (zoo lookup): seconds
 def test_load_model_takes_a_model_yaml_and_refuses_unknown_names(tmp_path):
     model_yaml = SUBMISSIONS / "fashion-mnist" / "small-cnn-pgd-at" / "model.yaml"
     x = torch.rand(3, 1, 28, 28)

@@ -482,8 +482,8 @@ def test_the_corpus_covers_every_class(corpus):
     assert evaluated == {f"hostile-{name}" for name in HOSTILE_MODELS}
 
 
-#: cases whose corpus takes seconds to write (yaml.safe_dump of two million floats): the slow tier runs them
-SLOW_CASES = {"YAML file of 5 MB (a million-entry normalization list)"}
+#: cases that take seconds (writing two million floats as YAML; compressing 256 MiB of zeros): the slow tier runs them
+SLOW_CASES = {"YAML file of 5 MB (a million-entry normalization list)", "zip bomb (256 MiB of zeros for 3 examples)"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_CASES else name for name in CASES])

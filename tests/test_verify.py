@@ -420,6 +420,7 @@ def test_failures_sort_by_their_index_not_their_text(record_file, linear_submiss
     )
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch: seconds
 def test_verify_does_not_import_the_evaluation_pipeline():
     """The digest lives with the other digests: verifying a record must not load the evaluation pipeline."""
     import subprocess
