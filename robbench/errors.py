@@ -63,8 +63,6 @@ def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
     return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
-
-
 #: the most problems one message lists (a hostile file can have thousands); the rest are counted
 MAX_LISTED_PROBLEMS = 20
 #: what pydantic puts before the message of a validator's ValueError / assertion

@@ -198,6 +198,10 @@ def hub_spec(text: str) -> "ModelSpec":
     return spec.model_copy(update={"checkpoint": str(weights)})
 
 
+#: why nothing is uploaded while offline
+UPLOADS_OFF = f"{' or '.join(OFFLINE_VARIABLES)} is set, and uploading needs the hub; unset it"
+
+
 def commit(repo: str, repo_type: RepoType, operations: list[CommitOperation], message: str, private: bool = False) -> str:
     """One commit on main of ``repo`` (created if need be); its sha."""
     if offline():
@@ -206,10 +210,6 @@ def commit(repo: str, repo_type: RepoType, operations: list[CommitOperation], me
         api = HfApi()
         api.create_repo(repo, repo_type=repo_type, private=private, exist_ok=True)
         return api.create_commit(repo, operations, commit_message=message, repo_type=repo_type).oid
-
-
-#: why nothing is uploaded while offline
-UPLOADS_OFF = f"{' or '.join(OFFLINE_VARIABLES)} is set, and uploading needs the hub; unset it"
 
 
 def _cached(ref: HubRef) -> bool:

@@ -1,9 +1,9 @@
 """RobustBench's ``benchmark(model, dataset=..., threat_model=...)``: evaluate an ``nn.Module`` without files.
 
 The model goes through the same pipeline as ``evaluate`` (same attacks, checks, flags and record),
-with nothing written to disk; on the dataset's test split, or on the caller's own ``(x, y)``. Its record's checkpoint says ``in-memory`` and carries the state
-dict's canonical digest (``state_dict_sha256``), so a record of a model that was never saved still
-names its weights exactly.
+with nothing written to disk, on the dataset's test split or on the caller's own ``(x, y)``. Its
+record's checkpoint says ``in-memory`` and carries the state dict's canonical digest
+(``state_dict_sha256``), so a record of a model that was never saved still names its weights exactly.
 """
 
 from __future__ import annotations
