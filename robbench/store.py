@@ -34,11 +34,12 @@ from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
 from .atomic_files import atomic_write_text, make_dirs, write_files
-from .errors import RobbenchError, describe_validation_error, quoted
+from .errors import RobbenchError, describe_validation_error
+from .forked import map_forked
 from .ownership import Claim, Ledger
 from .results import EvalRecord, RunConfig
 from .threat_models import ThreatModel
-from .untrusted_files import open_untrusted, read_untrusted
+from .untrusted_files import read_untrusted
 
 LOCK_NAME = ".robbench.lock"
 LOCK_TIMEOUT_S = 300  # writers hold the lock for milliseconds, readers for one read of the store
@@ -264,6 +265,28 @@ def _record_files(results_dir: Path) -> list[Path]:
     return sorted(results_dir.rglob("*.json"))
 
 
+#: from this many record files on, they are read and checked in forked processes (a leaderboard's thousands)
+PARALLEL_READ_FROM = 2000
+#: records per forked task
+READ_BATCH = 500
+
+
+def _read_records(paths: list[Path]) -> "list[EvalRecord | str]":
+    """Each file's record, or the one-line problem that refused it, in the files' order."""
+    def read_batch(batch: list[Path]) -> "list[EvalRecord | str]":
+        read: "list[EvalRecord | str]" = []
+        for path in batch:
+            try:
+                read.append(read_record(path))
+            except RobbenchError as exc:
+                read.append(str(exc))
+        return read
+
+    batches = [paths[start:start + READ_BATCH] for start in range(0, len(paths), READ_BATCH)]
+    jobs = None if len(paths) >= PARALLEL_READ_FROM else 1
+    return [item for batch in map_forked(read_batch, batches, jobs) for item in batch]
+
+
 @dataclass
 class Snapshot:
     """What the store holds, read under its lock: records as the ledger judges them, and problem lines."""
@@ -278,13 +301,11 @@ def _effective_ledger(results_dir: Path) -> tuple[Ledger, list[tuple[Path, EvalR
     """The written ledger plus the claims of records it lacks (in path order); the readable records; problems."""
     ledger = read_ledger(results_dir)
     readable, problems = [], []
-    for path in _record_files(results_dir):
-        try:
-            record = read_record(path)
-        except RobbenchError as exc:
-            problems.append(str(exc))
-            continue
-        if record.examples.user_supplied:
+    paths = _record_files(results_dir)
+    for path, record in zip(paths, _read_records(paths)):
+        if isinstance(record, str):
+            problems.append(record)
+        elif record.examples.user_supplied:
             problems.append(f"{path}: {USER_SUPPLIED_REFUSAL}; not shown, and no claim on its name")
         else:
             readable.append((path, record))
@@ -309,7 +330,7 @@ def read_snapshot(results_dir: Path) -> Snapshot:
         if reason is not None:
             problems.append(f"{path}: {reason} (results ledger); not shown")
         else:
-            admitted.setdefault(relative_record_path(record).parent, []).append((path, record))
+            admitted.setdefault(run_folder(record.dataset, record.threat_model, record.name), []).append((path, record))
     shown: list[tuple[Path, EvalRecord]] = []
     for runs in admitted.values():
         current = ledger.current_sha256(runs[0][1].name, {r.checkpoint.sha256 for _, r in runs})

@@ -294,6 +294,16 @@ def test_rendering_is_byte_identical(store: Path, tmp_path: Path) -> None:
     assert b"Software" not in png and b"matplotlib version" not in png
 
 
+def test_forked_render_gives_the_serial_renders_bytes(store: Path, tmp_path: Path) -> None:
+    """Boards, plots, model pages and site rendered in two forked workers: the same files, byte for byte, links included."""
+    out = tmp_path / "boards"
+    serial, serial_problems = render_all(store, out, jobs=1)
+    forked, forked_problems = render_all(store, out, jobs=2)
+    assert forked == serial and forked_problems == serial_problems
+    assert "models/alpha.md" in forked and "site/models/alpha.html" in forked and "site/index.html" in forked
+    assert b"../../results/" in forked["models/alpha.md"]  # the record links survived the fork
+
+
 @pytest.mark.slow
 def test_check_reports_nothing_then_changes(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "boards"

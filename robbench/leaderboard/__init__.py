@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence, Union
 
 from ..errors import RobbenchError, quoted
+from ..forked import map_forked
 from ..atomic_files import write_files
 from ..results import EvalRecord
 from ..store import read_snapshot, relative_record_path
@@ -40,7 +41,7 @@ from .cells import FLAG_MARK, SUBSET_MARK, Board
 from .markdown import GENERATED, MODELS_DIR, model_page, render_board, render_index, render_model_page
 from .names import board_stems, board_title
 from .plots import PNG_MARKER, Plot, render_plot
-from .site import HTML_MARKER, SITE_DIR, render_site
+from .site import HTML_MARKER, SITE_DIR, render_site_board, render_site_index, render_site_model
 
 __all__ = ["check_leaderboards", "diff_leaderboards", "render_all", "write_leaderboards", "load_store"]
 
@@ -64,22 +65,22 @@ def load_store(results: Folders) -> Store:
             what = "is a file, not a folder" if folder.exists() else "does not exist"
             raise RobbenchError(f"results folder {quoted(folder)} {what}: pass the folder holding the records "
                                 "(--results-dir); nothing was written")
-    records, problems, files = [], [], {}
+    records, problems, runs = [], [], {}
     for folder in folders:
         snapshot = read_snapshot(folder)  # through the store: its size limits and ownership ledger
         problems += snapshot.problems
         for path, record in zip(snapshot.files, snapshot.records):
             run = relative_record_path(record).as_posix()
-            if run in files:
-                problems.append(f"{quoted(path)}: the same run as {quoted(files[run][1])}; shown from there")
+            if run in runs:
+                problems.append(f"{quoted(path)}: the same run as {quoted(runs[run][1])}; shown from there")
                 continue
-            files[run] = (folder, path)
-            records.append(record)
-    store = build_store(records, problems)
-    store.files = files
+            runs[run] = (folder, path)
+            records.append((record, (folder, path)))
+    store = build_store([record for record, _ in records], problems)
+    store.files = {id(record): located for record, located in records}
     for entries in store.boards.values():
         for entry in entries:
-            origin = files[relative_record_path(entry.primary).as_posix()][0]
+            origin = store.files[id(entry.primary)][0]
             entry.beside = None if origin == folders[0] else origin.name
     return store
 
@@ -92,7 +93,7 @@ def record_links(store: Store, out_dir: Path | None, page_dir: str,
     a published dataset repo, which holds the records only) links its records there and its examples nowhere.
     """
     def url(record: EvalRecord) -> tuple[str | None, str | None]:
-        located = store.files.get(relative_record_path(record).as_posix())
+        located = store.files.get(id(record))
         if located is None or out_dir is None:
             return None, None
         folder, path = located
@@ -118,30 +119,55 @@ def board_plot(key: BoardKey, entries: list[Entry]) -> Plot:
     )
 
 
+#: from this many models on, the pages render in forked processes (fewer: the fork would cost more than it saves)
+PARALLEL_FROM_MODELS = 200
+#: model pages per forked task: small enough to balance the workers, large enough that a task outweighs its transfer
+MODELS_PER_TASK = 50
+
+
 def render_all(results: Folders, out_dir: Path | None = None,
-               urls: "Mapping[Path, str] | None" = None) -> tuple[dict[str, bytes], list[str]]:
+               urls: "Mapping[Path, str] | None" = None, jobs: int | None = None) -> tuple[dict[str, bytes], list[str]]:
     """Relative path (posix) -> content for every generated file, and problem lines.
 
     With ``out_dir`` (where the files will go), model pages link each record and its adversarial examples;
-    ``urls`` gives the web address of a results folder read from the hub (see ``record_links``).
+    ``urls`` gives the web address of a results folder read from the hub (see ``record_links``). The boards
+    (each with its plot) and the model pages render in ``jobs`` forked processes (default: one per usable
+    core from ``PARALLEL_FROM_MODELS`` models on); the files are the same bytes whatever ``jobs`` is.
     """
     urls = dict(urls or {})
     store = load_store(results)
     stems = board_stems(store.boards)
-    files: dict[str, bytes] = {}
-    per_model: dict[str, list] = {}
-    plots = {key: board_plot(key, entries) for key, entries in store.boards.items()}
+    placed: dict[str, list[tuple[BoardKey, str, Entry]]] = {}
     for key, entries in store.boards.items():
-        stem = stems[key]
-        files[f"{stem}.md"] = render_board(key, stem, entries).encode("utf-8")
-        files[f"{stem}.png"] = plots[key].png
         for entry in entries:
-            per_model.setdefault(entry.name, []).append((key, stem, entry))
-    links = record_links(store, out_dir, MODELS_DIR, urls)
-    for name in sorted(per_model):
-        files[model_page(name)] = render_model_page(name, per_model[name], links).encode("utf-8")
+            placed.setdefault(entry.name, []).append((key, stems[key], entry))
+    page_links = record_links(store, out_dir, MODELS_DIR, urls)
+    site_links = record_links(store, out_dir, f"{SITE_DIR}/{MODELS_DIR}", urls)
+
+    def board_files(key: BoardKey) -> tuple[dict[str, bytes], dict]:
+        stem, entries = stems[key], store.boards[key]
+        plot = board_plot(key, entries)
+        files, card = render_site_board(key, stem, entries, plot)
+        return {f"{stem}.md": render_board(key, stem, entries).encode("utf-8"), f"{stem}.png": plot.png, **files}, card
+
+    def model_files(names: list[str]) -> tuple[dict[str, bytes], None]:
+        files: dict[str, bytes] = {}
+        for name in names:
+            files[model_page(name)] = render_model_page(name, placed[name], page_links).encode("utf-8")
+            files.update(render_site_model(name, placed[name], site_links))
+        return files, None
+
+    if jobs is None and len(placed) < PARALLEL_FROM_MODELS:
+        jobs = 1
+    names = sorted(placed)
+    batches = [names[start:start + MODELS_PER_TASK] for start in range(0, len(names), MODELS_PER_TASK)]
+    tasks = [(board_files, key) for key in store.boards] + [(model_files, batch) for batch in batches]
+    rendered = map_forked(lambda task: task[0](task[1]), tasks, jobs)  # the boards first: the longest tasks
+    files: dict[str, bytes] = {}
+    for part, _ in rendered:
+        files.update(part)
     files["README.md"] = render_index(store.boards, stems).encode("utf-8")
-    files.update(render_site(store.boards, stems, plots, record_links(store, out_dir, f"{SITE_DIR}/{MODELS_DIR}", urls)))
+    files.update(render_site_index([card for _, card in rendered[:len(store.boards)]], names))
     return dict(sorted(files.items())), store.problems
 
 

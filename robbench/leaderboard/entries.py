@@ -229,8 +229,9 @@ class Store:
 
     boards: dict[BoardKey, list[Entry]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
-    #: a run (its record's path relative to its results folder) -> the results folder and the file it was read from
-    files: dict[str, tuple[Path, Path]] = field(default_factory=dict)
+    #: ``id()`` of each record on the boards -> the results folder and the file it was read from (the store holds
+    #: the records, so their ids stay theirs; a record's run id costs a hash of its configuration to recompute)
+    files: dict[int, tuple[Path, Path]] = field(default_factory=dict)
 
 
 def build_store(records: list[EvalRecord], problems: list[str]) -> Store:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections import Counter
 from typing import Callable, Iterable
 
 import pandas as pd
@@ -211,10 +212,9 @@ def render_index(boards: dict[BoardKey, list[Entry]], stems: dict[BoardKey, str]
         columns=columns,
     )
     lines += [markdown_table(table, right=("models", f"subset {SUBSET_MARK}", f"flagged {FLAG_MARK}")), ""]
-    names = sorted({entry.name for entries in boards.values() for entry in entries})
-    if names:
-        counts = {n: sum(e.name == n for entries in boards.values() for e in entries) for n in names}
+    counts = Counter(entry.name for entries in boards.values() for entry in entries)
+    if counts:
         lines += ["## Models", ""]
-        lines += [f"- {link(n, model_page(n))}: {counts[n]} board(s)" for n in names]
+        lines += [f"- {link(n, model_page(n))}: {counts[n]} board(s)" for n in sorted(counts)]
         lines.append("")
     return "\n".join(lines)

@@ -79,44 +79,44 @@ def _plot(stem: str, entries: list[Entry], plot: Plot) -> dict:
     ]}
 
 
-def render_site(boards: dict[BoardKey, list[Entry]], stems: dict[BoardKey, str], plots: dict[BoardKey, Plot],
-                record_urls: Callable[[EvalRecord], "tuple[str | None, str | None]"] = lambda record: (None, None)) -> dict[str, bytes]:
-    """Relative path (posix, under ``site/``) -> content for every page of the site."""
-    files: dict[str, bytes] = {}
-    placed: dict[str, list[tuple[BoardKey, str, Entry]]] = {}
-    cards = []
-    for key, entries in boards.items():
-        stem, board = stems[key], Board(entries)
-        files[f"{SITE_DIR}/{stem}.png"] = plots[key].png
-        rows = _rows(board, entries)
-        shared = board.shared_subset
-        files[f"{SITE_DIR}/{stem}.html"] = _render(
-            "board.html", "", title=board_title(key), key=key, eps=eps_label(key.threat.eps),
-            columns=_columns(), rows=rows, plot=_plot(stem, entries, plots[key]),
-            trainings=sorted({e.primary.metadata.training for e in entries}),
-            shared_subset=plain(shared_subset_text(shared)) if shared else None,
-            any_subset=any(board.marks_subset(e) for e in entries), any_flagged=any(e.reliability_flags() for e in entries),
-            any_beside=any(e.beside for e in entries),
-        )
-        cards.append({"stem": stem, "title": board_title(key), "models": len(entries), "rows": rows[:TOP_ROWS],
-                      "plot": _plot(stem, entries, plots[key]), "shared_subset": shared is not None})
-        for entry in entries:
-            placed.setdefault(entry.name, []).append((key, stem, entry))
-    for name, where in sorted(placed.items()):
-        where = sorted(where, key=lambda p: p[0].sort_key)
-        records = [run for _, _, entry in where for run in entry.runs]
-        files[f"{SITE_DIR}/models/{name}.html"] = _render(
-            "model.html", "../", name=name, columns=MODEL_PAGE_COLUMNS,
-            facts=model_facts(records) + reported_facts((board_title(key), entry) for key, _, entry in where),
-            numeric=[h for h in MODEL_PAGE_COLUMNS if column(h).numeric],
-            entries=[{"stem": stem, "title": board_title(key), "flagged": bool(entry.reliability_flags()),
-                      "cells": {h: column(h).cell(entry, Board.apart()) for h in MODEL_PAGE_COLUMNS}}
-                     for key, stem, entry in where],
-            runs=[run_row(Link(board_title(key), f"../{stem}.html", local=True), run, record_urls(run))
-                  for key, stem, entry in where for run in entry.runs],
-            flags=sorted({(f.code, f.message) for record in records for f in record.flags}),
-            notes=sorted({note for record in records for note in record.notes}),
-            any_subset=any(not entry.examples.is_full for _, _, entry in where),
-        )
-    files[f"{SITE_DIR}/index.html"] = _render("index.html", "", boards=cards, models=sorted(placed))
-    return files
+def render_site_board(key: BoardKey, stem: str, entries: list[Entry], plot: Plot) -> tuple[dict[str, bytes], dict]:
+    """One board's page and plot (paths under ``site/``), and its card for the index."""
+    board = Board(entries)
+    rows = _rows(board, entries)
+    shared = board.shared_subset
+    page = _render(
+        "board.html", "", title=board_title(key), key=key, eps=eps_label(key.threat.eps),
+        columns=_columns(), rows=rows, plot=_plot(stem, entries, plot),
+        trainings=sorted({e.primary.metadata.training for e in entries}),
+        shared_subset=plain(shared_subset_text(shared)) if shared else None,
+        any_subset=any(board.marks_subset(e) for e in entries), any_flagged=any(e.reliability_flags() for e in entries),
+        any_beside=any(e.beside for e in entries),
+    )
+    card = {"stem": stem, "title": board_title(key), "models": len(entries), "rows": rows[:TOP_ROWS],
+            "plot": _plot(stem, entries, plot), "shared_subset": shared is not None}
+    return {f"{SITE_DIR}/{stem}.png": plot.png, f"{SITE_DIR}/{stem}.html": page}, card
+
+
+def render_site_model(name: str, where: list[tuple[BoardKey, str, Entry]],
+                      record_urls: Callable[[EvalRecord], "tuple[str | None, str | None]"] = lambda record: (None, None)) -> dict[str, bytes]:
+    """One model's page (path under ``site/``): its entries on every board (``where``: key, stem, entry) and their runs."""
+    where = sorted(where, key=lambda p: p[0].sort_key)
+    records = [run for _, _, entry in where for run in entry.runs]
+    return {f"{SITE_DIR}/models/{name}.html": _render(
+        "model.html", "../", name=name, columns=MODEL_PAGE_COLUMNS,
+        facts=model_facts(records) + reported_facts((board_title(key), entry) for key, _, entry in where),
+        numeric=[h for h in MODEL_PAGE_COLUMNS if column(h).numeric],
+        entries=[{"stem": stem, "title": board_title(key), "flagged": bool(entry.reliability_flags()),
+                  "cells": {h: column(h).cell(entry, Board.apart()) for h in MODEL_PAGE_COLUMNS}}
+                 for key, stem, entry in where],
+        runs=[run_row(Link(board_title(key), f"../{stem}.html", local=True), run, record_urls(run))
+              for key, stem, entry in where for run in entry.runs],
+        flags=sorted({(f.code, f.message) for record in records for f in record.flags}),
+        notes=sorted({note for record in records for note in record.notes}),
+        any_subset=any(not entry.examples.is_full for _, _, entry in where),
+    )}
+
+
+def render_site_index(cards: list[dict], names: list[str]) -> dict[str, bytes]:
+    """The index page (path under ``site/``): every board's card (``render_site_board``), then every model."""
+    return {f"{SITE_DIR}/index.html": _render("index.html", "", boards=cards, models=sorted(names))}
