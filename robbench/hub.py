@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -145,10 +146,16 @@ def repo_files(ref: HubRef, folder: str | None, recursive: bool) -> dict[str, Li
                 for e in entries if isinstance(e, RepoFile)}
 
 
+#: concurrent downloads of a folder's files: each is a small request that mostly waits on the network
+DOWNLOAD_THREADS = 8
+
+
 def fetch_folder(ref: HubRef, suffix: "str | tuple[str, ...]") -> Path:
     """Every ``*suffix`` file (any of several) under ``ref.path`` at the resolved commit, each verified; the local snapshot root.
 
-    Online only: the digests come from the hub's listing at that commit.
+    Online only: the digests come from the hub's listing at that commit. The files download
+    ``DOWNLOAD_THREADS`` at a time (a published board holds thousands of records); the first one that
+    fails its digest ends the fetch with its error.
     """
     pinned = resolve(ref)
     if offline():
@@ -162,12 +169,20 @@ def fetch_folder(ref: HubRef, suffix: "str | tuple[str, ...]") -> Path:
     missing = [path for path in listing if not _cached(replace(pinned, path=path))]
     if missing:
         announce(f"{pinned} ({len(missing)} of its {len(listing)} files)", constants.ENDPOINT, constants.HF_HUB_CACHE)
-    local = None
-    for path, listed in sorted(listing.items()):
+
+    def fetch_listed(path: str) -> Path:
         file_ref = replace(pinned, path=path)
         local = _download(file_ref)
-        _verify(local, listed.digest, file_ref)
-    return local.parents[len(PurePosixPath(path).parts) - 1]
+        _verify(local, listing[path].digest, file_ref)
+        return local
+
+    paths = sorted(listing)
+    pool = ThreadPoolExecutor(DOWNLOAD_THREADS)
+    try:
+        local = list(pool.map(fetch_listed, paths))[-1]
+    finally:
+        pool.shutdown(cancel_futures=True)  # after a failure, the downloads not yet started are not made
+    return local.parents[len(PurePosixPath(paths[-1]).parts) - 1]
 
 
 def hub_spec(text: str) -> "ModelSpec":

@@ -602,3 +602,22 @@ def test_the_hub_copy_of_locally_evaluated_weights_is_the_same_owner(hub, publis
     rows = [line for line in (tmp_path / "boards" / "fashion-mnist-linf-0p1.md").read_text().splitlines() if line.startswith("| 1 |")]
     assert len(rows) == 2 and all("[fmnist-linear]" in row for row in rows)  # one row (main table and details): both runs in it
     assert "| pgd {0:.2f}; pgd {0:.2f} |".format(100 * local["robust_accuracy"]) in rows[1]
+
+
+def test_a_folder_downloads_concurrently_and_one_tampered_file_fails_the_fetch(hub, tmp_path):
+    """fetch_folder's threads bring every listed file, each checked; a file served with other bytes is refused."""
+    files = {f"results/board/run-{index:02d}.json": json.dumps({"run": index}).encode() for index in range(40)}
+    pinned = hub.hub.commit("datasets/robbench-test/many", files)
+    fetch = ("import json, sys; from robbench.hub import fetch_folder; from robbench.hub_ref import parse_hub_ref\n"
+             "root = fetch_folder(parse_hub_ref(sys.argv[1], repo_type='dataset'), '.json')\n"
+             "print(json.dumps(sorted(str(p.relative_to(root)) for p in root.rglob('*.json'))))")
+    ref = f"hf://datasets/robbench-test/many@{pinned}/results"
+    whole = subprocess.run([sys.executable, "-c", fetch, ref], capture_output=True, text=True, cwd=tmp_path,
+                           env=hub_env(hub, tmp_path / "cache"), timeout=120)
+    assert whole.returncode == 0, whole.stderr
+    assert json.loads(whole.stdout) == sorted(files)
+    hub.hub.tampered.add(("datasets/robbench-test/many", "results/board/run-17.json"))
+    refused = subprocess.run([sys.executable, "-c", fetch, ref], capture_output=True, text=True, cwd=tmp_path,
+                             env=hub_env(hub, tmp_path / "fresh-cache"), timeout=120)
+    assert refused.returncode != 0 and "results/board/run-17.json: received bytes hash to" in refused.stderr
+    assert "refusing the download" in refused.stderr
