@@ -170,6 +170,23 @@ def test_a_run_row_links_its_record_and_examples():
     }
 
 
+def test_a_run_row_with_saved_examples_links_them_and_gives_its_time_in_minutes():
+    from robbench.results import AdversarialExamples
+
+    # 1,234 broken of 2,000 ("0": broken by the first attack), each broken one saved; 3,660 s = 61.0 min
+    record = make_record("m", status="0" * 1234 + "+" * 766, stop=2000)
+    saved = AdversarialExamples(file="run.adv.npz", sha256="a" * 64, count=1234)
+    record = record.model_copy(update={"adversarial_examples": saved, "wall_time_s": 3660.0})
+    row = run_row(Link("board", "b.md"), record, ("r.json", "run.adv.npz"))
+    assert row["adversarial examples (.npz)"] == Link("1,234", "run.adv.npz", local=True)
+    assert row["wall time"] == "61.0 min"
+    assert row["robust % (this run)"] == "38.30"  # 766 / 2,000
+    # no URL for the examples (an empty one is none): their count as plain text
+    for url in (None, ""):
+        assert run_row(Link("board", "b.md"), record, ("r.json", url))["adversarial examples (.npz)"] == Link(
+            "1,234", None, local=True)
+
+
 def test_model_facts_come_from_the_records_metadata():
     first = _with_metadata(make_record("m", status="+", stop=1, timestamp="2024-01-01T00:00:00+00:00",
                                        paper="https://example.org/p"), authors="A. B.", venue="ICLR", caveats="old")
