@@ -570,16 +570,7 @@ def test_replayed_survivors_that_break_fail_and_become_a_new_run(record_file, li
     of every survivor, and the board's best-known accuracy counts them."""
     from robbench.leaderboard.entries import combine
 
-    index, x_adv = decode(adversarial_path(record_file), (1, 28, 28))
-    hidden = index[:2]
-
-    def hide(data):
-        status = list(data["evidence"]["status"])
-        for i in hidden:
-            status[i] = "+"
-        data["evidence"]["status"] = "".join(status)
-
-    forged = _forge(record_file, hide, (index[2:], x_adv[2:]))
+    forged, hidden = _hide_two_breaks(record_file)
     survivors = read_record(forged).evidence.status.count("+")
     store = tmp_path / "store"
     code, output = _verify_with(forged, linear_submission, capsys, "--replay", "100", "--replay-seed", "7",
@@ -595,6 +586,66 @@ def test_replayed_survivors_that_break_fail_and_become_a_new_run(record_file, li
     assert combine([read_record(forged), run]).robust_accuracy == run.robust_accuracy
     code, output = _verify_with(run_file, linear_submission, capsys)
     assert code == 0, output  # the new run is itself a verifiable record
+
+
+def _hide_two_breaks(record_file: Path) -> tuple[Path, np.ndarray]:
+    """A consistent forgery: two broken examples restated as survivors, their saved examples dropped."""
+    index, x_adv = decode(adversarial_path(record_file), (1, 28, 28))
+    hidden = index[:2]
+
+    def hide(data):
+        status = list(data["evidence"]["status"])
+        for i in hidden:
+            status[i] = "+"
+        data["evidence"]["status"] = "".join(status)
+
+    return _forge(record_file, hide, (index[2:], x_adv[2:])), hidden
+
+
+def test_breaks_a_replay_finds_need_somewhere_to_be_written(record_file, linear_submission, capsys):
+    """A record outside any results folder, replayed without --results-dir: the breaks fail it, and the verdict
+    says they were not recorded (nothing is written beside it)."""
+    forged, hidden = _hide_two_breaks(record_file)
+    before = sorted(record_file.parent.rglob("*"))
+    code, output = _verify_with(forged, linear_submission, capsys, "--replay", "100", "--replay-seed", "7")
+    assert code == 1, output
+    assert ("failed: the breaks the replay found are not recorded: pass --results-dir to write them as a new run"
+            in output)
+    assert f"failed: test index {hidden[0]}: the record counts it robust; the replay (seed 7) breaks it" in output
+    assert "the breaks found are a new run" not in output and sorted(record_file.parent.rglob("*")) == before
+
+
+def test_breaks_a_replay_finds_go_into_the_results_folder_the_record_lies_in(record_file, linear_submission, tmp_path,
+                                                                          capsys):
+    """Without --results-dir, the new run goes into ``<folder>/<dataset>/<threat>/<name>/`` beside the record."""
+    from robbench.store import run_folder
+
+    forged, _ = _hide_two_breaks(record_file)
+    record = read_record(forged)
+    folder = tmp_path / "results" / run_folder(record.dataset, record.threat_model, record.name)
+    folder.mkdir(parents=True)
+    placed = folder / forged.name
+    forged.rename(placed)
+    adversarial_path(forged).rename(adversarial_path(placed))
+    code, output = _verify_with(placed, linear_submission, capsys, "--replay", "100", "--replay-seed", "7")
+    assert code == 1, output
+    (run_file,) = set(folder.glob("*.json")) - {placed}
+    assert f"the breaks found are a new run: {run_file}" in output
+    assert "are not recorded" not in output
+
+
+def test_a_record_that_fails_its_consistency_checks_is_not_replayed(record_file, linear_submission, capsys):
+    def push(index, x_adv):  # the first saved example moved outside the ball: a consistency failure
+        x_adv = x_adv.copy()
+        x = _clean_images(60)[index[0]]
+        x_adv[0] = np.clip(x + 0.2 * np.sign(x_adv[0] - x + 1e-9), 0, 1).astype(np.float32)
+        return index, x_adv
+
+    _rewrite(record_file, push)
+    code, output = _verify_with(record_file, linear_submission, capsys, "--replay", "3", "--replay-seed", "11")
+    assert code == 1, output
+    assert "60 examples: 31 breaks confirmed, 2 failed; first: replay skipped: the consistency checks failed" in output
+    assert "replayed" not in output
 
 
 def test_the_replay_seed_chooses_the_examples_and_is_printed(record_file, linear_submission, capsys):
