@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from robbench.config import Reported, TrainingCost
 from robbench.leaderboard.cells import (
-    Board, Link, below_hover, below_text, board_row, count, examples_text, gap, hub_link, model_facts, model_marks,
+    Board, Link, attacks_text, below_hover, below_text, board_row, breaks_text, count, examples_text, gap, hub_link,
+    model_facts, model_marks,
     p_text, paper_link, rank_text, reported_facts, reported_gap_text, reported_hover, reported_p_hover,
     reported_sentence, reported_text, run_row, safe_url, shared_subset_text, training_cost_text, with_interval,
 )
@@ -232,3 +233,35 @@ def test_a_flag_says_how_many_escalations_in_how_many_rounds_and_what_they_did()
     assert flag_text(entry, "masked-gradients") == (
         "masked-gradients: 2 escalations in 2 rounds, best-known 50.00 → 20.00 % (p < 0.001)")
     assert flag_text(entry, "other-flag") == "other-flag"  # no escalation for it: the code alone
+
+
+def test_an_entry_of_two_runs_lists_each_runs_attacks_and_every_attacks_breaks():
+    # status codes (robbench.evidence): "+" survived, "-" wrong clean, a digit: broken by that stage.
+    # board run "+01-": pgd breaks index 1 (robust 2/4 = 50 %), autoattack index 2 (1/4 = 25 %);
+    # a later square run "0++-" breaks index 0, which both attacks left: best-known 0 of 4
+    board = make_record("m", status="+01-", timestamp="2024-01-01T00:00:00+00:00")
+    square = make_record("m", status="0++-", attacks=("square",), seed=1, timestamp="2024-01-02T00:00:00+00:00")
+    (entry,), problems = board_entries([board, square])
+    assert problems == [] and entry.robust_accuracy == 0.0
+    assert attacks_text(entry) == "pgd 50.00 → autoattack 25.00; square 50.00"  # square's own run: 2 of 4 left
+    assert breaks_text(entry) == "pgd 1, autoattack 1, square 1"
+
+
+def test_a_reported_attack_loses_only_its_trailing_full_stops():
+    reported = Reported(threat_model="linf", eps=0.1, robust_accuracy=0.5, attack="PGD-20, Appendix X.",
+                        source="https://example.org/paper", where="Table IX")
+    entry = combine([_with_metadata(make_record("m", status="+0", stop=2), reported=[reported])])
+    # 1 of 2 robust against a published 50 %: P(Binomial(2, 0.5) <= 1) = 3/4 (the one-sided exact sum)
+    assert reported_sentence(entry) == (
+        "50.00 % robust reported (Table IX), measured with: PGD-20, Appendix X; robbench's best-known 50.00 % on 2 "
+        "examples is not significantly below it (one-sided exact binomial test, p = 0.75)")
+
+
+def test_hub_commits_are_sorted_by_their_text_and_a_paper_only_shown_when_given():
+    # six repositories, newest record first, so neither the records' order nor a set's is the sorted one
+    revision = "0123456" + "0" * 33
+    records = [make_record("m", status="+", stop=1, timestamp=f"2024-01-0{9 - i}T00:00:00+00:00", repo=f"org/{name}",
+                           revision=revision) for i, name in enumerate("fedcba")]
+    facts = dict(model_facts(records))
+    assert [link.text for link in facts["hub commit"]] == [f"org/{name}@0123456" for name in "abcdef"]
+    assert "paper of the training method" not in facts  # no record names a paper
