@@ -38,6 +38,9 @@ def test_the_gap_is_in_points_of_the_rounded_percentages():
     assert gap(0.9, 0.5) == "40.00"
     assert gap(0.12345, 0.12345) == "0.00"
     assert gap(0.5, 0.75) == "-25.00"
+    # 2 of 13 robust reads 15.38 (15.3846...), so the gap to 100.00 reads 84.62; rounding the robust
+    # percentage to three places first (15.385) would print 84.61
+    assert gap(1.0, 2 / 13) == "84.62"
 
 
 def test_counts_read_with_three_significant_digits():
