@@ -656,6 +656,27 @@ def test_the_replay_seed_chooses_the_examples_and_is_printed(record_file, linear
     assert re.search(r"replay seed (\d+) \(repeat with --replay-seed \1\)", fresh[1]), fresh[1]
 
 
+@pytest.fixture(scope="module")
+def apgd_record(linear_submission, tmp_path_factory) -> Path:
+    """A record of APGD, an attack built on the device the replay passes it (as ``str(device)``), on 10 examples."""
+    results = tmp_path_factory.mktemp("apgd")
+    args = [*ARGS[:4], "--attacks", "apgd", "--n-examples", "10", "--device", "cpu"]
+    assert main(["evaluate", str(linear_submission), *args, "--results-dir", str(results)]) == 0
+    (path,) = results.rglob("*.json")
+    return path
+
+
+def test_a_replay_rebuilds_the_attacks_on_the_verifiers_device(apgd_record, linear_submission, capsys):
+    """Both replays of an APGD record run on the device verify was given (an attack on no device cannot be built)."""
+    breaks = read_record(apgd_record).evidence.status.count("0")
+    survivors = read_record(apgd_record).evidence.status.count("+")
+    assert survivors >= 2, survivors
+    code, output = _verify_with(apgd_record, linear_submission, capsys, "--replay", "all")
+    assert code == 0 and f"10 examples: {breaks} breaks confirmed, 10 re-run as recorded, 0 failed" in output, output
+    code, output = _verify_with(apgd_record, linear_submission, capsys, "--replay", "2", "--replay-seed", "3")
+    assert code == 0 and f"{breaks} breaks confirmed, 2 replayed (--replay-seed 3), 0 failed" in output, output
+
+
 def test_verify_over_many_records_reports_each_and_goes_on(record_file, linear_submission, tmp_path, capsys):
     elsewhere = tmp_path / "elsewhere" / record_file.name
     elsewhere.parent.mkdir()
