@@ -46,6 +46,8 @@ def test_the_gap_is_in_points_of_the_rounded_percentages():
 def test_counts_read_with_three_significant_digits():
     assert [count(n) for n in (850, 999, 1_000, 431_000, 999_000, 999_999, 11_173_962, 2_500_000_000)] == [
         "850", "999", "1K", "431K", "999K", "1M", "11.2M", "2.5B"]
+    # off a rounding boundary by one unit: 1,235,001 / 10^6 = 1.235001 reads 1.24 (three significant digits)
+    assert [count(n) for n in (1_235_001, 1_235_000_001)] == ["1.24M", "1.24B"]
 
 
 def test_examples_say_which_part_of_the_test_set():
@@ -60,6 +62,7 @@ def test_training_cost_reads_in_minutes_then_hours():
     assert training_cost_text(cost) == "3 × 60K · 5.0 min · cpu"
     assert training_cost_text(cost.model_copy(update={"total_seconds": 119.9 * 60})) == "3 × 60K · 119.9 min · cpu"
     assert training_cost_text(cost.model_copy(update={"total_seconds": 7200.0})) == "3 × 60K · 2.0 h · cpu"
+    assert training_cost_text(cost.model_copy(update={"total_seconds": 36_000.0})) == "3 × 60K · 10.0 h · cpu"
     assert training_cost_text(None) == "—"
 
 
