@@ -677,6 +677,23 @@ def test_a_replay_rebuilds_the_attacks_on_the_verifiers_device(apgd_record, line
     assert code == 0 and f"{breaks} breaks confirmed, 2 replayed (--replay-seed 3), 0 failed" in output, output
 
 
+def test_verify_record_picks_the_replay_seed_when_given_none(record_file, linear_submission):
+    """The Python API without ``replay_seed``: the verifier picks one and the verdict names it (the command line
+    picks its own and prints it)."""
+    verdict = verify_record(record_file, linear_submission, device="cpu", replay=2)
+    assert verdict.ok and verdict.replayed == 2, verdict.summary()
+    assert isinstance(verdict.replay_seed, int) and 0 <= verdict.replay_seed < 2**31, verdict.replay_seed
+
+
+def test_a_fresh_replay_seed_is_a_31_bit_number_nobody_can_guess():
+    """31 bits, like every seed ``derive_seed`` makes; over 64 draws, one of them at least 2**30 (each draw is
+    below it with probability 1/2: all 64 with 2**-64) and no two the same."""
+    from robbench.verify import new_replay_seed
+
+    seeds = [new_replay_seed() for _ in range(64)]
+    assert all(0 <= seed < 2**31 for seed in seeds) and max(seeds) >= 2**30 and len(set(seeds)) == 64, seeds
+
+
 def test_verify_over_many_records_reports_each_and_goes_on(record_file, linear_submission, tmp_path, capsys):
     elsewhere = tmp_path / "elsewhere" / record_file.name
     elsewhere.parent.mkdir()
