@@ -48,6 +48,8 @@ def test_counts_read_with_three_significant_digits():
         "850", "999", "1K", "431K", "999K", "1M", "11.2M", "2.5B"]
     # off a rounding boundary by one unit: 1,235,001 / 10^6 = 1.235001 reads 1.24 (three significant digits)
     assert [count(n) for n in (1_235_001, 1_235_000_001)] == ["1.24M", "1.24B"]
+    # 999,500 is the first count whose thousands (999.5) round to 1,000 at three digits: it reads 1M, 999,499 999K
+    assert [count(n) for n in (999_499, 999_500)] == ["999K", "1M"]
 
 
 def test_examples_say_which_part_of_the_test_set():
@@ -129,6 +131,9 @@ def test_hub_and_paper_links():
     hub = make_record("m", status="+", stop=1, repo="org/m", revision="0123456789abcdef" * 2 + "01234567")
     assert hub_link(hub) == Link("org/m@0123456", "https://huggingface.co/org/m/tree/" + "0123456789abcdef" * 2 + "01234567")
     assert hub_link(make_record("m", status="+", stop=1)) == Link("—", None)
+    # a link names an exact commit: a repository without its revision, or a revision without its repository, names none
+    assert hub_link(make_record("m", status="+", stop=1, repo="org/m")) == Link("—", None)
+    assert hub_link(make_record("m", status="+", stop=1, revision="0" * 40)) == Link("—", None)
     assert paper_link(_entry("+", stop=1, paper="https://example.org/p")) == Link("m", "https://example.org/p")
     assert paper_link(_entry("+", stop=1, paper="javascript:x")) == Link("m", None)
 
