@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from robbench.config import Reported, TrainingCost
 from robbench.leaderboard.cells import (
-    Board, Link, attacks_text, below_hover, below_text, board_row, breaks_text, count, examples_text, gap, hub_link,
+    Board, Link, attacks_text, below_hover, below_text, board_row, breaks_text, count, examples_text, flags_text, gap,
+    hub_link,
     model_facts, model_marks,
     p_text, paper_link, rank_text, reported_facts, reported_gap_text, reported_hover, reported_p_hover,
     reported_sentence, reported_text, run_row, safe_url, shared_subset_text, training_cost_text, with_interval,
@@ -276,3 +277,14 @@ def test_hub_commits_are_sorted_by_their_text_and_a_paper_only_shown_when_given(
     facts = dict(model_facts(records))
     assert [link.text for link in facts["hub commit"]] == [f"org/{name}@0123456" for name in "abcdef"]
     assert "paper of the training method" not in facts  # no record names a paper
+
+
+def test_the_flags_cell_lists_reasons_to_doubt_then_departures():
+    from robbench.results import Flag
+
+    record = make_record("m", status="+0", stop=2)
+    flags = [Flag(code="non-standard-attacks", message="x"), Flag(code="masked-gradients", message="y"),
+             Flag(code="non-standard-seed", message="z")]
+    entry = combine([record.model_copy(update={"flags": flags})])
+    # reliability flags sorted, then the board run's departures in its order (robbench.flags.BOARD_DEPARTURES)
+    assert flags_text(entry) == "masked-gradients; non-standard-attacks; non-standard-seed"
