@@ -286,6 +286,12 @@ def test_the_summary_says_what_was_confirmed_replayed_written_and_noted():
     )
     assert Verdict(10, confirmed=4, replayed=1200).summary() == "10 examples: 4 breaks confirmed, 1,200 re-run as recorded, 0 failed"
     assert Verdict(10, replayed=3, replay_seed=0).summary() == "10 examples: 0 breaks confirmed, 3 replayed (--replay-seed 0), 0 failed"
+    # a randomized record's breaks no redraw got wrong, counted; the record's thread count, singular or plural
+    assert Verdict(1200, confirmed=29, not_reverified=[3, 5]).summary() == (
+        "1,200 examples: 29 breaks confirmed, 2 not re-verified, 0 failed")
+    assert [Verdict(10, threads=(used, 4)).summary() for used in (1, 2)] == [
+        "10 examples (on the record's 1 CPU thread, not this process's 4): 0 breaks confirmed, 0 failed",
+        "10 examples (on the record's 2 CPU threads, not this process's 4): 0 breaks confirmed, 0 failed"]
 
 
 def test_the_data_folder_given_is_the_one_read(record_file, linear_submission, tmp_path):
