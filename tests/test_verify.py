@@ -700,6 +700,19 @@ def test_a_fresh_replay_seed_is_a_31_bit_number_nobody_can_guess():
     assert all(0 <= seed < 2**31 for seed in seeds) and max(seeds) >= 2**30 and len(set(seeds)) == 64, seeds
 
 
+def test_a_model_named_with_model_is_looked_up_in_the_submissions_folder_given(record_file, linear_submission,
+                                                                             tmp_path, capsys):
+    """``--model NAME --submissions-dir DIR``: NAME is DIR's submission, not the repository's (which has no such model)."""
+    folder = tmp_path / "elsewhere" / "fashion-mnist" / "fmnist-linear"
+    folder.mkdir(parents=True)
+    for file in linear_submission.parent.iterdir():
+        (folder / file.name).write_bytes(file.read_bytes())
+    code = main(["verify", str(record_file), "--model", "fmnist-linear", "--submissions-dir", str(tmp_path / "elsewhere"),
+                 "--device", "cpu"])
+    output = capsys.readouterr()
+    assert code == 0 and "60 examples: 32 breaks confirmed, 0 failed" in output.out, output
+
+
 def test_verify_over_many_records_reports_each_and_goes_on(record_file, linear_submission, tmp_path, capsys):
     elsewhere = tmp_path / "elsewhere" / record_file.name
     elsewhere.parent.mkdir()
