@@ -795,6 +795,28 @@ def test_a_record_naming_no_usable_thread_count_cannot_be_checked(record_file, l
     assert _verify_with(forged, linear_submission, capsys, "--threads", "1")[0] == 0
 
 
+def test_a_gpu_record_is_verified_on_the_threads_as_set(record_file, linear_submission, capsys, one_thread_process):
+    """A record made on a GPU names no CPU thread count: verify runs on the process's threads and says nothing of it."""
+    forged = _forge(record_file, lambda data: data["config"].update(device="cuda (NVIDIA H100 80GB HBM3)"))
+    code, output = _verify(forged, linear_submission, capsys)
+    assert code == 0 and "60 examples: 32 breaks confirmed, 0 failed" in output, output
+
+
+def test_the_largest_thread_count_a_record_may_name_is_4096(record_file):
+    """1 to 4096 threads (``robbench.threads.MAX_THREADS``, the bound --threads has): 4096 is used, 4097 refused."""
+    from robbench.errors import RobbenchError
+    from robbench.verify import _record_threads
+
+    record = read_record(record_file)
+
+    def named(threads):
+        return record.model_copy(update={"config": record.config.model_copy(update={"device": f"cpu ({threads} threads)"})})
+
+    assert _record_threads(named(4096), torch.device("cpu"), None) == 4096
+    with pytest.raises(RobbenchError, match=r"the record names 4097 CPU threads .*pass --threads N \(1 to 4096\)"):
+        _record_threads(named(4097), torch.device("cpu"), None)
+
+
 @pytest.mark.slow
 def test_a_committed_one_thread_record_passes_verify_in_a_two_thread_process(tmp_path):
     """The committed Wong-Kolter record was made on one thread; on two, its saved example at test index 784 (a
