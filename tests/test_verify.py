@@ -685,9 +685,10 @@ def test_a_replay_rebuilds_the_attacks_on_the_verifiers_device(apgd_record, line
 
 def test_verify_record_picks_the_replay_seed_when_given_none(record_file, linear_submission):
     """The Python API without ``replay_seed``: the verifier picks one and the verdict names it (the command line
-    picks its own and prints it)."""
+    picks its own and prints it). Whether the two survivors hold under that seed's attack is left open: a fresh
+    seed may break a borderline one (then the verdict fails, as it should)."""
     verdict = verify_record(record_file, linear_submission, device="cpu", replay=2)
-    assert verdict.ok and verdict.replayed == 2, verdict.summary()
+    assert verdict.replayed == 2, verdict.summary()
     assert isinstance(verdict.replay_seed, int) and 0 <= verdict.replay_seed < 2**31, verdict.replay_seed
 
 
