@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from robbench.config import Reported, TrainingCost
 from robbench.leaderboard.cells import (
-    Board, Link, below_hover, below_text, board_row, count, examples_text, gap, hub_link, model_facts, model_marks,
+    Board, Link, attacks_text, below_hover, below_text, board_row, breaks_text, count, examples_text, flags_text, gap,
+    hub_link,
+    model_facts, model_marks,
     p_text, paper_link, rank_text, reported_facts, reported_gap_text, reported_hover, reported_p_hover,
     reported_sentence, reported_text, run_row, safe_url, shared_subset_text, training_cost_text, with_interval,
 )
@@ -37,11 +39,18 @@ def test_the_gap_is_in_points_of_the_rounded_percentages():
     assert gap(0.9, 0.5) == "40.00"
     assert gap(0.12345, 0.12345) == "0.00"
     assert gap(0.5, 0.75) == "-25.00"
+    # 2 of 13 robust reads 15.38 (15.3846...), so the gap to 100.00 reads 84.62; rounding the robust
+    # percentage to three places first (15.385) would print 84.61
+    assert gap(1.0, 2 / 13) == "84.62"
 
 
 def test_counts_read_with_three_significant_digits():
     assert [count(n) for n in (850, 999, 1_000, 431_000, 999_000, 999_999, 11_173_962, 2_500_000_000)] == [
         "850", "999", "1K", "431K", "999K", "1M", "11.2M", "2.5B"]
+    # off a rounding boundary by one unit: 1,235,001 / 10^6 = 1.235001 reads 1.24 (three significant digits)
+    assert [count(n) for n in (1_235_001, 1_235_000_001)] == ["1.24M", "1.24B"]
+    # 999,500 is the first count whose thousands (999.5) round to 1,000 at three digits: it reads 1M, 999,499 999K
+    assert [count(n) for n in (999_499, 999_500)] == ["999K", "1M"]
 
 
 def test_examples_say_which_part_of_the_test_set():
@@ -56,6 +65,7 @@ def test_training_cost_reads_in_minutes_then_hours():
     assert training_cost_text(cost) == "3 × 60K · 5.0 min · cpu"
     assert training_cost_text(cost.model_copy(update={"total_seconds": 119.9 * 60})) == "3 × 60K · 119.9 min · cpu"
     assert training_cost_text(cost.model_copy(update={"total_seconds": 7200.0})) == "3 × 60K · 2.0 h · cpu"
+    assert training_cost_text(cost.model_copy(update={"total_seconds": 36_000.0})) == "3 × 60K · 10.0 h · cpu"
     assert training_cost_text(None) == "—"
 
 
@@ -122,6 +132,9 @@ def test_hub_and_paper_links():
     hub = make_record("m", status="+", stop=1, repo="org/m", revision="0123456789abcdef" * 2 + "01234567")
     assert hub_link(hub) == Link("org/m@0123456", "https://huggingface.co/org/m/tree/" + "0123456789abcdef" * 2 + "01234567")
     assert hub_link(make_record("m", status="+", stop=1)) == Link("—", None)
+    # a link names an exact commit: a repository without its revision, or a revision without its repository, names none
+    assert hub_link(make_record("m", status="+", stop=1, repo="org/m")) == Link("—", None)
+    assert hub_link(make_record("m", status="+", stop=1, revision="0" * 40)) == Link("—", None)
     assert paper_link(_entry("+", stop=1, paper="https://example.org/p")) == Link("m", "https://example.org/p")
     assert paper_link(_entry("+", stop=1, paper="javascript:x")) == Link("m", None)
 
@@ -170,6 +183,23 @@ def test_a_run_row_links_its_record_and_examples():
     }
 
 
+def test_a_run_row_with_saved_examples_links_them_and_gives_its_time_in_minutes():
+    from robbench.results import AdversarialExamples
+
+    # 1,234 broken of 2,000 ("0": broken by the first attack), each broken one saved; 3,660 s = 61.0 min
+    record = make_record("m", status="0" * 1234 + "+" * 766, stop=2000)
+    saved = AdversarialExamples(file="run.adv.npz", sha256="a" * 64, count=1234)
+    record = record.model_copy(update={"adversarial_examples": saved, "wall_time_s": 3660.0})
+    row = run_row(Link("board", "b.md"), record, ("r.json", "run.adv.npz"))
+    assert row["adversarial examples (.npz)"] == Link("1,234", "run.adv.npz", local=True)
+    assert row["wall time"] == "61.0 min"
+    assert row["robust % (this run)"] == "38.30"  # 766 / 2,000
+    # no URL for the examples (an empty one is none): their count as plain text
+    for url in (None, ""):
+        assert run_row(Link("board", "b.md"), record, ("r.json", url))["adversarial examples (.npz)"] == Link(
+            "1,234", None, local=True)
+
+
 def test_model_facts_come_from_the_records_metadata():
     first = _with_metadata(make_record("m", status="+", stop=1, timestamp="2024-01-01T00:00:00+00:00",
                                        paper="https://example.org/p"), authors="A. B.", venue="ICLR", caveats="old")
@@ -215,3 +245,46 @@ def test_a_flag_says_how_many_escalations_in_how_many_rounds_and_what_they_did()
     assert flag_text(entry, "masked-gradients") == (
         "masked-gradients: 2 escalations in 2 rounds, best-known 50.00 → 20.00 % (p < 0.001)")
     assert flag_text(entry, "other-flag") == "other-flag"  # no escalation for it: the code alone
+
+
+def test_an_entry_of_two_runs_lists_each_runs_attacks_and_every_attacks_breaks():
+    # status codes (robbench.evidence): "+" survived, "-" wrong clean, a digit: broken by that stage.
+    # board run "+01-": pgd breaks index 1 (robust 2/4 = 50 %), autoattack index 2 (1/4 = 25 %);
+    # a later square run "0++-" breaks index 0, which both attacks left: best-known 0 of 4
+    board = make_record("m", status="+01-", timestamp="2024-01-01T00:00:00+00:00")
+    square = make_record("m", status="0++-", attacks=("square",), seed=1, timestamp="2024-01-02T00:00:00+00:00")
+    (entry,), problems = board_entries([board, square])
+    assert problems == [] and entry.robust_accuracy == 0.0
+    assert attacks_text(entry) == "pgd 50.00 → autoattack 25.00; square 50.00"  # square's own run: 2 of 4 left
+    assert breaks_text(entry) == "pgd 1, autoattack 1, square 1"
+
+
+def test_a_reported_attack_loses_only_its_trailing_full_stops():
+    reported = Reported(threat_model="linf", eps=0.1, robust_accuracy=0.5, attack="PGD-20, Appendix X.",
+                        source="https://example.org/paper", where="Table IX")
+    entry = combine([_with_metadata(make_record("m", status="+0", stop=2), reported=[reported])])
+    # 1 of 2 robust against a published 50 %: P(Binomial(2, 0.5) <= 1) = 3/4 (the one-sided exact sum)
+    assert reported_sentence(entry) == (
+        "50.00 % robust reported (Table IX), measured with: PGD-20, Appendix X; robbench's best-known 50.00 % on 2 "
+        "examples is not significantly below it (one-sided exact binomial test, p = 0.75)")
+
+
+def test_hub_commits_are_sorted_by_their_text_and_a_paper_only_shown_when_given():
+    # six repositories, newest record first, so neither the records' order nor a set's is the sorted one
+    revision = "0123456" + "0" * 33
+    records = [make_record("m", status="+", stop=1, timestamp=f"2024-01-0{9 - i}T00:00:00+00:00", repo=f"org/{name}",
+                           revision=revision) for i, name in enumerate("fedcba")]
+    facts = dict(model_facts(records))
+    assert [link.text for link in facts["hub commit"]] == [f"org/{name}@0123456" for name in "abcdef"]
+    assert "paper of the training method" not in facts  # no record names a paper
+
+
+def test_the_flags_cell_lists_reasons_to_doubt_then_departures():
+    from robbench.results import Flag
+
+    record = make_record("m", status="+0", stop=2)
+    flags = [Flag(code="non-standard-attacks", message="x"), Flag(code="masked-gradients", message="y"),
+             Flag(code="non-standard-seed", message="z")]
+    entry = combine([record.model_copy(update={"flags": flags})])
+    # reliability flags sorted, then the board run's departures in its order (robbench.flags.BOARD_DEPARTURES)
+    assert flags_text(entry) == "masked-gradients; non-standard-attacks; non-standard-seed"

@@ -286,6 +286,12 @@ def test_the_summary_says_what_was_confirmed_replayed_written_and_noted():
     )
     assert Verdict(10, confirmed=4, replayed=1200).summary() == "10 examples: 4 breaks confirmed, 1,200 re-run as recorded, 0 failed"
     assert Verdict(10, replayed=3, replay_seed=0).summary() == "10 examples: 0 breaks confirmed, 3 replayed (--replay-seed 0), 0 failed"
+    # a randomized record's breaks no redraw got wrong, counted; the record's thread count, singular or plural
+    assert Verdict(1200, confirmed=29, not_reverified=[3, 5]).summary() == (
+        "1,200 examples: 29 breaks confirmed, 2 not re-verified, 0 failed")
+    assert [Verdict(10, threads=(used, 4)).summary() for used in (1, 2)] == [
+        "10 examples (on the record's 1 CPU thread, not this process's 4): 0 breaks confirmed, 0 failed",
+        "10 examples (on the record's 2 CPU threads, not this process's 4): 0 breaks confirmed, 0 failed"]
 
 
 def test_the_data_folder_given_is_the_one_read(record_file, linear_submission, tmp_path):
@@ -570,16 +576,7 @@ def test_replayed_survivors_that_break_fail_and_become_a_new_run(record_file, li
     of every survivor, and the board's best-known accuracy counts them."""
     from robbench.leaderboard.entries import combine
 
-    index, x_adv = decode(adversarial_path(record_file), (1, 28, 28))
-    hidden = index[:2]
-
-    def hide(data):
-        status = list(data["evidence"]["status"])
-        for i in hidden:
-            status[i] = "+"
-        data["evidence"]["status"] = "".join(status)
-
-    forged = _forge(record_file, hide, (index[2:], x_adv[2:]))
+    forged, hidden = _hide_two_breaks(record_file)
     survivors = read_record(forged).evidence.status.count("+")
     store = tmp_path / "store"
     code, output = _verify_with(forged, linear_submission, capsys, "--replay", "100", "--replay-seed", "7",
@@ -597,12 +594,124 @@ def test_replayed_survivors_that_break_fail_and_become_a_new_run(record_file, li
     assert code == 0, output  # the new run is itself a verifiable record
 
 
+def _hide_two_breaks(record_file: Path) -> tuple[Path, np.ndarray]:
+    """A consistent forgery: two broken examples restated as survivors, their saved examples dropped."""
+    index, x_adv = decode(adversarial_path(record_file), (1, 28, 28))
+    hidden = index[:2]
+
+    def hide(data):
+        status = list(data["evidence"]["status"])
+        for i in hidden:
+            status[i] = "+"
+        data["evidence"]["status"] = "".join(status)
+
+    return _forge(record_file, hide, (index[2:], x_adv[2:])), hidden
+
+
+def test_breaks_a_replay_finds_need_somewhere_to_be_written(record_file, linear_submission, capsys):
+    """A record outside any results folder, replayed without --results-dir: the breaks fail it, and the verdict
+    says they were not recorded (nothing is written beside it)."""
+    forged, hidden = _hide_two_breaks(record_file)
+    before = sorted(record_file.parent.rglob("*"))
+    code, output = _verify_with(forged, linear_submission, capsys, "--replay", "100", "--replay-seed", "7")
+    assert code == 1, output
+    assert ("failed: the breaks the replay found are not recorded: pass --results-dir to write them as a new run"
+            in output)
+    assert f"failed: test index {hidden[0]}: the record counts it robust; the replay (seed 7) breaks it" in output
+    assert "the breaks found are a new run" not in output and sorted(record_file.parent.rglob("*")) == before
+
+
+def test_breaks_a_replay_finds_go_into_the_results_folder_the_record_lies_in(record_file, linear_submission, tmp_path,
+                                                                          capsys):
+    """Without --results-dir, the new run goes into ``<folder>/<dataset>/<threat>/<name>/`` beside the record."""
+    from robbench.store import run_folder
+
+    forged, _ = _hide_two_breaks(record_file)
+    record = read_record(forged)
+    folder = tmp_path / "results" / run_folder(record.dataset, record.threat_model, record.name)
+    folder.mkdir(parents=True)
+    placed = folder / forged.name
+    forged.rename(placed)
+    adversarial_path(forged).rename(adversarial_path(placed))
+    code, output = _verify_with(placed, linear_submission, capsys, "--replay", "100", "--replay-seed", "7")
+    assert code == 1, output
+    (run_file,) = set(folder.glob("*.json")) - {placed}
+    assert f"the breaks found are a new run: {run_file}" in output
+    assert "are not recorded" not in output
+
+
+def test_a_record_that_fails_its_consistency_checks_is_not_replayed(record_file, linear_submission, capsys):
+    def push(index, x_adv):  # the first saved example moved outside the ball: a consistency failure
+        x_adv = x_adv.copy()
+        x = _clean_images(60)[index[0]]
+        x_adv[0] = np.clip(x + 0.2 * np.sign(x_adv[0] - x + 1e-9), 0, 1).astype(np.float32)
+        return index, x_adv
+
+    _rewrite(record_file, push)
+    code, output = _verify_with(record_file, linear_submission, capsys, "--replay", "3", "--replay-seed", "11")
+    assert code == 1, output
+    assert "60 examples: 31 breaks confirmed, 2 failed; first: replay skipped: the consistency checks failed" in output
+    assert "replayed" not in output
+
+
 def test_the_replay_seed_chooses_the_examples_and_is_printed(record_file, linear_submission, capsys):
     first = _verify_with(record_file, linear_submission, capsys, "--replay", "3", "--replay-seed", "11")
     again = _verify_with(record_file, linear_submission, capsys, "--replay", "3", "--replay-seed", "11")
     assert first[0] == again[0] == 0 and "3 replayed (--replay-seed 11)" in first[1]
     fresh = _verify_with(record_file, linear_submission, capsys, "--replay", "3")
     assert re.search(r"replay seed (\d+) \(repeat with --replay-seed \1\)", fresh[1]), fresh[1]
+
+
+@pytest.fixture(scope="module")
+def apgd_record(linear_submission, tmp_path_factory) -> Path:
+    """A record of APGD, an attack built on the device the replay passes it (as ``str(device)``), on 10 examples."""
+    results = tmp_path_factory.mktemp("apgd")
+    args = [*ARGS[:4], "--attacks", "apgd", "--n-examples", "10", "--device", "cpu"]
+    assert main(["evaluate", str(linear_submission), *args, "--results-dir", str(results)]) == 0
+    (path,) = results.rglob("*.json")
+    return path
+
+
+def test_a_replay_rebuilds_the_attacks_on_the_verifiers_device(apgd_record, linear_submission, capsys):
+    """Both replays of an APGD record run on the device verify was given (an attack on no device cannot be built)."""
+    breaks = read_record(apgd_record).evidence.status.count("0")
+    survivors = read_record(apgd_record).evidence.status.count("+")
+    assert survivors >= 2, survivors
+    code, output = _verify_with(apgd_record, linear_submission, capsys, "--replay", "all")
+    assert code == 0 and f"10 examples: {breaks} breaks confirmed, 10 re-run as recorded, 0 failed" in output, output
+    code, output = _verify_with(apgd_record, linear_submission, capsys, "--replay", "2", "--replay-seed", "3")
+    assert code == 0 and f"{breaks} breaks confirmed, 2 replayed (--replay-seed 3), 0 failed" in output, output
+
+
+def test_verify_record_picks_the_replay_seed_when_given_none(record_file, linear_submission):
+    """The Python API without ``replay_seed``: the verifier picks one and the verdict names it (the command line
+    picks its own and prints it). Whether the two survivors hold under that seed's attack is left open: a fresh
+    seed may break a borderline one (then the verdict fails, as it should)."""
+    verdict = verify_record(record_file, linear_submission, device="cpu", replay=2)
+    assert verdict.replayed == 2, verdict.summary()
+    assert isinstance(verdict.replay_seed, int) and 0 <= verdict.replay_seed < 2**31, verdict.replay_seed
+
+
+def test_a_fresh_replay_seed_is_a_31_bit_number_nobody_can_guess():
+    """31 bits, like every seed ``derive_seed`` makes; over 64 draws, one of them at least 2**30 (each draw is
+    below it with probability 1/2: all 64 with 2**-64) and no two the same."""
+    from robbench.verify import new_replay_seed
+
+    seeds = [new_replay_seed() for _ in range(64)]
+    assert all(0 <= seed < 2**31 for seed in seeds) and max(seeds) >= 2**30 and len(set(seeds)) == 64, seeds
+
+
+def test_a_model_named_with_model_is_looked_up_in_the_submissions_folder_given(record_file, linear_submission,
+                                                                             tmp_path, capsys):
+    """``--model NAME --submissions-dir DIR``: NAME is DIR's submission, not the repository's (which has no such model)."""
+    folder = tmp_path / "elsewhere" / "fashion-mnist" / "fmnist-linear"
+    folder.mkdir(parents=True)
+    for file in linear_submission.parent.iterdir():
+        (folder / file.name).write_bytes(file.read_bytes())
+    code = main(["verify", str(record_file), "--model", "fmnist-linear", "--submissions-dir", str(tmp_path / "elsewhere"),
+                 "--device", "cpu"])
+    output = capsys.readouterr()
+    assert code == 0 and "60 examples: 32 breaks confirmed, 0 failed" in output.out, output
 
 
 def test_verify_over_many_records_reports_each_and_goes_on(record_file, linear_submission, tmp_path, capsys):
@@ -685,6 +794,28 @@ def test_a_record_naming_no_usable_thread_count_cannot_be_checked(record_file, l
     code, output = _verify(forged, linear_submission, capsys)
     assert code == 2 and "the record names 0 CPU threads (config.device 'cpu (0 threads)'); pass --threads N (1 to 4096)" in output
     assert _verify_with(forged, linear_submission, capsys, "--threads", "1")[0] == 0
+
+
+def test_a_gpu_record_is_verified_on_the_threads_as_set(record_file, linear_submission, capsys, one_thread_process):
+    """A record made on a GPU names no CPU thread count: verify runs on the process's threads and says nothing of it."""
+    forged = _forge(record_file, lambda data: data["config"].update(device="cuda (NVIDIA H100 80GB HBM3)"))
+    code, output = _verify(forged, linear_submission, capsys)
+    assert code == 0 and "60 examples: 32 breaks confirmed, 0 failed" in output, output
+
+
+def test_the_largest_thread_count_a_record_may_name_is_4096(record_file):
+    """1 to 4096 threads (``robbench.threads.MAX_THREADS``, the bound --threads has): 4096 is used, 4097 refused."""
+    from robbench.errors import RobbenchError
+    from robbench.verify import _record_threads
+
+    record = read_record(record_file)
+
+    def named(threads):
+        return record.model_copy(update={"config": record.config.model_copy(update={"device": f"cpu ({threads} threads)"})})
+
+    assert _record_threads(named(4096), torch.device("cpu"), None) == 4096
+    with pytest.raises(RobbenchError, match=r"the record names 4097 CPU threads .*pass --threads N \(1 to 4096\)"):
+        _record_threads(named(4097), torch.device("cpu"), None)
 
 
 @pytest.mark.slow
