@@ -11,7 +11,7 @@ from robbench.config import Reported, TrainingCost
 from robbench.leaderboard.cells import (
     Board, Link, attacks_text, below_hover, below_text, board_row, breaks_text, count, examples_text, flags_text, gap,
     hub_link,
-    model_facts, model_marks,
+    model_facts, model_marks, run_attacks_text,
     p_text, paper_link, rank_text, reported_facts, reported_gap_text, reported_hover, reported_p_hover,
     reported_sentence, reported_text, run_row, safe_url, shared_subset_text, training_cost_text, with_interval,
 )
@@ -288,3 +288,17 @@ def test_the_flags_cell_lists_reasons_to_doubt_then_departures():
     entry = combine([record.model_copy(update={"flags": flags})])
     # reliability flags sorted, then the board run's departures in its order (robbench.flags.BOARD_DEPARTURES)
     assert flags_text(entry) == "masked-gradients; non-standard-attacks; non-standard-seed"
+
+
+def test_an_attack_of_one_stage_that_refines_its_name_goes_by_the_stage():
+    """Two escalation runs of ``apgd`` (CE with restarts, targeted DLR) read apgd-ce and apgd-t, not apgd twice;
+    an attack whose one stage does not refine its name keeps its own (autoattack here runs apgd-ce only)."""
+    board = make_record("m", status="+01-")
+    ce = make_record("m", status="0++-", attacks=("apgd",), seed=1)
+    targeted = make_record("m", status="+0+-", attacks=("apgd",), seed=2)
+    stage = lambda record, name: record.model_copy(update={"attacks": [  # noqa: E731
+        a.model_copy(update={"stages": [s.model_copy(update={"name": name}) for s in a.stages]}) for a in record.attacks]})
+    assert run_attacks_text(stage(ce, "apgd-ce")) == "apgd-ce 50.00"
+    assert run_attacks_text(stage(targeted, "apgd-t")) == "apgd-t 50.00"
+    assert run_attacks_text(stage(ce, "apgdx")) == "apgd 50.00"  # not a refinement: a prefix without the dash
+    assert run_attacks_text(board) == "pgd 50.00 → autoattack 25.00"

@@ -15,6 +15,7 @@ from typing import Callable, Iterable
 
 from ..config import TrainingCost
 from ..formats import percent
+from ..evidence import AttackResult
 from ..results import EvalRecord, Examples
 from .entries import Entry
 
@@ -68,7 +69,14 @@ def training_cost_text(cost: TrainingCost | None) -> str:
 
 
 def run_attacks_text(run: EvalRecord) -> str:
-    return " → ".join(f"{a.name} {percent(a.accuracy)}" for a in run.attacks)
+    """``pgd 74.10 → autoattack 72.50``: each attack's name, or the name of its one stage where that refines it
+    (``apgd-ce``, ``apgd-t``: two escalation runs of ``apgd`` with other losses stay apart)."""
+    return " → ".join(f"{_attack_label(a)} {percent(a.accuracy)}" for a in run.attacks)
+
+
+def _attack_label(attack: AttackResult) -> str:
+    only = attack.stages[0].name if len(attack.stages) == 1 else ""
+    return only if only.startswith(f"{attack.name}-") else attack.name
 
 
 def attacks_text(entry: Entry) -> str:
