@@ -301,4 +301,8 @@ def test_an_attack_of_one_stage_that_refines_its_name_goes_by_the_stage():
     assert run_attacks_text(stage(ce, "apgd-ce")) == "apgd-ce 50.00"
     assert run_attacks_text(stage(targeted, "apgd-t")) == "apgd-t 50.00"
     assert run_attacks_text(stage(ce, "apgdx")) == "apgd 50.00"  # not a refinement: a prefix without the dash
+    two_stages = ce.model_copy(update={"attacks": [a.model_copy(update={"stages": [
+        a.stages[0].model_copy(update={"name": "apgd-ce"}), a.stages[0].model_copy(update={"name": "apgd-t"})]})
+        for a in ce.attacks]})
+    assert run_attacks_text(two_stages) == "apgd 50.00"  # two stages: the attack's own name, not its first stage's
     assert run_attacks_text(board) == "pgd 50.00 → autoattack 25.00"
