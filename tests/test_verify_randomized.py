@@ -70,7 +70,6 @@ def _copy(record_file: Path, folder: Path, edit) -> Path:
     return copy
 
 
-@pytest.mark.slow
 def test_an_honest_k_draw_record_of_a_randomized_model_passes_verify(honest):
     submission, record_file = honest
     record = read_record(record_file)
@@ -89,7 +88,6 @@ def _failures(verdict) -> list[str]:
     return [failure.message for failure in verdict.failures]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("field", ["config", "reverification"])
 def test_an_edited_number_of_draws_fails_naming_the_field(honest, tmp_path, field):
     """K edited in the configuration (or in the reverification): the two no longer agree."""
@@ -104,7 +102,6 @@ def test_an_edited_number_of_draws_fails_naming_the_field(honest, tmp_path, fiel
             "prediction") in _failures(verdict)
 
 
-@pytest.mark.slow
 def test_an_edited_reverification_rate_fails_naming_the_field(honest, tmp_path):
     """The rate (with its count, so the record still reads) claimed far from what the saved breaks give."""
     submission, record_file = honest
@@ -126,14 +123,12 @@ def test_an_edited_reverification_rate_fails_naming_the_field(honest, tmp_path):
                for m in _failures(verify_record(_copy(record_file, tmp_path / "second", inconsistent), submission)))
 
 
-@pytest.mark.slow
 def test_a_randomized_record_without_its_reverification_fails(honest, tmp_path):
     submission, record_file = honest
     verdict = verify_record(_copy(record_file, tmp_path, lambda data: data.pop("reverification")), submission)
     assert any(m.startswith("reverification: the record has none") for m in _failures(verdict))
 
 
-@pytest.mark.slow
 def test_a_break_that_does_not_re_verify_under_k_draws_is_reported(honest, tmp_path):
     """One saved break replaced by its clean image (which the averaged prediction gets right), the file's digest
     updated: by a single pass the record would merely look lucky; its K-pass redraws never get it wrong."""
