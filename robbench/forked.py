@@ -20,6 +20,11 @@ Result = TypeVar("Result")
 _work: "Callable[[int], object] | None" = None
 
 
+def batched(items: Sequence[Item], size: int) -> list[Sequence[Item]]:
+    """``items`` in consecutive slices of ``size`` (the last may be shorter): the tasks of a ``map_forked``."""
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
 def _run(index: int) -> object:
     assert _work is not None, "a forked worker runs only inside map_forked"
     return _work(index)

@@ -35,7 +35,7 @@ from pydantic import ValidationError
 
 from .atomic_files import atomic_write_text, make_dirs, write_files
 from .errors import RobbenchError, describe_validation_error
-from .forked import map_forked
+from .forked import batched, map_forked
 from .ownership import Claim, Ledger
 from .results import EvalRecord, RunConfig
 from .threat_models import ThreatModel
@@ -282,9 +282,8 @@ def _read_records(paths: list[Path]) -> "list[EvalRecord | str]":
                 read.append(str(exc))
         return read
 
-    batches = [paths[start:start + READ_BATCH] for start in range(0, len(paths), READ_BATCH)]
     jobs = None if len(paths) >= PARALLEL_READ_FROM else 1
-    return [item for batch in map_forked(read_batch, batches, jobs) for item in batch]
+    return [item for batch in map_forked(read_batch, batched(paths, READ_BATCH), jobs) for item in batch]
 
 
 @dataclass

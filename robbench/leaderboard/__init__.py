@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence, Union
 
 from ..errors import RobbenchError, quoted
-from ..forked import map_forked
+from ..forked import batched, map_forked
 from ..atomic_files import write_files
 from ..results import EvalRecord
 from ..store import read_snapshot, relative_record_path
@@ -160,8 +160,7 @@ def render_all(results: Folders, out_dir: Path | None = None,
     if jobs is None and len(placed) < PARALLEL_FROM_MODELS:
         jobs = 1
     names = sorted(placed)
-    batches = [names[start:start + MODELS_PER_TASK] for start in range(0, len(names), MODELS_PER_TASK)]
-    tasks = [(board_files, key) for key in store.boards] + [(model_files, batch) for batch in batches]
+    tasks = [(board_files, key) for key in store.boards] + [(model_files, batch) for batch in batched(names, MODELS_PER_TASK)]
     rendered = map_forked(lambda task: task[0](task[1]), tasks, jobs)  # the boards first: the longest tasks
     files: dict[str, bytes] = {}
     for part, _ in rendered:
