@@ -604,6 +604,7 @@ def test_the_hub_copy_of_locally_evaluated_weights_is_the_same_owner(hub, publis
     assert "| pgd {0:.2f}; pgd {0:.2f} |".format(100 * local["robust_accuracy"]) in rows[1]
 
 
+@pytest.mark.slow
 def test_a_folder_downloads_concurrently_and_one_tampered_file_fails_the_fetch(hub, tmp_path):
     """fetch_folder's threads bring every listed file, each checked; a file served with other bytes is refused."""
     files = {f"results/board/run-{index:02d}.json": json.dumps({"run": index}).encode() for index in range(40)}
